@@ -1,0 +1,194 @@
+//! Per-shard counters and gauges, named exactly as EMQ X v3.1 names them.
+//!
+//! Owns: the metric set (`Metrics`, monotonic counters) and the stat set (`Stats`, gauges).
+//! Each shard owns one `Metrics` and writes it alone (plain `u64`s, no atomics: a shard is
+//! one thread). The management thread gets copies through `Collect` and adds them up with
+//! [`Metrics::merge`]. How each counter counts is `../shared/emqx-v3-behaviour.md` section 5.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! metric_set {
+    ($(#[$meta:meta])* $name:ident { $($field:ident => $key:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct $name {
+            $(#[doc = $key] pub $field: u64,)*
+        }
+
+        impl $name {
+            /// Every entry as `(EMQ X name, value)`, in declaration order.
+            pub fn entries(&self) -> Vec<(&'static str, u64)> {
+                vec![$(($key, self.$field),)*]
+            }
+
+            /// The EMQ X names, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($key,)*];
+
+            /// Adds `other` into `self`, field by field.
+            pub fn merge(&mut self, other: &$name) {
+                $(self.$field += other.$field;)*
+            }
+        }
+    };
+}
+
+metric_set! {
+    /// Monotonic counters since start (EMQ X `emqx_metrics`, 3.1 names).
+    Metrics {
+        bytes_received => "bytes/received",
+        bytes_sent => "bytes/sent",
+        packets_received => "packets/received",
+        packets_sent => "packets/sent",
+        packets_connect => "packets/connect",
+        packets_connack => "packets/connack",
+        packets_publish_received => "packets/publish/received",
+        packets_publish_sent => "packets/publish/sent",
+        packets_puback_received => "packets/puback/received",
+        packets_puback_sent => "packets/puback/sent",
+        packets_puback_missed => "packets/puback/missed",
+        packets_pubrec_received => "packets/pubrec/received",
+        packets_pubrec_sent => "packets/pubrec/sent",
+        packets_pubrec_missed => "packets/pubrec/missed",
+        packets_pubrel_received => "packets/pubrel/received",
+        packets_pubrel_sent => "packets/pubrel/sent",
+        packets_pubrel_missed => "packets/pubrel/missed",
+        packets_pubcomp_received => "packets/pubcomp/received",
+        packets_pubcomp_sent => "packets/pubcomp/sent",
+        packets_pubcomp_missed => "packets/pubcomp/missed",
+        packets_subscribe => "packets/subscribe",
+        packets_suback => "packets/suback",
+        packets_unsubscribe => "packets/unsubscribe",
+        packets_unsuback => "packets/unsuback",
+        packets_pingreq => "packets/pingreq",
+        packets_pingresp => "packets/pingresp",
+        packets_disconnect_received => "packets/disconnect/received",
+        packets_disconnect_sent => "packets/disconnect/sent",
+        packets_auth => "packets/auth",
+        messages_received => "messages/received",
+        messages_sent => "messages/sent",
+        messages_qos0_received => "messages/qos0/received",
+        messages_qos0_sent => "messages/qos0/sent",
+        messages_qos1_received => "messages/qos1/received",
+        messages_qos1_sent => "messages/qos1/sent",
+        messages_qos2_received => "messages/qos2/received",
+        messages_qos2_sent => "messages/qos2/sent",
+        messages_qos2_dropped => "messages/qos2/dropped",
+        messages_qos2_expired => "messages/qos2/expired",
+        messages_dropped => "messages/dropped",
+        messages_expired => "messages/expired",
+        messages_forward => "messages/forward",
+        messages_retained => "messages/retained",
+    }
+}
+
+metric_set! {
+    /// Gauges of one shard right now (EMQ X `emqx_stats` `*/count`). The `*/max`
+    /// high-water marks are kept by whoever samples them (see [`StatsWithMax`]).
+    Stats {
+        connections => "connections",
+        sessions => "sessions",
+        sessions_persistent => "sessions/persistent",
+        topics => "topics",
+        routes => "routes",
+        subscribers => "subscribers",
+        subscriptions => "subscriptions",
+        subscriptions_shared => "subscriptions/shared",
+        suboptions => "suboptions",
+        retained => "retained",
+    }
+}
+
+/// Stats with their high-water marks, as EMQ X reports them (`x/count`, `x/max`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsWithMax {
+    /// Current values.
+    pub count: Stats,
+    /// Highest values seen by this sampler.
+    pub max: Stats,
+}
+
+impl StatsWithMax {
+    /// Records a new sample, raising the maxima.
+    pub fn observe(&mut self, now: Stats) {
+        self.count = now;
+        let cur = now.entries();
+        let mut max = self.max.entries();
+        for (m, c) in max.iter_mut().zip(cur.iter()) {
+            m.1 = m.1.max(c.1);
+        }
+        self.max = Stats::from_values(max.iter().map(|e| e.1));
+    }
+
+    /// `("connections/count", n), ("connections/max", m), ...` in EMQ X naming.
+    pub fn entries(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for ((name, c), (_, m)) in self.count.entries().into_iter().zip(self.max.entries()) {
+            out.push((format!("{name}/count"), c));
+            out.push((format!("{name}/max"), m));
+        }
+        out
+    }
+}
+
+impl Stats {
+    fn from_values(mut it: impl Iterator<Item = u64>) -> Stats {
+        let mut s = Stats::default();
+        for (name, _) in Stats::default().entries() {
+            let v = it.next().unwrap_or(0);
+            s.set(name, v);
+        }
+        s
+    }
+
+    fn set(&mut self, name: &str, v: u64) {
+        match name {
+            "connections" => self.connections = v,
+            "sessions" => self.sessions = v,
+            "sessions/persistent" => self.sessions_persistent = v,
+            "topics" => self.topics = v,
+            "routes" => self.routes = v,
+            "subscribers" => self.subscribers = v,
+            "subscriptions" => self.subscriptions = v,
+            "subscriptions/shared" => self.subscriptions_shared = v,
+            "suboptions" => self.suboptions = v,
+            "retained" => self.retained = v,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_the_43_of_emqx_3_1() {
+        assert_eq!(Metrics::NAMES.len(), 43);
+        let mut sorted = Metrics::NAMES.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 43, "names are unique");
+    }
+
+    #[test]
+    fn merge_adds_field_by_field() {
+        let mut a = Metrics { bytes_received: 3, packets_connect: 1, ..Default::default() };
+        let b = Metrics { bytes_received: 4, messages_sent: 2, ..Default::default() };
+        a.merge(&b);
+        assert_eq!(a.bytes_received, 7);
+        assert_eq!(a.packets_connect, 1);
+        assert_eq!(a.messages_sent, 2);
+    }
+
+    #[test]
+    fn stats_keep_high_water_marks() {
+        let mut s = StatsWithMax::default();
+        s.observe(Stats { connections: 5, retained: 1, ..Default::default() });
+        s.observe(Stats { connections: 2, retained: 3, ..Default::default() });
+        let e: std::collections::HashMap<_, _> = s.entries().into_iter().collect();
+        assert_eq!(e["connections/count"], 2);
+        assert_eq!(e["connections/max"], 5);
+        assert_eq!(e["retained/max"], 3);
+        assert_eq!(e.len(), 20);
+    }
+}
