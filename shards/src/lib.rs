@@ -1,1 +1,28 @@
-//! placeholder
+//! `shardmq-shards`: the per-core runtime of ShardMQ. It knows nothing of MQTT.
+//!
+//! Owns: starting one pinned glommio executor per configured core ([`runtime`]), the
+//! lock-free cross-shard mesh with its back-pressure rules ([`mesh`]), request/reply
+//! rendezvous between executors ([`reply`]), handing a live socket from one executor to
+//! another ([`handoff`]) and the start-up pre-flight checks ([`preflight`]).
+//! It re-exports the few runtime primitives the broker needs ([`rt`]) so that glommio
+//! appears in this crate's manifest only.
+//!
+//! Must never: block a thread (every wait is an `.await` on the executor), or await a
+//! peer's channel from the task that drains our own inbox (see [`mesh`]).
+
+pub mod handoff;
+pub mod mesh;
+pub mod preflight;
+pub mod reply;
+pub mod runtime;
+
+/// Index of a mesh member: shards are `0..shards`, the management executor is `shards`.
+pub type ShardId = usize;
+
+/// The runtime primitives the broker uses, re-exported so that only this crate names glommio.
+pub mod rt {
+    pub use glommio::channels::local_channel;
+    pub use glommio::net::{TcpListener, TcpStream};
+    pub use glommio::timer::{sleep, Timer};
+    pub use glommio::{executor, spawn_local, yield_if_needed, Task};
+}

@@ -1,0 +1,62 @@
+//! Starting executors: one glommio `LocalExecutor` per shard, pinned to its core, plus the
+//! management executor. Runs on the main thread only, at start-up and shutdown.
+//!
+//! Must never: share state between executors other than through [`crate::mesh`] and the
+//! [`ShutdownFlag`].
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+/// Memory registered with io_uring for storage I/O per executor. The broker does no
+/// storage I/O on executors, so the glommio default (10 MiB, counted against
+/// RLIMIT_MEMLOCK on old kernels) is wasted; glommio's floor is 64 KiB.
+const IO_MEMORY: usize = 256 * 1024;
+
+/// Spawns a glommio executor pinned to `core`, running the future that `make` builds on
+/// that thread. The thread ends when the future returns.
+pub fn spawn_pinned<G, F>(name: &str, core: usize, make: G) -> io::Result<JoinHandle<()>>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+        .name(name)
+        .io_memory(IO_MEMORY)
+        .spawn(make)
+        .map_err(|e| io::Error::other(format!("starting executor {name} on core {core}: {e}")))?;
+    // ExecutorJoinHandle wraps a std JoinHandle; turn it into one the caller can store.
+    Ok(std::thread::spawn(move || {
+        if let Err(e) = handle.join() {
+            tracing::error!("executor ended with an error: {e}");
+        }
+    }))
+}
+
+/// A process-wide "stop now" flag, set from the signal handler thread and polled by every
+/// executor's housekeeping tick.
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownFlag(Arc<AtomicBool>);
+
+impl ShutdownFlag {
+    /// A new, unset flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks everybody to stop.
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// True once stop was asked.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+    /// The shared atomic, for `signal_hook::flag::register`.
+    pub fn as_arc(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
