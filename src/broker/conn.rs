@@ -1,0 +1,257 @@
+//! Connections: the per-shard accept loop, the CONNECT handshake with hand-over to the
+//! client's home shard, and the task that drives one client connection.
+//!
+//! Owns: sockets. A connection task reads bytes, decodes packets with the pure codec,
+//! hands them to its shard, and writes whatever the shard queued on its `Link`, in one
+//! write per wake-up. Runs on the shard that owns the client (its home shard).
+//! Must never: interpret MQTT beyond framing and CONNECT (the session does that), hold a
+//! shard borrow across an await, or panic on anything a peer sends.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use crate::codec::{self, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion};
+use crate::home_shard;
+use crate::session::CloseReason;
+use shardmq_shards::handoff::SocketInTransit;
+use shardmq_shards::rt::{self, spawn_local, TcpListener, TcpStream};
+
+use super::link::Link;
+use super::msg::{Adopt, ShardMsg};
+use super::shard::{Refusal, Shard};
+
+/// Size of one read. A larger packet is assembled over several reads.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Accepts connections on this shard's `SO_REUSEPORT` listener until shutdown.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let shard = shard.clone();
+                spawn_local(async move { handshake(shard, stream).await }).detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, "accept failed: {e}");
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Reads the CONNECT, then serves the connection here or hands it to its home shard.
+async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(peer) = stream.peer_addr() else { return };
+    let mut buf = BytesMut::with_capacity(1024);
+    let idle = Duration::from_secs(shard.cfg.mqtt.idle_timeout.max(1));
+    let first = or_timeout(read_first_packet(&shard, &mut stream, &mut buf), idle).await;
+    let mut connect = match first {
+        Some(Ok(Packet::Connect(c))) => *c,
+        Some(Err(ConnectError::UnsupportedVersion)) => {
+            // CONNACK 0x01 "unacceptable protocol version" [MQTT-3.1.2-2].
+            let ack = Packet::ConnAck(ConnAck { session_present: false, code: 1, properties: Properties::default() });
+            let mut out = BytesMut::new();
+            if codec::encode(&ack, ProtocolVersion::V311, &mut out).is_ok() {
+                shard.metrics.borrow_mut().count_sent(&ack, out.len());
+                let _ = stream.write_all(&out).await;
+            }
+            return;
+        }
+        _ => return, // timeout, socket error, malformed, or a first packet other than CONNECT
+    };
+    shard.metrics.borrow_mut().count_received(&Packet::Connect(Box::new(Connect::default())));
+    if connect.client_id.is_empty() {
+        if !connect.clean_start {
+            // An empty id needs a clean session [MQTT-3.1.3-8]: CONNACK 0x02.
+            refuse(&shard, &mut stream, connect.protocol, Refusal::IdentifierRejected).await;
+            return;
+        }
+        connect.client_id = shard.assign_client_id();
+    }
+    let home = home_shard(&connect.client_id, shard.shards);
+    if home == shard.id {
+        serve(shard, stream, connect, buf, peer).await;
+        return;
+    }
+    match SocketInTransit::detach(stream) {
+        Ok(socket) => shard.mesh.send(home, ShardMsg::Adopt(Box::new(Adopt { socket, connect, rest: buf, peer }))),
+        Err(e) => tracing::warn!("handing a connection to shard {home} failed: {e}"),
+    }
+}
+
+enum ConnectError {
+    UnsupportedVersion,
+    Other,
+}
+
+async fn read_first_packet(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Packet, ConnectError> {
+    let max = shard.cfg.mqtt.max_packet_size;
+    loop {
+        match codec::decode(buf, ProtocolVersion::V311, max) {
+            Ok(Some(p)) => return Ok(p),
+            Ok(None) => {}
+            Err(DecodeError::UnsupportedProtocolVersion) => return Err(ConnectError::UnsupportedVersion),
+            Err(_) => return Err(ConnectError::Other),
+        }
+        let n = read_some(stream, buf).await.map_err(|_| ConnectError::Other)?;
+        if n == 0 {
+            return Err(ConnectError::Other);
+        }
+        shard.metrics.borrow_mut().bytes_received += n as u64;
+    }
+}
+
+async fn refuse(shard: &Shard, stream: &mut TcpStream, version: ProtocolVersion, why: Refusal) {
+    let code = match version {
+        ProtocolVersion::V5 => match why {
+            Refusal::IdentifierRejected => 0x85,
+            Refusal::ServerUnavailable => 0x88,
+            Refusal::BadCredentials => 0x86,
+            Refusal::NotAuthorized => 0x87,
+        },
+        _ => why as u8,
+    };
+    let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties: Properties::default() });
+    let mut out = BytesMut::new();
+    if codec::encode(&ack, version, &mut out).is_ok() {
+        shard.metrics.borrow_mut().count_sent(&ack, out.len());
+        let _ = stream.write_all(&out).await;
+    }
+}
+
+/// Entry point on the home shard for a connection another shard accepted.
+pub async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
+    let stream = adopt.socket.attach();
+    serve(shard, stream, adopt.connect, adopt.rest, adopt.peer).await;
+}
+
+/// Serves one client connection on its home shard until it closes.
+async fn serve(shard: Rc<Shard>, mut stream: TcpStream, connect: Connect, mut buf: BytesMut, peer: SocketAddr) {
+    let client_id = connect.client_id.clone();
+    let link = match shard.connect_client(&connect, peer) {
+        Ok(link) => link,
+        Err(why) => {
+            refuse(&shard, &mut stream, connect.protocol, why).await;
+            return;
+        }
+    };
+    drop(connect);
+    let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
+    // Flush what is queued (e.g. a DISCONNECT for 5.0 clients) before closing.
+    let mut out = BytesMut::new();
+    link.take_output(&mut out);
+    if !out.is_empty() {
+        let _ = or_timeout(stream.write_all(&out), Duration::from_secs(1)).await;
+    }
+    let _ = stream.close().await;
+    shard.connection_closed(&client_id, &link, reason);
+}
+
+/// The read/decode/dispatch/write loop. Returns why the connection ends.
+async fn drive(shard: &Rc<Shard>, stream: &mut TcpStream, link: &Rc<Link>, client_id: &crate::codec::Str, buf: &mut BytesMut) -> CloseReason {
+    let max = shard.cfg.mqtt.max_packet_size;
+    let version = link.version;
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        // Dispatch every complete packet already buffered.
+        loop {
+            if link.close_reason().is_some() {
+                break;
+            }
+            match codec::decode(buf, version, max) {
+                Ok(Some(packet)) => {
+                    shard.metrics.borrow_mut().count_received(&packet);
+                    shard.on_packet(client_id, link.id, packet);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(client = %client_id, "closing on a malformed packet: {e}");
+                    link.close(CloseReason::from_decode_error(e));
+                    break;
+                }
+            }
+        }
+        // Write everything queued for this client in one go.
+        link.take_output(&mut out);
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+            }
+            out.clear();
+            if out.capacity() > 4 * READ_CHUNK {
+                out = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+        if let Some(reason) = link.close_reason() {
+            return reason;
+        }
+        if link.pending() > 0 {
+            continue;
+        }
+        // Back-pressure: while a peer's outbox is over its mark, stop reading input.
+        if shard.mesh.congested() {
+            shard.mesh.wait_uncongested().await;
+        }
+        match either(read_some(stream, buf), link.wait()).await {
+            Either::Left(Ok(0)) | Either::Left(Err(_)) => {
+                return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+            }
+            Either::Left(Ok(n)) => shard.metrics.borrow_mut().bytes_received += n as u64,
+            Either::Right(()) => {}
+        }
+    }
+}
+
+/// Reads once into the spare capacity of `buf`.
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    let start = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let res = stream.read(&mut buf[start..]).await;
+    let n = *res.as_ref().unwrap_or(&0);
+    buf.truncate(start + n);
+    res
+}
+
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Polls both futures; the first to finish wins (the left one first on ties). Dropping the
+/// loser is safe: glommio keeps a pending read's state on the stream, not in the future.
+async fn either<A, B>(a: impl std::future::Future<Output = A>, b: impl std::future::Future<Output = B>) -> Either<A, B> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::Left(v));
+        }
+        if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::Right(v));
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// `fut`, or `None` after `after`.
+async fn or_timeout<T>(fut: impl std::future::Future<Output = T>, after: Duration) -> Option<T> {
+    match either(fut, rt::sleep(after)).await {
+        Either::Left(v) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
+#[allow(dead_code)]
+fn _unused(_: ConnectError) -> ConnectError {
+    ConnectError::Other
+}

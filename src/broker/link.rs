@@ -1,0 +1,110 @@
+//! `Link`: the shard-side handle of one live client connection.
+//!
+//! Owns: the connection's outbound byte buffer and its wake-up/close signals. Whoever
+//! produces packets for the client (its own read loop, a delivery from another client, a
+//! timer) encodes them into the link; the connection task alone writes them to the socket,
+//! in batches, once per wake-up.
+//! Must never: write to the socket itself or hold a `RefCell` borrow across an await.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+use bytes::BytesMut;
+
+use crate::codec::{self, Packet, ProtocolVersion};
+use crate::metrics::Metrics;
+use crate::session::CloseReason;
+
+/// One live connection, as seen by its shard.
+pub struct Link {
+    /// Unique on this shard; tells a taken-over connection from its successor.
+    pub id: u64,
+    /// Protocol of this connection (encoding depends on it).
+    pub version: ProtocolVersion,
+    out: RefCell<BytesMut>,
+    waker: RefCell<Option<Waker>>,
+    woken: Cell<bool>,
+    close: RefCell<Option<CloseReason>>,
+}
+
+impl Link {
+    /// A link with an empty outbound buffer.
+    pub fn new(id: u64, version: ProtocolVersion) -> Link {
+        Link {
+            id,
+            version,
+            out: RefCell::new(BytesMut::with_capacity(256)),
+            waker: RefCell::new(None),
+            woken: Cell::new(false),
+            close: RefCell::new(None),
+        }
+    }
+
+    /// Encodes `packet` into the outbound buffer, counts it, and wakes the writer.
+    pub fn send(&self, packet: &Packet, metrics: &mut Metrics) {
+        let mut out = self.out.borrow_mut();
+        let before = out.len();
+        match codec::encode(packet, self.version, &mut out) {
+            Ok(()) => metrics.count_sent(packet, out.len() - before),
+            Err(e) => {
+                out.truncate(before);
+                tracing::warn!("dropping a packet that cannot be encoded: {e}");
+                return;
+            }
+        }
+        drop(out);
+        self.wake();
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.out.borrow().len()
+    }
+
+    /// Takes everything waiting to be written (the caller writes it).
+    pub fn take_output(&self, into: &mut BytesMut) {
+        let mut out = self.out.borrow_mut();
+        if into.is_empty() {
+            std::mem::swap(into, &mut *out);
+        } else {
+            into.extend_from_slice(&out);
+            out.clear();
+        }
+    }
+
+    /// Asks the connection task to close the socket (after flushing what is queued).
+    pub fn close(&self, reason: CloseReason) {
+        let mut close = self.close.borrow_mut();
+        if close.is_none() {
+            *close = Some(reason);
+        }
+        drop(close);
+        self.wake();
+    }
+
+    /// The close reason, once closing was asked.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close.borrow().clone()
+    }
+
+    fn wake(&self) {
+        self.woken.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Completes when there is something to write or a close was asked.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.woken.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,726 @@
+//! `Shard`: everything one core owns — its clients and their sessions, its local
+//! subscription index, its route replica, the retained messages whose topic hashes to it,
+//! and its counters — and the logic that keeps them: connect/takeover, routing a publish,
+//! applying route changes from peers, serving retained queries and collects.
+//!
+//! Runs on exactly one executor thread; all state is `RefCell` on that thread.
+//! Must never: hold a `RefCell` borrow across an `.await` or across a call that may
+//! re-enter the shard (publishing delivers to other local clients); block; or await a peer
+//! from the mesh inbox handler (`on_peer_msg` is synchronous).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, Str, SubAck, SubOptions, UnsubAck};
+use crate::config::Config;
+use crate::home_shard;
+use crate::metrics::{Metrics, Stats};
+use crate::session::{Action, CloseReason, Message, Session, SessionConfig};
+use crate::topic;
+use shardmq_shards::mesh::Mesh;
+use shardmq_shards::reply::Replies;
+use shardmq_shards::rt::{self, spawn_local};
+use shardmq_shards::runtime::ShutdownFlag;
+
+use super::link::Link;
+use super::msg::{Forward, Query, ReplyData, ShardMsg};
+use super::route::{shards_in, LocalIndex, RouteChange, RouteReplica, ShardSet};
+
+/// How long a subscriber waits for every shard to acknowledge a new route before it
+/// answers SUBACK anyway (only a shard that is shutting down fails to answer).
+const ROUTE_ACK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A client homed on this shard: its session, and its connection while online.
+pub struct Client {
+    pub session: Session,
+    pub link: Option<Rc<Link>>,
+    pub username: Option<Str>,
+    pub peer: Option<SocketAddr>,
+    pub connected_at: SystemTime,
+    pub keep_alive: u16,
+    pub protocol: ProtocolVersion,
+}
+
+/// One core's broker state.
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    pub cfg: Rc<Config>,
+    pub node: String,
+    pub mesh: Rc<Mesh<ShardMsg>>,
+    pub replies: Rc<Replies<ReplyData>>,
+    pub metrics: RefCell<Metrics>,
+    pub clients: RefCell<HashMap<Str, Client>>,
+    pub index: RefCell<LocalIndex>,
+    pub routes: RefCell<RouteReplica>,
+    pub retained: RefCell<HashMap<Str, Message>>,
+    pub shutdown: ShutdownFlag,
+    pub started: Instant,
+    session_cfg: SessionConfig,
+    next_link_id: Cell<u64>,
+    rng: Cell<u64>,
+    /// Scratch buffer reused by every local delivery (no per-publish allocation).
+    scratch: RefCell<Vec<(Str, SubOptions)>>,
+}
+
+/// Why a CONNECT was refused (the CONNACK code to answer, 3.x numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    IdentifierRejected = 2,
+    ServerUnavailable = 3,
+    BadCredentials = 4,
+    NotAuthorized = 5,
+}
+
+impl Shard {
+    pub fn new(id: usize, shards: usize, cfg: Rc<Config>, mesh: Rc<Mesh<ShardMsg>>, shutdown: ShutdownFlag) -> Rc<Shard> {
+        let session_cfg = super::session_config(&cfg);
+        Rc::new(Shard {
+            id,
+            shards,
+            node: cfg.node.name.clone(),
+            cfg,
+            mesh,
+            replies: Rc::new(Replies::default()),
+            metrics: RefCell::new(Metrics::default()),
+            clients: RefCell::new(HashMap::new()),
+            index: RefCell::new(LocalIndex::default()),
+            routes: RefCell::new(RouteReplica::default()),
+            retained: RefCell::new(HashMap::new()),
+            shutdown,
+            started: Instant::now(),
+            session_cfg,
+            next_link_id: Cell::new(1),
+            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
+            scratch: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn random(&self) -> u64 {
+        // xorshift64*: cheap, good enough to spread shared-subscription picks.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn other_shards(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.shards).filter(move |s| *s != self.id)
+    }
+
+    // ---------------------------------------------------------------- connect / close
+
+    /// A client id the broker assigns to a clean client that sent an empty one. It hashes
+    /// to this shard, so the connection needs no hand-over.
+    pub fn assign_client_id(&self) -> Str {
+        loop {
+            let id = format!("shardmq-{:016x}", self.random());
+            if home_shard(&id, self.shards) == self.id {
+                return Str::from(id);
+            }
+        }
+    }
+
+    /// Accepts (or refuses) a CONNECT for a client homed here: takeover of an older
+    /// connection, session resume or creation, CONNACK and redelivery into the new link.
+    pub fn connect_client(self: &Rc<Self>, connect: &Connect, peer: SocketAddr) -> Result<Rc<Link>, Refusal> {
+        let client_id = connect.client_id.clone();
+        if client_id.len() > self.cfg.mqtt.max_clientid_len {
+            return Err(Refusal::IdentifierRejected);
+        }
+        if !self.cfg.mqtt.allow_anonymous && connect.username.is_none() {
+            return Err(Refusal::NotAuthorized);
+        }
+        let now = Instant::now();
+        let link_id = self.next_link_id.get();
+        self.next_link_id.set(link_id + 1);
+        let link = Rc::new(Link::new(link_id, connect.protocol));
+
+        // Take over an older connection of the same client: its will goes out now.
+        let old = self.clients.borrow_mut().get_mut(&client_id).and_then(|c| {
+            let will = c.link.take().map(|l| {
+                l.close(CloseReason::Takeover);
+                c.session.connection_lost(now);
+                c.session.take_will()
+            });
+            will.flatten()
+        });
+        if let Some(will) = old {
+            self.publish(Message::from_will(&will, client_id.clone()));
+        }
+
+        let resumable = self
+            .clients
+            .borrow()
+            .get(&client_id)
+            .map(|c| c.session.is_persistent() && !c.session.expired(now))
+            .unwrap_or(false);
+        let session_present = resumable && !connect.clean_start;
+        if !session_present {
+            if let Some(old) = self.clients.borrow_mut().remove(&client_id) {
+                self.drop_subscriptions(&client_id, &old.session);
+            }
+        }
+
+        let connack = Packet::ConnAck(ConnAck { session_present, code: 0, properties: Properties::default() });
+        link.send(&connack, &mut self.metrics.borrow_mut());
+
+        let mut actions = Vec::new();
+        {
+            let mut clients = self.clients.borrow_mut();
+            let mut metrics = self.metrics.borrow_mut();
+            let info = Client {
+                session: Session::new(connect, self.session_cfg.clone(), now),
+                link: Some(link.clone()),
+                username: connect.username.clone(),
+                peer: Some(peer),
+                connected_at: SystemTime::now(),
+                keep_alive: connect.keep_alive,
+                protocol: connect.protocol,
+            };
+            match clients.get_mut(&client_id) {
+                Some(c) if session_present => {
+                    c.session.resume(connect, now, &mut metrics, &mut actions);
+                    c.link = Some(link.clone());
+                    c.username = info.username;
+                    c.peer = info.peer;
+                    c.connected_at = info.connected_at;
+                    c.keep_alive = info.keep_alive;
+                    c.protocol = info.protocol;
+                }
+                _ => {
+                    clients.insert(client_id.clone(), info);
+                }
+            }
+        }
+        self.apply(&client_id, actions);
+        self.publish_client_event(connect, peer, true, "normal");
+        Ok(link)
+    }
+
+    /// The connection `link` of `client_id` ended for `reason`: publish the will if the
+    /// reason calls for it, and keep or drop the session.
+    pub fn connection_closed(self: &Rc<Self>, client_id: &Str, link: &Link, reason: CloseReason) {
+        let now = Instant::now();
+        let (will, drop_session, username) = {
+            let mut clients = self.clients.borrow_mut();
+            let Some(c) = clients.get_mut(client_id) else { return };
+            match &c.link {
+                Some(l) if l.id == link.id => {}
+                _ => return, // taken over: the session belongs to the newer connection
+            }
+            c.link = None;
+            c.session.connection_lost(now);
+            let will = if reason.publishes_will() { c.session.take_will() } else { None };
+            // A DISCONNECT discards the will [MQTT-3.14.4-3].
+            if !reason.publishes_will() {
+                c.session.take_will();
+            }
+            (will, !c.session.is_persistent(), c.username.clone())
+        };
+        if let Some(will) = will {
+            self.publish(Message::from_will(&will, client_id.clone()));
+        }
+        if drop_session {
+            if let Some(old) = self.clients.borrow_mut().remove(client_id) {
+                self.drop_subscriptions(client_id, &old.session);
+            }
+        }
+        self.publish_disconnect_event(client_id, username, &reason);
+    }
+
+    /// Removes every index entry of a session that is being discarded.
+    fn drop_subscriptions(self: &Rc<Self>, client_id: &Str, session: &Session) {
+        let filters: Vec<Str> = session.subscriptions().map(|(f, _)| Str::from(f)).collect();
+        for f in filters {
+            self.unsubscribe_one(client_id, &f);
+        }
+    }
+
+    // ---------------------------------------------------------------- packets and actions
+
+    /// A packet from `client_id`'s connection `link_id`.
+    pub fn on_packet(self: &Rc<Self>, client_id: &Str, link_id: u64, packet: Packet) {
+        let mut actions = Vec::new();
+        {
+            let mut clients = self.clients.borrow_mut();
+            let Some(c) = clients.get_mut(client_id) else { return };
+            if c.link.as_ref().map(|l| l.id) != Some(link_id) {
+                return;
+            }
+            let mut metrics = self.metrics.borrow_mut();
+            c.session.handle(packet, Instant::now(), &mut metrics, &mut actions);
+        }
+        self.apply(client_id, actions);
+    }
+
+    /// Carries out a session's actions. Must be called with no borrow held.
+    pub fn apply(self: &Rc<Self>, client_id: &Str, actions: Vec<Action>) {
+        if actions.is_empty() {
+            return;
+        }
+        let link = self.clients.borrow().get(client_id).and_then(|c| c.link.clone());
+        for action in actions {
+            match action {
+                Action::Send(packet) => {
+                    if let Some(link) = &link {
+                        link.send(&packet, &mut self.metrics.borrow_mut());
+                    }
+                }
+                Action::Route(msg) => self.publish(msg),
+                Action::Subscribe { packet_id, filters } => {
+                    let me = self.clone();
+                    let client_id = client_id.clone();
+                    spawn_local(async move { me.subscribe(client_id, packet_id, filters).await }).detach();
+                }
+                Action::Unsubscribe { packet_id, filters } => {
+                    for f in &filters {
+                        self.unsubscribe_one(client_id, f);
+                    }
+                    if let Some(link) = &link {
+                        let codes = if link.version == ProtocolVersion::V5 { vec![0; filters.len()] } else { Vec::new() };
+                        let ack = Packet::UnsubAck(UnsubAck { packet_id, codes, properties: Properties::default() });
+                        link.send(&ack, &mut self.metrics.borrow_mut());
+                    }
+                }
+                Action::Close(reason) => {
+                    if let Some(link) = &link {
+                        link.close(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- subscribe
+
+    /// SUBSCRIBE, after the session accepted it: index the filters, wait until every shard
+    /// knows the new routes, answer SUBACK, then deliver matching retained messages.
+    async fn subscribe(self: Rc<Self>, client_id: Str, packet_id: u16, filters: Vec<(Str, Result<SubOptions, u8>)>) {
+        let mut announce = Vec::new();
+        let mut codes = Vec::with_capacity(filters.len());
+        for (filter, result) in &filters {
+            match result {
+                Ok(opts) => {
+                    codes.push(opts.qos as u8);
+                    let (real, group) = split_shared(filter);
+                    let change = self.index.borrow_mut().add(&client_id, real, group, *opts);
+                    if change == RouteChange::Added {
+                        self.routes.borrow_mut().add(self.id, real, group);
+                        announce.push((Str::from(real), group.map(Str::from)));
+                    }
+                }
+                Err(code) => codes.push(*code),
+            }
+        }
+        let peers = self.shards - 1;
+        if !announce.is_empty() && peers > 0 {
+            let (req, acks) = self.replies.register(peers * announce.len());
+            for (filter, group) in &announce {
+                for to in self.other_shards() {
+                    self.mesh.send(to, ShardMsg::RouteAdd { req, filter: filter.clone(), group: group.clone() });
+                }
+            }
+            let deadline = rt::sleep(ROUTE_ACK_DEADLINE);
+            futures_lite_or(acks, deadline).await;
+        }
+        let link = self.clients.borrow().get(&client_id).and_then(|c| c.link.clone());
+        if let Some(link) = &link {
+            let ack = Packet::SubAck(SubAck { packet_id, codes, properties: Properties::default() });
+            link.send(&ack, &mut self.metrics.borrow_mut());
+        }
+        // Retained messages, for ordinary subscriptions only [MQTT-3.3.1-6].
+        for (filter, result) in filters {
+            let Ok(opts) = result else { continue };
+            if split_shared(&filter).1.is_some() || opts.retain_handling == 2 {
+                continue;
+            }
+            let msgs = self.query_retained(&filter).await;
+            let mut actions = Vec::new();
+            {
+                let mut clients = self.clients.borrow_mut();
+                let Some(c) = clients.get_mut(&client_id) else { return };
+                let mut metrics = self.metrics.borrow_mut();
+                for mut m in msgs {
+                    m.retain = true;
+                    c.session.deliver(&m, opts, Instant::now(), &mut metrics, &mut actions);
+                }
+            }
+            self.apply(&client_id, actions);
+        }
+    }
+
+    fn unsubscribe_one(self: &Rc<Self>, client_id: &Str, filter: &str) {
+        let (real, group) = split_shared(filter);
+        let change = self.index.borrow_mut().remove(client_id, real, group);
+        if change == RouteChange::Removed {
+            self.routes.borrow_mut().remove(self.id, real, group);
+            for to in self.other_shards() {
+                self.mesh.send(to, ShardMsg::RouteDel { filter: Str::from(real), group: group.map(Str::from) });
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- publish
+
+    /// Routes an application message: stores it if retained, then delivers it to local
+    /// subscribers and forwards one copy to each other shard with subscribers.
+    pub fn publish(self: &Rc<Self>, mut msg: Message) {
+        if msg.retain {
+            if self.cfg.retainer.enable {
+                self.set_retained(msg.clone());
+            }
+            // Ordinary deliveries carry RETAIN 0 [MQTT-3.3.1-9].
+            msg.retain = false;
+        }
+        let mut direct: ShardSet = 0;
+        let mut picks: Vec<(usize, Str, Str)> = Vec::new();
+        {
+            let routes = self.routes.borrow();
+            routes.direct.for_each_match(&msg.topic, |_, set| direct |= *set);
+            routes.shared.for_each_match(&msg.topic, |filter, groups| {
+                for (group, set) in groups {
+                    if let Some(shard) = self.pick_shard(*set) {
+                        picks.push((shard, Str::from(filter), group.clone()));
+                    }
+                }
+            });
+        }
+        let mut targets = direct;
+        for (s, _, _) in &picks {
+            targets |= 1 << *s;
+        }
+        if targets == 0 {
+            if !msg.topic.starts_with("$SYS/") {
+                self.metrics.borrow_mut().messages_dropped += 1;
+            }
+            return;
+        }
+        for shard in shards_in(targets) {
+            let shared: Vec<(Str, Str)> =
+                picks.iter().filter(|(s, _, _)| *s == shard).map(|(_, f, g)| (f.clone(), g.clone())).collect();
+            let to_subscribers = direct & (1 << shard) != 0;
+            if shard == self.id {
+                self.deliver_local(&msg, to_subscribers, &shared);
+            } else {
+                self.mesh.send(shard, ShardMsg::Forward(Box::new(Forward { msg: msg.clone(), to_subscribers, shared })));
+            }
+        }
+    }
+
+    fn pick_shard(&self, set: ShardSet) -> Option<usize> {
+        let n = set.count_ones() as u64;
+        if n == 0 {
+            return None;
+        }
+        shards_in(set).nth((self.random() % n) as usize)
+    }
+
+    /// Delivers `msg` to this shard's subscribers: every ordinary subscriber once (with the
+    /// highest QoS among its matching subscriptions), and one member of each shared group.
+    pub fn deliver_local(self: &Rc<Self>, msg: &Message, to_subscribers: bool, shared: &[(Str, Str)]) {
+        let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
+        targets.clear();
+        {
+            let mut index = self.index.borrow_mut();
+            if to_subscribers {
+                index.direct.for_each_match(&msg.topic, |_, subs| {
+                    for (client, opts) in subs {
+                        targets.push((client.clone(), *opts));
+                    }
+                });
+            }
+            for (filter, group) in shared {
+                let clients = self.clients.borrow();
+                if let Some(g) = index.shared.get_mut(filter).and_then(|gs| gs.get_mut(group.as_str())) {
+                    if let Some(member) = pick_member(g, &clients, self.cfg.mqtt.shared_subscription_strategy.as_str(), self.random()) {
+                        targets.push(member);
+                    }
+                }
+            }
+        }
+        // One delivery per client, at the highest granted QoS among its matches.
+        targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
+        targets.dedup_by(|a, b| a.0 == b.0);
+        for (client_id, opts) in targets.drain(..) {
+            if opts.no_local && client_id == msg.publisher {
+                continue;
+            }
+            let mut actions = Vec::new();
+            {
+                let mut clients = self.clients.borrow_mut();
+                let Some(c) = clients.get_mut(&client_id) else { continue };
+                let mut metrics = self.metrics.borrow_mut();
+                c.session.deliver(msg, opts, Instant::now(), &mut metrics, &mut actions);
+            }
+            self.apply(&client_id, actions);
+        }
+        *self.scratch.borrow_mut() = targets;
+    }
+
+    // ---------------------------------------------------------------- retained
+
+    fn set_retained(self: &Rc<Self>, msg: Message) {
+        let owner = home_shard(&msg.topic, self.shards);
+        if owner == self.id {
+            self.store_retained(msg);
+        } else {
+            self.mesh.send(owner, ShardMsg::RetainSet(Box::new(msg)));
+        }
+    }
+
+    fn store_retained(&self, msg: Message) {
+        let mut retained = self.retained.borrow_mut();
+        if msg.payload.is_empty() {
+            retained.remove(&msg.topic);
+            return;
+        }
+        let limit = self.cfg.retainer.max_retained_messages;
+        if msg.payload.len() > self.cfg.retainer.max_payload_size
+            || (limit > 0 && !retained.contains_key(&msg.topic) && retained.len() * self.shards >= limit)
+        {
+            return;
+        }
+        let mut msg = msg;
+        msg.retain = true;
+        retained.insert(msg.topic.clone(), msg);
+    }
+
+    fn retained_matching(&self, filter: &str) -> Vec<Message> {
+        self.retained.borrow().values().filter(|m| topic::matches(filter, &m.topic)).cloned().collect()
+    }
+
+    /// Retained messages matching `filter`, from their owner shard(s).
+    async fn query_retained(self: &Rc<Self>, filter: &str) -> Vec<Message> {
+        let wildcard = filter.contains(['+', '#']);
+        let owners: Vec<usize> =
+            if wildcard { (0..self.shards).collect() } else { vec![home_shard(filter, self.shards)] };
+        let mut found = Vec::new();
+        let remote: Vec<usize> = owners.iter().copied().filter(|s| *s != self.id).collect();
+        if owners.contains(&self.id) {
+            found.extend(self.retained_matching(filter));
+        }
+        if !remote.is_empty() {
+            let (req, replies) = self.replies.register(remote.len());
+            for s in remote {
+                self.mesh.send(s, ShardMsg::RetainQuery { req, filter: Str::from(filter) });
+            }
+            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE)).await.unwrap_or_default();
+            for r in replies {
+                if let ReplyData::Retained(msgs) = r {
+                    found.extend(msgs);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.topic.cmp(&b.topic));
+        found
+    }
+
+    // ---------------------------------------------------------------- peers
+
+    /// A message from another executor. Synchronous: it never awaits a peer.
+    pub fn on_peer_msg(self: &Rc<Self>, from: usize, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Forward(f) => self.deliver_local(&f.msg, f.to_subscribers, &f.shared),
+            ShardMsg::RouteAdd { req, filter, group } => {
+                self.routes.borrow_mut().add(from, &filter, group.as_deref());
+                self.mesh.send(from, ShardMsg::Reply { req, reply: Box::new(ReplyData::Ack) });
+            }
+            ShardMsg::RouteDel { filter, group } => self.routes.borrow_mut().remove(from, &filter, group.as_deref()),
+            ShardMsg::RetainSet(msg) => self.store_retained(*msg),
+            ShardMsg::RetainQuery { req, filter } => {
+                let msgs = self.retained_matching(&filter);
+                self.mesh.send(from, ShardMsg::Reply { req, reply: Box::new(ReplyData::Retained(msgs)) });
+            }
+            ShardMsg::Adopt(adopt) => {
+                let me = self.clone();
+                spawn_local(async move { super::conn::serve_adopted(me, *adopt).await }).detach();
+            }
+            ShardMsg::Collect { req, query } => {
+                let reply = self.collect(&query);
+                self.mesh.send(from, ShardMsg::Reply { req, reply: Box::new(reply) });
+            }
+            ShardMsg::Reply { req, reply } => self.replies.deliver(req, *reply),
+        }
+    }
+
+    /// This shard's part of a view.
+    pub fn collect(&self, query: &Query) -> ReplyData {
+        match query {
+            Query::Counters => ReplyData::Counters { metrics: self.metrics_now(), stats: self.stats() },
+        }
+    }
+
+    /// Counters with the gauges that EMQ X reports among them filled in.
+    pub fn metrics_now(&self) -> Metrics {
+        let mut m = *self.metrics.borrow();
+        m.messages_retained = self.retained.borrow().len() as u64;
+        m
+    }
+
+    /// This shard's gauges. `routes`/`topics` are the (identical) replica's size; the
+    /// node total takes them from one shard rather than summing (see `node_totals`).
+    pub fn stats(&self) -> Stats {
+        let clients = self.clients.borrow();
+        let index = self.index.borrow();
+        let direct = index.direct_count() as u64;
+        let shared = index.shared_count() as u64;
+        let routes = self.routes.borrow().route_count() as u64;
+        Stats {
+            connections: clients.values().filter(|c| c.link.is_some()).count() as u64,
+            sessions: clients.len() as u64,
+            sessions_persistent: clients.values().filter(|c| c.session.is_persistent()).count() as u64,
+            topics: routes,
+            routes,
+            subscribers: direct + shared,
+            subscriptions: direct + shared,
+            subscriptions_shared: shared,
+            suboptions: direct + shared,
+            retained: self.retained.borrow().len() as u64,
+        }
+    }
+
+    /// Node-wide counters: this shard's plus every other shard's (asked through the mesh).
+    pub async fn node_totals(self: &Rc<Self>) -> (Metrics, Stats) {
+        let mut metrics = self.metrics_now();
+        let mut stats = self.stats();
+        let routes = stats.routes;
+        if self.shards > 1 {
+            let (req, replies) = self.replies.register(self.shards - 1);
+            for to in self.other_shards() {
+                self.mesh.send(to, ShardMsg::Collect { req, query: Query::Counters });
+            }
+            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE)).await.unwrap_or_default();
+            for r in replies {
+                if let ReplyData::Counters { metrics: m, stats: s } = r {
+                    metrics.merge(&m);
+                    stats.merge(&s);
+                }
+            }
+        }
+        stats.routes = routes;
+        stats.topics = routes;
+        (metrics, stats)
+    }
+
+    // ---------------------------------------------------------------- housekeeping
+
+    /// Runs every session whose deadline passed (keepalive, retries, awaiting-PUBREL expiry)
+    /// and drops offline persistent sessions past their expiry.
+    pub fn tick(self: &Rc<Self>) {
+        let now = Instant::now();
+        let due: Vec<Str> = self
+            .clients
+            .borrow()
+            .iter()
+            .filter(|(_, c)| c.session.next_deadline().is_some_and(|d| d <= now) || (c.link.is_none() && c.session.expired(now)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let mut actions = Vec::new();
+            let expired = {
+                let mut clients = self.clients.borrow_mut();
+                let Some(c) = clients.get_mut(&id) else { continue };
+                if c.link.is_none() && c.session.expired(now) {
+                    true
+                } else {
+                    c.session.tick(now, &mut self.metrics.borrow_mut(), &mut actions);
+                    false
+                }
+            };
+            if expired {
+                if let Some(old) = self.clients.borrow_mut().remove(&id) {
+                    self.drop_subscriptions(&id, &old.session);
+                }
+            } else {
+                self.apply(&id, actions);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- $SYS events
+
+    fn publish_client_event(self: &Rc<Self>, connect: &Connect, peer: SocketAddr, _connected: bool, _reason: &str) {
+        let payload = serde_json::json!({
+            "clientid": connect.client_id.as_str(),
+            "username": connect.username.as_ref().map(|u| u.as_str()),
+            "ipaddress": peer.ip().to_string(),
+            "connack": 0,
+            "ts": unix_secs(),
+            "proto_ver": connect.protocol.level(),
+            "proto_name": if connect.protocol == ProtocolVersion::V31 { "MQIsdp" } else { "MQTT" },
+            "clean_start": connect.clean_start,
+            "keepalive": connect.keep_alive,
+        });
+        let topic = format!("$SYS/brokers/{}/clients/{}/connected", self.node, connect.client_id);
+        self.publish(Message::system(topic, payload.to_string()));
+    }
+
+    fn publish_disconnect_event(self: &Rc<Self>, client_id: &Str, username: Option<Str>, reason: &CloseReason) {
+        let payload = serde_json::json!({
+            "clientid": client_id.as_str(),
+            "username": username.as_ref().map(|u| u.as_str()),
+            "reason": reason.to_string(),
+            "ts": unix_secs(),
+        });
+        let topic = format!("$SYS/brokers/{}/clients/{}/disconnected", self.node, client_id);
+        self.publish(Message::system(topic, payload.to_string()));
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `$share/g/f` → (`f`, Some(`g`)); `$queue/f` → (`f`, Some(`$queue`)); else (filter, None).
+/// The session has validated the filter already.
+pub fn split_shared(filter: &str) -> (&str, Option<&str>) {
+    match topic::parse_shared(filter) {
+        Ok(Some(s)) => (s.filter, Some(s.group)),
+        _ => (filter, None),
+    }
+}
+
+/// Picks one member of a shared group, preferring members that are online.
+fn pick_member(g: &mut super::route::SharedGroup, clients: &HashMap<Str, Client>, strategy: &str, random: u64) -> Option<(Str, SubOptions)> {
+    let n = g.members.len();
+    if n == 0 {
+        return None;
+    }
+    let start = match strategy {
+        "round_robin" => {
+            g.next = (g.next + 1) % n;
+            g.next
+        }
+        _ => (random % n as u64) as usize,
+    };
+    let online = |i: usize| clients.get(&g.members[i].0).is_some_and(|c| c.link.is_some());
+    let chosen = (0..n).map(|k| (start + k) % n).find(|&i| online(i)).unwrap_or(start);
+    Some(g.members[chosen].clone())
+}
+
+/// Waits for `fut`, or gives up when `deadline` fires first.
+async fn futures_lite_or<T>(fut: shardmq_shards::reply::AwaitReplies<T>, deadline: impl Future<Output = ()>) -> Option<Vec<T>> {
+    let fut = std::pin::pin!(fut);
+    let deadline = std::pin::pin!(deadline);
+    let mut fut = fut;
+    let mut deadline = deadline;
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
