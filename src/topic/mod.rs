@@ -5,7 +5,7 @@
 //! I/O, know about sessions or shards, or allocate on the matching path.
 //!
 //! - [`valid_topic_name`], [`valid_topic_filter`]: what a client may publish / subscribe to.
-//! - [`matches`]: one filter against one topic (the reference semantics).
+//! - [`matches()`]: one filter against one topic (the reference semantics).
 //! - [`parse_shared`]: `$share/<group>/<filter>` and `$queue/<filter>`.
 //! - [`TopicTrie`]: many filters against one topic, fast.
 
