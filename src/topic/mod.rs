@@ -1,7 +1,21 @@
 //! Topic names, topic filters and the topic trie.
 //!
 //! Owns: the MQTT topic rules (validity, `+`/`#` wildcards, the `$`-topic rule,
-//! shared-subscription syntax) and the trie that maps filters to values. Pure: no I/O.
+//! shared-subscription syntax) and the trie that maps filters to values. Pure: it must never do
+//! I/O, know about sessions or shards, or allocate on the matching path.
+//!
+//! - [`valid_topic_name`], [`valid_topic_filter`]: what a client may publish / subscribe to.
+//! - [`matches()`]: one filter against one topic (the reference semantics).
+//! - [`parse_shared`]: `$share/<group>/<filter>` and `$queue/<filter>`.
+//! - [`TopicTrie`]: many filters against one topic, fast.
+
+mod matcher;
+mod shared;
+mod trie;
+
+pub use matcher::matches;
+pub use shared::{parse_shared, SharedFilter, SharedFilterError, QUEUE_GROUP};
+pub use trie::{Iter, TopicTrie};
 
 /// Longest topic or filter in bytes (a UTF-8 string's length prefix is a u16).
 pub const MAX_TOPIC_LEN: usize = 65_535;
@@ -31,4 +45,71 @@ pub fn valid_topic_filter(filter: &str) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        let cases: &[(&str, bool)] = &[
+            ("a", true),
+            ("/", true),
+            ("//", true),
+            ("a//b", true),
+            ("/finance", true),
+            ("$SYS/monitor/Clients", true),
+            ("a b/c", true),
+            ("sport/tennis/player1", true),
+            ("", false),
+            ("+", false),
+            ("#", false),
+            ("a/+", false),
+            ("a/#", false),
+            ("a+", false),
+            ("a\0b", false),
+        ];
+        for &(topic, ok) in cases {
+            assert_eq!(valid_topic_name(topic), ok, "valid_topic_name({topic:?})");
+        }
+        assert!(valid_topic_name(&"a".repeat(MAX_TOPIC_LEN)));
+        assert!(!valid_topic_name(&"a".repeat(MAX_TOPIC_LEN + 1)));
+    }
+
+    #[test]
+    fn topic_filters() {
+        let cases: &[(&str, bool)] = &[
+            ("#", true),
+            ("+", true),
+            ("+/+", true),
+            ("/+", true),
+            ("+/", true),
+            ("/", true),
+            ("sport/#", true),
+            ("sport/tennis/#", true),
+            ("sport/tennis/player1/#", true),
+            ("sport/+", true),
+            ("sport/+/player1", true),
+            ("+/tennis/#", true),
+            ("$SYS/#", true),
+            ("a//b", true),
+            ("", false),
+            ("sport/tennis#", false),
+            ("sport/tennis/#/ranking", false),
+            ("#/a", false),
+            ("##", false),
+            ("sport+", false),
+            ("a/++/b", false),
+            ("+a", false),
+            ("a\0", false),
+        ];
+        for &(filter, ok) in cases {
+            assert_eq!(
+                valid_topic_filter(filter),
+                ok,
+                "valid_topic_filter({filter:?})"
+            );
+        }
+    }
 }
