@@ -1,1 +1,153 @@
-//! placeholder
+//! The broker: the pure MQTT core running on the per-core runtime of `shardmq-shards`.
+//!
+//! Owns: start-up and shutdown of the shard executors ([`start`]), and the glue modules:
+//! [`shard`] (one core's state and logic), [`conn`] (sockets), [`link`] (a connection's
+//! outbound side), [`route`] (routing tables), [`msg`] (the cross-shard protocol) and
+//! [`sys`] (`$SYS` topics).
+//! Must never: share mutable state between shards except through the mesh.
+
+pub mod conn;
+pub mod link;
+pub mod msg;
+pub mod route;
+pub mod shard;
+pub mod sys;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::session::SessionConfig;
+use shardmq_shards::mesh::full_mesh;
+use shardmq_shards::rt::{self, spawn_local, TcpListener};
+use shardmq_shards::runtime::{spawn_pinned, ShutdownFlag};
+
+use msg::ShardMsg;
+use shard::Shard;
+
+/// How often each shard runs its housekeeping (keepalive, expiry, shutdown check).
+const TICK: Duration = Duration::from_millis(250);
+
+/// The session limits from the configuration.
+pub fn session_config(cfg: &Config) -> SessionConfig {
+    let m = &cfg.mqtt;
+    SessionConfig {
+        max_inflight: m.max_inflight,
+        max_mqueue: m.max_mqueue,
+        mqueue_store_qos0: m.mqueue_store_qos0,
+        max_awaiting_rel: m.max_awaiting_rel,
+        await_rel_timeout: Duration::from_secs(m.await_rel_timeout),
+        retry_interval: Duration::from_secs(m.retry_interval),
+        keepalive_multiplier: m.keepalive_multiplier,
+        upgrade_qos: m.upgrade_qos,
+        max_subscriptions: m.max_subscriptions,
+        session_expiry: Duration::from_secs(m.session_expiry_interval),
+        max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed).unwrap_or(crate::codec::QoS::ExactlyOnce),
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    /// The MQTT TCP listener's address (with the real port when 0 was asked).
+    pub mqtt_addr: SocketAddr,
+    shutdown: ShutdownFlag,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// The flag that stops the broker (for signal handlers).
+    pub fn shutdown_flag(&self) -> ShutdownFlag {
+        self.shutdown.clone()
+    }
+
+    /// Asks every shard to stop and waits until they have.
+    pub fn stop(self) {
+        self.shutdown.trigger();
+        self.join();
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts one shard per entry of `cores`, each pinned to that core and listening on the
+/// MQTT address with `SO_REUSEPORT`. Returns once every shard listens (or one failed).
+pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
+    let shards = cores.len();
+    if shards == 0 || shards > route::MAX_SHARDS {
+        return Err(io::Error::other(format!("shard count must be 1..={}, not {shards}", route::MAX_SHARDS)));
+    }
+    let mut mqtt_addr: SocketAddr = cfg
+        .listeners
+        .tcp
+        .bind
+        .parse()
+        .map_err(|e| io::Error::other(format!("listeners.tcp.bind: {e}")))?;
+    if mqtt_addr.port() == 0 {
+        // Every shard must bind the same port: pick a free one now.
+        mqtt_addr = StdListener::bind(mqtt_addr)?.local_addr()?;
+    }
+    let cfg = std::sync::Arc::new(cfg);
+    let shutdown = ShutdownFlag::new();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let mut threads = Vec::new();
+    for (member, core) in full_mesh::<ShardMsg>(shards, cfg.shards.channel_capacity).into_iter().zip(cores) {
+        let cfg = cfg.clone();
+        let shutdown = shutdown.clone();
+        let ready = ready_tx.clone();
+        let id = member.id();
+        threads.push(spawn_pinned(&format!("shard-{id}"), *core, move || async move {
+            let mesh = member.join().await;
+            let shard = Shard::new(id, shards, Rc::new((*cfg).clone()), mesh.clone(), shutdown.clone());
+            let handler = shard.clone();
+            mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));
+            let listener = match bind_listener(mqtt_addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("shard {id}: binding {mqtt_addr}: {e}")));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            let accept = spawn_local(conn::accept_loop(shard.clone(), listener));
+            if id == 0 {
+                spawn_local(sys::run(shard.clone())).detach();
+            }
+            while !shutdown.is_set() {
+                rt::sleep(TICK).await;
+                shard.tick();
+            }
+            drop(accept);
+            tracing::info!(shard = id, "shard stopped");
+        })?);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shutdown.trigger();
+                return Err(io::Error::other(e));
+            }
+            Err(_) => {
+                shutdown.trigger();
+                return Err(io::Error::other("a shard exited during start-up"));
+            }
+        }
+    }
+    Ok(Broker { mqtt_addr, shutdown, threads })
+}
+
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    // glommio's bind sets SO_REUSEPORT, so every shard binds the same address and the
+    // kernel spreads incoming connections across shards.
+    Ok(TcpListener::bind(addr)?)
+}

@@ -1,0 +1,26 @@
+# ShardMQ tasks. `just --list` shows them.
+
+# Run the broker on its embedded defaults.
+run:
+    cargo run --release
+
+# The whole test suite (what CI runs).
+test:
+    cargo test --workspace
+
+# Formatting and lints, as CI expects them clean.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The pure core must build without the runtime (no glommio, no I/O).
+check-pure:
+    cargo check -p shardmq --lib --no-default-features
+
+# Fuzz the codec (needs nightly and cargo-fuzz).
+fuzz target="decode":
+    cargo +nightly fuzz run {{target}} --fuzz-dir tests/fuzz
+
+# Pre-flight checks of this machine for the broker (io_uring, memlock, nofile).
+tune-check:
+    cargo run --release -- --check
