@@ -20,7 +20,10 @@ pub struct AwaitingRel {
 impl AwaitingRel {
     /// An empty set holding at most `max_len` ids (0 = unbounded).
     pub fn new(max_len: usize) -> AwaitingRel {
-        AwaitingRel { ids: VecDeque::new(), max_len }
+        AwaitingRel {
+            ids: VecDeque::new(),
+            max_len,
+        }
     }
 
     /// True when `packet_id` is awaiting PUBREL.
@@ -70,11 +73,6 @@ impl AwaitingRel {
     /// Ids awaiting now.
     pub fn len(&self) -> usize {
         self.ids.len()
-    }
-
-    /// True when none awaits.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
     }
 
     /// The bound (0 = unbounded).

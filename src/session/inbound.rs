@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use super::{Action, CloseReason, Message, Session, Violation};
 use crate::codec::{
-    Disconnect, Packet, ProtocolVersion, PubResp, Publish, QoS, Str, SubOptions, Subscribe, Unsubscribe,
+    Disconnect, Packet, ProtocolVersion, PubResp, Publish, QoS, Str, SubOptions, Subscribe,
+    Unsubscribe,
 };
 use crate::metrics::Metrics;
 use crate::topic::{valid_topic_filter, valid_topic_name};
@@ -25,7 +26,13 @@ const RC_V3_FAILURE: u8 = 0x80;
 const RC_DISCONNECT_WITH_WILL: u8 = 0x04;
 
 impl Session {
-    pub(super) fn handle_packet(&mut self, packet: Packet, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+    pub(super) fn handle_packet(
+        &mut self,
+        packet: Packet,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
         match packet {
             Packet::Connect(_) => self.violation(Violation::SecondConnect, now, out),
             Packet::Publish(p) => self.handle_publish(p, now, m, out),
@@ -125,7 +132,11 @@ impl Session {
             return self.violation(Violation::SubscribeEmpty, now, out);
         }
         // Checked before anything changes, so the record never diverges from the indexes.
-        if self.is_v5() && s.filters.iter().any(|(f, o)| o.no_local && filter_kind(f) == Some(FilterKind::Shared)) {
+        if self.is_v5()
+            && s.filters
+                .iter()
+                .any(|(f, o)| o.no_local && filter_kind(f) == Some(FilterKind::Shared))
+        {
             return self.violation(Violation::SharedSubscriptionNoLocal, now, out);
         }
         let v5 = self.is_v5();
@@ -134,18 +145,33 @@ impl Session {
             let result = self.subscribe_one(&filter, requested, v5);
             filters.push((filter, result));
         }
-        out.push(Action::Subscribe { packet_id: s.packet_id, filters });
+        out.push(Action::Subscribe {
+            packet_id: s.packet_id,
+            filters,
+        });
     }
 
-    fn subscribe_one(&mut self, filter: &Str, requested: SubOptions, v5: bool) -> Result<SubOptions, u8> {
+    fn subscribe_one(
+        &mut self,
+        filter: &Str,
+        requested: SubOptions,
+        v5: bool,
+    ) -> Result<SubOptions, u8> {
         if filter_kind(filter).is_none() {
-            return Err(if v5 { RC_TOPIC_FILTER_INVALID } else { RC_V3_FAILURE });
+            return Err(if v5 {
+                RC_TOPIC_FILTER_INVALID
+            } else {
+                RC_V3_FAILURE
+            });
         }
         let max = self.cfg.max_subscriptions;
         if max > 0 && self.subscriptions.len() >= max && !self.subscriptions.contains_key(filter) {
             return Err(if v5 { RC_QUOTA_EXCEEDED } else { RC_V3_FAILURE });
         }
-        let granted = SubOptions { qos: requested.qos.min(self.cfg.max_qos_allowed), ..requested };
+        let granted = SubOptions {
+            qos: requested.qos.min(self.cfg.max_qos_allowed),
+            ..requested
+        };
         self.subscriptions.insert(filter.clone(), granted);
         Ok(granted)
     }
@@ -162,7 +188,10 @@ impl Session {
                 (f, existed)
             })
             .collect();
-        out.push(Action::Unsubscribe { packet_id: u.packet_id, filters });
+        out.push(Action::Unsubscribe {
+            packet_id: u.packet_id,
+            filters,
+        });
     }
 
     fn handle_disconnect(&mut self, d: Disconnect, now: Instant, out: &mut Vec<Action>) {

@@ -44,11 +44,6 @@ impl Inflight {
         self.entries.len()
     }
 
-    /// True when nothing is unacknowledged.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// True when `packet_id` is in the window.
     pub fn contains(&self, packet_id: u16) -> bool {
         self.position(packet_id).is_some()
@@ -66,7 +61,11 @@ impl Inflight {
     }
 
     /// Removes the entry for `packet_id` if it is in `state`.
-    pub fn remove_in_state(&mut self, packet_id: u16, state: InflightState) -> Option<InflightEntry> {
+    pub fn remove_in_state(
+        &mut self,
+        packet_id: u16,
+        state: InflightState,
+    ) -> Option<InflightEntry> {
         let i = self.position(packet_id)?;
         if self.entries[i].state != state {
             return None;

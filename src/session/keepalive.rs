@@ -16,8 +16,12 @@ pub struct Keepalive {
 impl Keepalive {
     /// Keepalive of `secs` seconds (0 disables it), enforced at `secs * multiplier`.
     pub fn new(secs: u16, multiplier: f32, now: Instant) -> Keepalive {
-        let timeout = (secs > 0).then(|| Duration::from_secs_f64(f64::from(secs) * f64::from(multiplier.max(1.0))));
-        Keepalive { timeout, last_received: now }
+        let timeout = (secs > 0)
+            .then(|| Duration::from_secs_f64(f64::from(secs) * f64::from(multiplier.max(1.0))));
+        Keepalive {
+            timeout,
+            last_received: now,
+        }
     }
 
     /// A packet arrived.

@@ -24,7 +24,12 @@ pub struct Message {
 
 impl Message {
     /// A message with no properties.
-    pub fn new(topic: impl Into<Str>, payload: impl Into<Bytes>, qos: QoS, retain: bool) -> Message {
+    pub fn new(
+        topic: impl Into<Str>,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Message {
         Message {
             topic: topic.into(),
             payload: payload.into(),

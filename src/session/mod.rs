@@ -106,10 +106,16 @@ pub enum Action {
     /// subscription to the same filter) and, once the routes are acknowledged, send SUBACK
     /// (granted QoS or the failure code, in this order) and the retained messages.
     /// Failure codes: 0x80 for 3.x; 5.0 reason codes (0x8F, 0x97, ...) for 5.0.
-    Subscribe { packet_id: u16, filters: Vec<(Str, Result<SubOptions, u8>)> },
+    Subscribe {
+        packet_id: u16,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    },
     /// Remove these filters from the indexes, then send UNSUBACK. The flag says whether the
     /// session had the subscription (5.0: reason 0x00, else 0x11 No subscription existed).
-    Unsubscribe { packet_id: u16, filters: Vec<(Str, bool)> },
+    Unsubscribe {
+        packet_id: u16,
+        filters: Vec<(Str, bool)>,
+    },
     /// Close the connection. The session is already offline when this is emitted.
     Close(CloseReason),
 }
@@ -162,7 +168,9 @@ impl CloseReason {
             CloseReason::Takeover => Some(0x8E),
             CloseReason::Kicked => Some(0x98),
             CloseReason::ServerShutdown => Some(0x8B),
-            CloseReason::Disconnect | CloseReason::DisconnectWithWill | CloseReason::SocketClosed => None,
+            CloseReason::Disconnect
+            | CloseReason::DisconnectWithWill
+            | CloseReason::SocketClosed => None,
         }
     }
 }
@@ -250,7 +258,13 @@ impl Session {
     /// Takes the new will, keepalive and protocol, re-sends every unacknowledged PUBLISH with
     /// DUP = 1 and every pending PUBREL in original order [MQTT-4.4.0-1], then moves queued
     /// messages into the window.
-    pub fn resume(&mut self, connect: &Connect, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+    pub fn resume(
+        &mut self,
+        connect: &Connect,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
         self.take_connect(connect, now);
         self.redeliver_inflight(now, m, out, |_| true);
         self.drain(now, m, out);
@@ -263,14 +277,24 @@ impl Session {
         self.keepalive = Keepalive::new(connect.keep_alive, self.cfg.keepalive_multiplier, now);
         self.online = true;
         self.offline_since = None;
-        let cfg_inflight = if self.cfg.max_inflight == 0 { u16::MAX } else { self.cfg.max_inflight };
+        let cfg_inflight = if self.cfg.max_inflight == 0 {
+            u16::MAX
+        } else {
+            self.cfg.max_inflight
+        };
         let receive_max = match self.protocol {
-            ProtocolVersion::V5 => connect.properties.receive_maximum.filter(|&r| r > 0).unwrap_or(u16::MAX),
+            ProtocolVersion::V5 => connect
+                .properties
+                .receive_maximum
+                .filter(|&r| r > 0)
+                .unwrap_or(u16::MAX),
             _ => u16::MAX,
         };
         self.max_inflight = usize::from(cfg_inflight.min(receive_max));
         self.session_expiry = match self.protocol {
-            ProtocolVersion::V5 => self.v5_expiry(connect.properties.session_expiry_interval.unwrap_or(0)),
+            ProtocolVersion::V5 => {
+                self.v5_expiry(connect.properties.session_expiry_interval.unwrap_or(0))
+            }
             _ if connect.clean_start => Duration::ZERO,
             _ => self.cfg.session_expiry,
         };
@@ -311,7 +335,9 @@ impl Session {
         }
         if let Some(retry) = self.retry_interval() {
             if self.online {
-                self.redeliver_inflight(now, m, out, |e| now.saturating_duration_since(e.sent_at) >= retry);
+                self.redeliver_inflight(now, m, out, |e| {
+                    now.saturating_duration_since(e.sent_at) >= retry
+                });
             }
         }
     }
@@ -333,13 +359,24 @@ impl Session {
         if self.online {
             consider(self.keepalive.deadline());
             if let Some(retry) = self.retry_interval() {
-                consider(self.inflight.oldest_sent_at().and_then(|t| t.checked_add(retry)));
+                consider(
+                    self.inflight
+                        .oldest_sent_at()
+                        .and_then(|t| t.checked_add(retry)),
+                );
             }
         } else if self.is_persistent() {
-            consider(self.offline_since.and_then(|t| t.checked_add(self.session_expiry)));
+            consider(
+                self.offline_since
+                    .and_then(|t| t.checked_add(self.session_expiry)),
+            );
         }
         if !self.cfg.await_rel_timeout.is_zero() {
-            consider(self.awaiting_rel.oldest().and_then(|t| t.checked_add(self.cfg.await_rel_timeout)));
+            consider(
+                self.awaiting_rel
+                    .oldest()
+                    .and_then(|t| t.checked_add(self.cfg.await_rel_timeout)),
+            );
         }
         next
     }
@@ -378,7 +415,10 @@ impl Session {
     /// The granted options of one subscription.
     pub fn subscription(&self, filter: &str) -> Option<&SubOptions> {
         // `Str` is not `Borrow<str>`; this is a management-path lookup, a scan is fine.
-        self.subscriptions.iter().find(|(f, _)| f.as_str() == filter).map(|(_, o)| o)
+        self.subscriptions
+            .iter()
+            .find(|(f, _)| f.as_str() == filter)
+            .map(|(_, o)| o)
     }
 
     /// The client id.
@@ -398,7 +438,10 @@ impl Session {
 
     /// State of an outgoing message in the window, by packet id.
     pub fn inflight_state(&self, packet_id: u16) -> Option<InflightState> {
-        self.inflight.iter().find(|e| e.packet_id == packet_id).map(|e| e.state)
+        self.inflight
+            .iter()
+            .find(|e| e.packet_id == packet_id)
+            .map(|e| e.state)
     }
 
     /// Figures for the management API.

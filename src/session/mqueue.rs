@@ -25,14 +25,22 @@ pub struct MQueue {
 impl MQueue {
     /// An empty queue holding at most `max_len` messages (0 = unbounded).
     pub fn new(max_len: usize) -> MQueue {
-        MQueue { items: VecDeque::new(), max_len, qos0_len: 0, dropped: 0 }
+        MQueue {
+            items: VecDeque::new(),
+            max_len,
+            qos0_len: 0,
+            dropped: 0,
+        }
     }
 
     /// Appends `msg`; if the queue was full, drops and returns the message that made room.
     pub fn push(&mut self, msg: Message) -> Option<Message> {
         let dropped = if self.max_len > 0 && self.items.len() >= self.max_len {
             let victim = if self.qos0_len > 0 {
-                self.items.iter().position(|m| m.qos == QoS::AtMostOnce).unwrap_or(0)
+                self.items
+                    .iter()
+                    .position(|m| m.qos == QoS::AtMostOnce)
+                    .unwrap_or(0)
             } else {
                 0
             };
@@ -114,8 +122,14 @@ mod tests {
         assert!(q.push(m("a", QoS::AtLeastOnce)).is_none());
         assert!(q.push(m("b", QoS::AtMostOnce)).is_none());
         assert!(q.push(m("c", QoS::AtMostOnce)).is_none());
-        assert_eq!(q.push(m("d", QoS::ExactlyOnce)).unwrap().topic.as_str(), "b");
-        assert_eq!(q.push(m("e", QoS::AtLeastOnce)).unwrap().topic.as_str(), "c");
+        assert_eq!(
+            q.push(m("d", QoS::ExactlyOnce)).unwrap().topic.as_str(),
+            "b"
+        );
+        assert_eq!(
+            q.push(m("e", QoS::AtLeastOnce)).unwrap().topic.as_str(),
+            "c"
+        );
         assert_eq!(topics(&q), ["a", "d", "e"]);
         // No QoS 0 left: the oldest goes.
         assert_eq!(q.push(m("f", QoS::AtMostOnce)).unwrap().topic.as_str(), "a");

@@ -20,13 +20,24 @@ impl Session {
     /// is sent as the glue set it. Online: sent now if nothing is queued and the window has
     /// room (QoS 0 needs no room), else queued. Offline: queued (QoS 0 only with
     /// `mqueue_store_qos0`, else dropped and counted).
-    pub fn deliver(&mut self, msg: &Message, sub: SubOptions, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+    pub fn deliver(
+        &mut self,
+        msg: &Message,
+        sub: SubOptions,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
         // 5.0 No Local [MQTT-3.8.3-3]: never back to the publisher.
         if sub.no_local && !msg.publisher.is_empty() && msg.publisher == self.client_id {
             return;
         }
         self.deliver_msg += 1;
-        let qos = if self.cfg.upgrade_qos { msg.qos.max(sub.qos) } else { msg.qos.min(sub.qos) };
+        let qos = if self.cfg.upgrade_qos {
+            msg.qos.max(sub.qos)
+        } else {
+            msg.qos.min(sub.qos)
+        };
         let mut msg = msg.clone();
         msg.qos = qos;
         if self.online && self.mqueue.is_empty() && self.window_allows(qos) {
@@ -66,9 +77,20 @@ impl Session {
             return;
         };
         count_sent(m, &msg);
-        out.push(Action::Send(Packet::Publish(msg.to_publish(Some(packet_id), false))));
-        let state = if msg.qos == QoS::AtLeastOnce { InflightState::WaitAck } else { InflightState::WaitRec };
-        self.inflight.push(InflightEntry { packet_id, msg, state, sent_at: now });
+        out.push(Action::Send(Packet::Publish(
+            msg.to_publish(Some(packet_id), false),
+        )));
+        let state = if msg.qos == QoS::AtLeastOnce {
+            InflightState::WaitAck
+        } else {
+            InflightState::WaitRec
+        };
+        self.inflight.push(InflightEntry {
+            packet_id,
+            msg,
+            state,
+            sent_at: now,
+        });
     }
 
     /// Moves queued messages into the window, oldest first, while it has room.
@@ -104,22 +126,42 @@ impl Session {
             match e.state {
                 InflightState::WaitAck | InflightState::WaitRec => {
                     count_sent(m, &e.msg);
-                    out.push(Action::Send(Packet::Publish(e.msg.to_publish(Some(e.packet_id), true))));
+                    out.push(Action::Send(Packet::Publish(
+                        e.msg.to_publish(Some(e.packet_id), true),
+                    )));
                 }
-                InflightState::WaitComp => out.push(Action::Send(Packet::PubRel(PubResp::new(e.packet_id)))),
+                InflightState::WaitComp => {
+                    out.push(Action::Send(Packet::PubRel(PubResp::new(e.packet_id))))
+                }
             }
         }
     }
 
-    pub(super) fn handle_puback(&mut self, r: PubResp, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
-        if self.inflight.remove_in_state(r.packet_id, InflightState::WaitAck).is_some() {
+    pub(super) fn handle_puback(
+        &mut self,
+        r: PubResp,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        if self
+            .inflight
+            .remove_in_state(r.packet_id, InflightState::WaitAck)
+            .is_some()
+        {
             self.drain(now, m, out);
         } else {
             m.packets_puback_missed += 1;
         }
     }
 
-    pub(super) fn handle_pubrec(&mut self, r: PubResp, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+    pub(super) fn handle_pubrec(
+        &mut self,
+        r: PubResp,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
         let v5_refused = self.protocol == crate::codec::ProtocolVersion::V5 && r.reason >= 0x80;
         match self.inflight.get_mut(r.packet_id) {
             Some(e) if e.state == InflightState::WaitRec && v5_refused => {
@@ -137,8 +179,18 @@ impl Session {
         }
     }
 
-    pub(super) fn handle_pubcomp(&mut self, r: PubResp, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
-        if self.inflight.remove_in_state(r.packet_id, InflightState::WaitComp).is_some() {
+    pub(super) fn handle_pubcomp(
+        &mut self,
+        r: PubResp,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        if self
+            .inflight
+            .remove_in_state(r.packet_id, InflightState::WaitComp)
+            .is_some()
+        {
             self.drain(now, m, out);
         } else {
             m.packets_pubcomp_missed += 1;

@@ -68,10 +68,10 @@ impl Violation {
     /// The MQTT 5.0 DISCONNECT reason code for this violation.
     pub fn reason_code(self) -> u8 {
         match self {
-            Violation::PublishTopicInvalid => 0x90,   // Topic Name invalid
-            Violation::PublishQosNotAllowed => 0x9B,  // QoS not supported
-            Violation::AuthNotSupported => 0x8C,      // Bad authentication method
-            _ => 0x82,                                // Protocol Error
+            Violation::PublishTopicInvalid => 0x90,  // Topic Name invalid
+            Violation::PublishQosNotAllowed => 0x9B, // QoS not supported
+            Violation::AuthNotSupported => 0x8C,     // Bad authentication method
+            _ => 0x82,                               // Protocol Error
         }
     }
 }
