@@ -1,1 +1,474 @@
-//! placeholder
+//! The per-client session state machine (broker side), for MQTT 3.1 / 3.1.1, shaped for 5.0.
+//!
+//! Owns: everything the broker remembers about one client between packets: the QoS 1/2
+//! flows in both directions (outgoing inflight window, message queue, incoming QoS 2 ids
+//! awaiting PUBREL), the client's own record of its subscriptions, its will, its keepalive,
+//! and whether it is online. Runs on the client's home shard and never leaves it.
+//!
+//! Must never: do I/O, read the clock (`Instant::now()`), arm timers, touch channels or
+//! other sessions. Time comes in as an `Instant` argument; everything the session wants done
+//! goes out as [`Action`]s appended to a caller-owned `Vec`, which the broker glue executes
+//! in order: write packets, route messages, update the subscription indexes, close.
+//!
+//! Division of labour with the glue: CONNECT/CONNACK, authentication, client id assignment,
+//! takeover, the routing indexes, SUBACK/UNSUBACK timing, retained messages on subscribe,
+//! the will's publication and the `bytes/*` and `packets/*` counters are the glue's. The
+//! session counts `messages/*` and `packets/*/missed`.
+//!
+//! Lifecycle: [`Session::new`] (online) → [`Session::handle`] / [`Session::deliver`] /
+//! [`Session::tick`] → `Close` action or [`Session::connection_lost`] (offline) → the glue
+//! drops a non-persistent session, keeps a persistent one until [`Session::expired`] or
+//! [`Session::resume`]. After a `Close` action the session is offline and ignores packets.
+
+mod awaiting_rel;
+mod inbound;
+mod inflight;
+mod keepalive;
+mod message;
+mod mqueue;
+mod outbound;
+mod packet_id;
+mod violation;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::codec::{Connect, LastWill, Packet, ProtocolVersion, QoS, Str, SubOptions};
+use crate::metrics::Metrics;
+
+use awaiting_rel::AwaitingRel;
+use inflight::Inflight;
+use keepalive::Keepalive;
+use mqueue::MQueue;
+use packet_id::PacketIds;
+
+pub use inflight::InflightState;
+pub use message::Message;
+pub use violation::Violation;
+
+/// Session limits and policies (EMQ X v3 zone settings). Shared by all sessions of a zone.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Outgoing QoS 1/2 messages unacknowledged at once; 0 = unlimited (65535).
+    pub max_inflight: u16,
+    /// Messages queued behind the window or while offline; 0 = unbounded.
+    pub max_mqueue: usize,
+    /// Whether QoS 0 messages are queued for an offline client.
+    pub mqueue_store_qos0: bool,
+    /// Incoming QoS 2 messages awaiting PUBREL at once; 0 = unlimited.
+    pub max_awaiting_rel: usize,
+    /// How long an incoming QoS 2 id waits for PUBREL; zero = forever.
+    pub await_rel_timeout: Duration,
+    /// Re-send unacknowledged PUBLISH/PUBREL after this long (3.x only; zero = never).
+    pub retry_interval: Duration,
+    /// Keepalive is enforced at `keep_alive * keepalive_multiplier` ([MQTT-3.1.2-24]: 1.5).
+    pub keepalive_multiplier: f32,
+    /// Deliver at `max(message qos, subscription qos)` instead of the minimum.
+    pub upgrade_qos: bool,
+    /// Subscriptions per session; 0 = unlimited.
+    pub max_subscriptions: usize,
+    /// How long a persistent session outlives its connection (5.0: the upper bound).
+    pub session_expiry: Duration,
+    /// Highest QoS a client may publish with or be granted.
+    pub max_qos_allowed: QoS,
+}
+
+impl Default for SessionConfig {
+    /// EMQ X v3 defaults.
+    fn default() -> Self {
+        SessionConfig {
+            max_inflight: 32,
+            max_mqueue: 1000,
+            mqueue_store_qos0: true,
+            max_awaiting_rel: 100,
+            await_rel_timeout: Duration::from_secs(300),
+            retry_interval: Duration::from_secs(30),
+            keepalive_multiplier: 1.5,
+            upgrade_qos: false,
+            max_subscriptions: 0,
+            session_expiry: Duration::from_secs(2 * 3600),
+            max_qos_allowed: QoS::ExactlyOnce,
+        }
+    }
+}
+
+/// What the glue must do, in order, after a session call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write this packet to the client.
+    Send(Packet),
+    /// Route this message the client published (to subscribers; store it if retained).
+    Route(Message),
+    /// Add these subscriptions to the indexes (`Ok`: granted options, replacing any existing
+    /// subscription to the same filter) and, once the routes are acknowledged, send SUBACK
+    /// (granted QoS or the failure code, in this order) and the retained messages.
+    /// Failure codes: 0x80 for 3.x; 5.0 reason codes (0x8F, 0x97, ...) for 5.0.
+    Subscribe {
+        packet_id: u16,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    },
+    /// Remove these filters from the indexes, then send UNSUBACK. The flag says whether the
+    /// session had the subscription (5.0: reason 0x00, else 0x11 No subscription existed).
+    Unsubscribe {
+        packet_id: u16,
+        filters: Vec<(Str, bool)>,
+    },
+    /// Close the connection. The session is already offline when this is emitted.
+    Close(CloseReason),
+}
+
+/// Why a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT: the will is discarded [MQTT-3.14.4-3].
+    Disconnect,
+    /// 5.0 DISCONNECT with reason 0x04: publish the will anyway.
+    DisconnectWithWill,
+    /// No packet within keepalive × multiplier [MQTT-3.1.2-24].
+    KeepaliveTimeout,
+    /// The client broke a protocol rule.
+    ProtocolError(Violation),
+    /// A new connection with the same client id took the session over (glue).
+    Takeover,
+    /// Kicked by the management API (glue).
+    Kicked,
+    /// The socket closed or failed without DISCONNECT (glue).
+    SocketClosed,
+    /// The broker is shutting down (glue).
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// Whether the will is published ([MQTT-3.1.2-8]; EMQ X: not on takeover).
+    pub fn publishes_will(self) -> bool {
+        !matches!(self, CloseReason::Disconnect | CloseReason::Takeover)
+    }
+
+    /// The reason as EMQ X names it in logs and the `client.disconnected` event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Disconnect | CloseReason::DisconnectWithWill => "normal",
+            CloseReason::KeepaliveTimeout => "keepalive_timeout",
+            CloseReason::ProtocolError(_) => "protocol_error",
+            CloseReason::Takeover => "discard",
+            CloseReason::Kicked => "kicked",
+            CloseReason::SocketClosed => "closed",
+            CloseReason::ServerShutdown => "shutdown",
+        }
+    }
+
+    /// The reason code of the DISCONNECT a 5.0 client gets; `None`: close without one.
+    pub fn disconnect_reason_code(self) -> Option<u8> {
+        match self {
+            CloseReason::KeepaliveTimeout => Some(0x8D),
+            CloseReason::ProtocolError(v) => Some(v.reason_code()),
+            CloseReason::Takeover => Some(0x8E),
+            CloseReason::Kicked => Some(0x98),
+            CloseReason::ServerShutdown => Some(0x8B),
+            CloseReason::Disconnect
+            | CloseReason::DisconnectWithWill
+            | CloseReason::SocketClosed => None,
+        }
+    }
+}
+
+/// Figures for the management API (EMQ X session info fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub clean_start: bool,
+    pub created_at: Instant,
+    pub subscriptions_count: usize,
+    /// 0 = unlimited.
+    pub max_subscriptions: usize,
+    pub inflight_len: usize,
+    pub max_inflight: usize,
+    pub mqueue_len: usize,
+    /// 0 = unbounded.
+    pub max_mqueue: usize,
+    pub mqueue_dropped: u64,
+    pub awaiting_rel_len: usize,
+    /// 0 = unlimited.
+    pub max_awaiting_rel: usize,
+    /// Messages passed to `deliver` (EMQ X `deliver_msg`).
+    pub deliver_msg: u64,
+    /// Messages that went to the queue (EMQ X `enqueue_msg`).
+    pub enqueue_msg: u64,
+}
+
+/// The state of one client's session. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Session {
+    client_id: Str,
+    protocol: ProtocolVersion,
+    clean_start: bool,
+    will: Option<LastWill>,
+    cfg: SessionConfig,
+    created_at: Instant,
+    keepalive: Keepalive,
+    online: bool,
+    offline_since: Option<Instant>,
+    persistent: bool,
+    /// Effective: config bound, lowered by a 5.0 Session Expiry Interval.
+    session_expiry: Duration,
+    /// Effective: config bound, lowered by a 5.0 Receive Maximum.
+    max_inflight: usize,
+    inflight: Inflight,
+    mqueue: MQueue,
+    awaiting_rel: AwaitingRel,
+    packet_ids: PacketIds,
+    subscriptions: HashMap<Str, SubOptions>,
+    deliver_msg: u64,
+    enqueue_msg: u64,
+}
+
+impl Session {
+    /// A fresh, online session for an accepted CONNECT (the glue has sent or will send CONNACK
+    /// with session present = 0).
+    pub fn new(connect: &Connect, cfg: SessionConfig, now: Instant) -> Session {
+        let mut s = Session {
+            client_id: connect.client_id.clone(),
+            protocol: connect.protocol,
+            clean_start: connect.clean_start,
+            will: None,
+            keepalive: Keepalive::new(0, 1.0, now),
+            online: true,
+            offline_since: None,
+            persistent: false,
+            session_expiry: Duration::ZERO,
+            max_inflight: 0,
+            inflight: Inflight::default(),
+            mqueue: MQueue::new(cfg.max_mqueue),
+            awaiting_rel: AwaitingRel::new(cfg.max_awaiting_rel),
+            packet_ids: PacketIds::default(),
+            subscriptions: HashMap::new(),
+            deliver_msg: 0,
+            enqueue_msg: 0,
+            created_at: now,
+            cfg,
+        };
+        s.take_connect(connect, now);
+        s
+    }
+
+    /// The client reconnected to this persistent session (the glue checked clean
+    /// session = 0 and sends CONNACK with session present = 1 before these actions).
+    /// Takes the new will, keepalive and protocol, re-sends every unacknowledged PUBLISH with
+    /// DUP = 1 and every pending PUBREL in original order [MQTT-4.4.0-1], then moves queued
+    /// messages into the window.
+    pub fn resume(
+        &mut self,
+        connect: &Connect,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        self.take_connect(connect, now);
+        self.redeliver_inflight(now, m, out, |_| true);
+        self.drain(now, m, out);
+    }
+
+    fn take_connect(&mut self, connect: &Connect, now: Instant) {
+        self.protocol = connect.protocol;
+        self.clean_start = connect.clean_start;
+        self.will = connect.will.clone();
+        self.keepalive = Keepalive::new(connect.keep_alive, self.cfg.keepalive_multiplier, now);
+        self.online = true;
+        self.offline_since = None;
+        let cfg_inflight = if self.cfg.max_inflight == 0 {
+            u16::MAX
+        } else {
+            self.cfg.max_inflight
+        };
+        let receive_max = match self.protocol {
+            ProtocolVersion::V5 => connect
+                .properties
+                .receive_maximum
+                .filter(|&r| r > 0)
+                .unwrap_or(u16::MAX),
+            _ => u16::MAX,
+        };
+        self.max_inflight = usize::from(cfg_inflight.min(receive_max));
+        self.session_expiry = match self.protocol {
+            ProtocolVersion::V5 => {
+                self.v5_expiry(connect.properties.session_expiry_interval.unwrap_or(0))
+            }
+            _ if connect.clean_start => Duration::ZERO,
+            _ => self.cfg.session_expiry,
+        };
+        self.persistent = match self.protocol {
+            ProtocolVersion::V5 => !self.session_expiry.is_zero(),
+            _ => !connect.clean_start,
+        };
+    }
+
+    /// A 5.0 Session Expiry Interval (seconds, u32::MAX = never), bounded by the config.
+    fn v5_expiry(&self, secs: u32) -> Duration {
+        Duration::from_secs(u64::from(secs)).min(self.cfg.session_expiry)
+    }
+
+    /// The socket is gone: the session goes offline (the glue drops it if not persistent).
+    /// Idempotent.
+    pub fn connection_lost(&mut self, now: Instant) {
+        if self.online {
+            self.online = false;
+            self.offline_since = Some(now);
+        }
+    }
+
+    /// Emits `Close(reason)` and goes offline.
+    fn close(&mut self, reason: CloseReason, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Close(reason));
+        self.connection_lost(now);
+    }
+
+    /// Keepalive expiry, QoS 2 PUBREL expiry and (3.x) retries of unacknowledged messages.
+    pub fn tick(&mut self, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+        if self.online && self.keepalive.expired(now) {
+            self.close(CloseReason::KeepaliveTimeout, now, out);
+        }
+        if !self.cfg.await_rel_timeout.is_zero() {
+            let n = self.awaiting_rel.expire(now, self.cfg.await_rel_timeout);
+            m.messages_qos2_expired += n as u64;
+        }
+        if let Some(retry) = self.retry_interval() {
+            if self.online {
+                self.redeliver_inflight(now, m, out, |e| {
+                    now.saturating_duration_since(e.sent_at) >= retry
+                });
+            }
+        }
+    }
+
+    /// The retry interval when retries apply (5.0 forbids re-sending except on reconnect).
+    fn retry_interval(&self) -> Option<Duration> {
+        let enabled = !self.cfg.retry_interval.is_zero() && self.protocol != ProtocolVersion::V5;
+        enabled.then_some(self.cfg.retry_interval)
+    }
+
+    /// When [`Session::tick`] must next run (or, offline, when to check [`Session::expired`]).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.online {
+            consider(self.keepalive.deadline());
+            if let Some(retry) = self.retry_interval() {
+                consider(
+                    self.inflight
+                        .oldest_sent_at()
+                        .and_then(|t| t.checked_add(retry)),
+                );
+            }
+        } else if self.is_persistent() {
+            consider(
+                self.offline_since
+                    .and_then(|t| t.checked_add(self.session_expiry)),
+            );
+        }
+        if !self.cfg.await_rel_timeout.is_zero() {
+            consider(
+                self.awaiting_rel
+                    .oldest()
+                    .and_then(|t| t.checked_add(self.cfg.await_rel_timeout)),
+            );
+        }
+        next
+    }
+
+    /// True while a connection is attached.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// True when the session outlives its connection (3.x: clean session = 0; 5.0: a
+    /// non-zero Session Expiry Interval).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// True when the session is offline and should be dropped: at once if not persistent,
+    /// else once `session_expiry` has passed since the connection was lost.
+    pub fn expired(&self, now: Instant) -> bool {
+        match self.offline_since {
+            None => false,
+            Some(since) => now.saturating_duration_since(since) >= self.session_expiry,
+        }
+    }
+
+    /// The will, for the glue to publish (with [`Message::from_will`]) when
+    /// [`CloseReason::publishes_will`]; `None` once taken or discarded.
+    pub fn take_will(&mut self) -> Option<LastWill> {
+        self.will.take()
+    }
+
+    /// The session's own record of its subscriptions (the glue keeps the indexes).
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&str, &SubOptions)> {
+        self.subscriptions.iter().map(|(f, o)| (f.as_str(), o))
+    }
+
+    /// The granted options of one subscription.
+    pub fn subscription(&self, filter: &str) -> Option<&SubOptions> {
+        // `Str` is not `Borrow<str>`; this is a management-path lookup, a scan is fine.
+        self.subscriptions
+            .iter()
+            .find(|(f, _)| f.as_str() == filter)
+            .map(|(_, o)| o)
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &Str {
+        &self.client_id
+    }
+
+    /// The protocol of the current (or last) connection.
+    pub fn protocol(&self) -> ProtocolVersion {
+        self.protocol
+    }
+
+    /// The configuration this session runs with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    /// State of an outgoing message in the window, by packet id.
+    pub fn inflight_state(&self, packet_id: u16) -> Option<InflightState> {
+        self.inflight
+            .iter()
+            .find(|e| e.packet_id == packet_id)
+            .map(|e| e.state)
+    }
+
+    /// Figures for the management API.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            clean_start: self.clean_start,
+            created_at: self.created_at,
+            subscriptions_count: self.subscriptions.len(),
+            max_subscriptions: self.cfg.max_subscriptions,
+            inflight_len: self.inflight.len(),
+            max_inflight: self.max_inflight,
+            mqueue_len: self.mqueue.len(),
+            max_mqueue: self.mqueue.max_len(),
+            mqueue_dropped: self.mqueue.dropped(),
+            awaiting_rel_len: self.awaiting_rel.len(),
+            max_awaiting_rel: self.awaiting_rel.max_len(),
+            deliver_msg: self.deliver_msg,
+            enqueue_msg: self.enqueue_msg,
+        }
+    }
+
+    /// A packet from the client (the glue has counted it). Ignored while offline.
+    pub fn handle(&mut self, packet: Packet, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+        if !self.online {
+            return;
+        }
+        self.keepalive.received(now);
+        self.handle_packet(packet, now, m, out);
+    }
+}

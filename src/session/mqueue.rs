@@ -1,0 +1,149 @@
+//! The message queue: messages for the client that are not yet in the inflight window,
+//! because the window is full or the client is offline.
+//!
+//! Owns: the bounded FIFO and its overflow policy (EMQ X: when full, drop the oldest QoS 0
+//! message if there is one, else the oldest message). Pure: never does I/O and never looks
+//! at the clock. Counting drops in the shard metrics is the caller's job; the queue keeps
+//! its own lifetime drop count for the management API.
+
+use std::collections::VecDeque;
+
+use super::message::Message;
+use crate::codec::QoS;
+
+/// A bounded FIFO of messages waiting to be sent.
+#[derive(Debug, Clone)]
+pub struct MQueue {
+    items: VecDeque<Message>,
+    /// 0 means unbounded.
+    max_len: usize,
+    /// QoS 0 messages currently queued (so that overflow finds them without a scan when none).
+    qos0_len: usize,
+    dropped: u64,
+}
+
+impl MQueue {
+    /// An empty queue holding at most `max_len` messages (0 = unbounded).
+    pub fn new(max_len: usize) -> MQueue {
+        MQueue {
+            items: VecDeque::new(),
+            max_len,
+            qos0_len: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Appends `msg`; if the queue was full, drops and returns the message that made room.
+    pub fn push(&mut self, msg: Message) -> Option<Message> {
+        let dropped = if self.max_len > 0 && self.items.len() >= self.max_len {
+            let victim = if self.qos0_len > 0 {
+                self.items
+                    .iter()
+                    .position(|m| m.qos == QoS::AtMostOnce)
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            let old = self.items.remove(victim);
+            if let Some(old) = &old {
+                self.forget(old);
+                self.dropped += 1;
+            }
+            old
+        } else {
+            None
+        };
+        if msg.qos == QoS::AtMostOnce {
+            self.qos0_len += 1;
+        }
+        self.items.push_back(msg);
+        dropped
+    }
+
+    /// The oldest message.
+    pub fn front(&self) -> Option<&Message> {
+        self.items.front()
+    }
+
+    /// Removes the oldest message.
+    pub fn pop(&mut self) -> Option<Message> {
+        let msg = self.items.pop_front()?;
+        self.forget(&msg);
+        Some(msg)
+    }
+
+    /// Records a message that was dropped before reaching the queue (e.g. QoS 0 offline).
+    pub fn count_drop(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The bound (0 = unbounded).
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Messages dropped since the session was created.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn forget(&mut self, msg: &Message) {
+        if msg.qos == QoS::AtMostOnce {
+            self.qos0_len -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(topic: &str, qos: QoS) -> Message {
+        Message::new(topic, "", qos, false)
+    }
+
+    fn topics(q: &MQueue) -> Vec<String> {
+        q.items.iter().map(|m| m.topic.to_string()).collect()
+    }
+
+    #[test]
+    fn overflow_drops_oldest_qos0_first() {
+        let mut q = MQueue::new(3);
+        assert!(q.push(m("a", QoS::AtLeastOnce)).is_none());
+        assert!(q.push(m("b", QoS::AtMostOnce)).is_none());
+        assert!(q.push(m("c", QoS::AtMostOnce)).is_none());
+        assert_eq!(
+            q.push(m("d", QoS::ExactlyOnce)).unwrap().topic.as_str(),
+            "b"
+        );
+        assert_eq!(
+            q.push(m("e", QoS::AtLeastOnce)).unwrap().topic.as_str(),
+            "c"
+        );
+        assert_eq!(topics(&q), ["a", "d", "e"]);
+        // No QoS 0 left: the oldest goes.
+        assert_eq!(q.push(m("f", QoS::AtMostOnce)).unwrap().topic.as_str(), "a");
+        assert_eq!(topics(&q), ["d", "e", "f"]);
+        assert_eq!(q.dropped(), 3);
+    }
+
+    #[test]
+    fn zero_bound_is_unbounded() {
+        let mut q = MQueue::new(0);
+        for i in 0..5000 {
+            assert!(q.push(m(&i.to_string(), QoS::AtMostOnce)).is_none());
+        }
+        assert_eq!(q.len(), 5000);
+        assert_eq!(q.pop().unwrap().topic.as_str(), "0");
+    }
+}

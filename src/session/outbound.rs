@@ -1,0 +1,212 @@
+//! Messages to the client: delivery into the inflight window or the queue, the client's
+//! acknowledgements (PUBACK, PUBREC, PUBCOMP), draining the queue as the window frees up,
+//! and redelivery (on resume, and on retry for 3.x).
+//!
+//! Owns: the outbound QoS flows (spec 4.3) and their ordering (4.6): messages enter the
+//! window in delivery order; while anything is queued, new messages (QoS 0 too) queue behind
+//! it; redelivery walks the window in send order. Pure: never does I/O and never looks at
+//! the clock.
+
+use std::time::Instant;
+
+use super::inflight::{InflightEntry, InflightState};
+use super::{Action, Message, Session};
+use crate::codec::{Packet, PubResp, QoS, SubOptions};
+use crate::metrics::Metrics;
+
+impl Session {
+    /// A message routed to this client through a subscription with granted options `sub`.
+    /// Effective QoS = min(message, subscription), or max with `upgrade_qos`. The retain flag
+    /// is sent as the glue set it. Online: sent now if nothing is queued and the window has
+    /// room (QoS 0 needs no room), else queued. Offline: queued (QoS 0 only with
+    /// `mqueue_store_qos0`, else dropped and counted).
+    pub fn deliver(
+        &mut self,
+        msg: &Message,
+        sub: SubOptions,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        // 5.0 No Local [MQTT-3.8.3-3]: never back to the publisher.
+        if sub.no_local && !msg.publisher.is_empty() && msg.publisher == self.client_id {
+            return;
+        }
+        self.deliver_msg += 1;
+        let qos = if self.cfg.upgrade_qos {
+            msg.qos.max(sub.qos)
+        } else {
+            msg.qos.min(sub.qos)
+        };
+        let mut msg = msg.clone();
+        msg.qos = qos;
+        if self.online && self.mqueue.is_empty() && self.window_allows(qos) {
+            self.send_new(msg, now, m, out);
+        } else {
+            self.enqueue(msg, m);
+        }
+    }
+
+    fn window_allows(&self, qos: QoS) -> bool {
+        qos == QoS::AtMostOnce || self.inflight.len() < self.max_inflight
+    }
+
+    fn enqueue(&mut self, msg: Message, m: &mut Metrics) {
+        if !self.online && msg.qos == QoS::AtMostOnce && !self.cfg.mqueue_store_qos0 {
+            self.mqueue.count_drop();
+            m.messages_dropped += 1;
+            return;
+        }
+        self.enqueue_msg += 1;
+        if self.mqueue.push(msg).is_some() {
+            m.messages_dropped += 1;
+        }
+    }
+
+    /// Sends a message for the first time (QoS 1/2: into the window with a new packet id).
+    fn send_new(&mut self, msg: Message, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+        if msg.qos == QoS::AtMostOnce {
+            count_sent(m, &msg);
+            out.push(Action::Send(Packet::Publish(msg.to_publish(None, false))));
+            return;
+        }
+        let inflight = &self.inflight;
+        let Some(packet_id) = self.packet_ids.alloc(|id| inflight.contains(id)) else {
+            // Every id is in use (only with an unlimited window): wait in the queue.
+            self.enqueue(msg, m);
+            return;
+        };
+        count_sent(m, &msg);
+        out.push(Action::Send(Packet::Publish(
+            msg.to_publish(Some(packet_id), false),
+        )));
+        let state = if msg.qos == QoS::AtLeastOnce {
+            InflightState::WaitAck
+        } else {
+            InflightState::WaitRec
+        };
+        self.inflight.push(InflightEntry {
+            packet_id,
+            msg,
+            state,
+            sent_at: now,
+        });
+    }
+
+    /// Moves queued messages into the window, oldest first, while it has room.
+    pub(super) fn drain(&mut self, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+        while self.online {
+            match self.mqueue.front() {
+                Some(front) if self.window_allows(front.qos) => {}
+                _ => break,
+            }
+            let Some(msg) = self.mqueue.pop() else { break };
+            let before = self.mqueue.len();
+            self.send_new(msg, now, m, out);
+            if self.mqueue.len() > before {
+                break; // no packet id free: it went back to the queue
+            }
+        }
+    }
+
+    /// Re-sends the window entries `due` selects, in send order: PUBLISH with DUP = 1 while
+    /// unacknowledged, PUBREL once PUBREC'd.
+    pub(super) fn redeliver_inflight(
+        &mut self,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+        due: impl Fn(&InflightEntry) -> bool,
+    ) {
+        for e in self.inflight.iter_mut() {
+            if !due(e) {
+                continue;
+            }
+            e.sent_at = now;
+            match e.state {
+                InflightState::WaitAck | InflightState::WaitRec => {
+                    count_sent(m, &e.msg);
+                    out.push(Action::Send(Packet::Publish(
+                        e.msg.to_publish(Some(e.packet_id), true),
+                    )));
+                }
+                InflightState::WaitComp => {
+                    out.push(Action::Send(Packet::PubRel(PubResp::new(e.packet_id))))
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle_puback(
+        &mut self,
+        r: PubResp,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        if self
+            .inflight
+            .remove_in_state(r.packet_id, InflightState::WaitAck)
+            .is_some()
+        {
+            self.drain(now, m, out);
+        } else {
+            m.packets_puback_missed += 1;
+        }
+    }
+
+    pub(super) fn handle_pubrec(
+        &mut self,
+        r: PubResp,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        let v5_refused = self.protocol == crate::codec::ProtocolVersion::V5 && r.reason >= 0x80;
+        match self.inflight.get_mut(r.packet_id) {
+            Some(e) if e.state == InflightState::WaitRec && v5_refused => {
+                // 5.0: the client refused the message; the flow ends here [MQTT-4.3.3-4].
+                self.inflight.remove(r.packet_id);
+                self.drain(now, m, out);
+            }
+            Some(e) if e.state != InflightState::WaitAck => {
+                // First PUBREC, or a repeated one after our PUBREL: (re)send PUBREL.
+                e.state = InflightState::WaitComp;
+                e.sent_at = now;
+                out.push(Action::Send(Packet::PubRel(PubResp::new(r.packet_id))));
+            }
+            _ => m.packets_pubrec_missed += 1,
+        }
+    }
+
+    pub(super) fn handle_pubcomp(
+        &mut self,
+        r: PubResp,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        if self
+            .inflight
+            .remove_in_state(r.packet_id, InflightState::WaitComp)
+            .is_some()
+        {
+            self.drain(now, m, out);
+        } else {
+            m.packets_pubcomp_missed += 1;
+        }
+    }
+}
+
+/// `messages/sent` and `messages/qosN/sent` for one outgoing PUBLISH ($SYS excluded, as EMQ X).
+fn count_sent(m: &mut Metrics, msg: &Message) {
+    if msg.is_sys() {
+        return;
+    }
+    m.messages_sent += 1;
+    match msg.qos {
+        QoS::AtMostOnce => m.messages_qos0_sent += 1,
+        QoS::AtLeastOnce => m.messages_qos1_sent += 1,
+        QoS::ExactlyOnce => m.messages_qos2_sent += 1,
+    }
+}
