@@ -85,7 +85,7 @@ impl Link {
 
     /// The close reason, once closing was asked.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.close.borrow().clone()
+        *self.close.borrow()
     }
 
     fn wake(&self) {

@@ -152,7 +152,7 @@ impl Shard {
             will.flatten()
         });
         if let Some(will) = old {
-            self.publish(Message::from_will(&will, client_id.clone()));
+            self.publish(Message::from_will(&will, &client_id));
         }
 
         let resumable = self
@@ -225,14 +225,14 @@ impl Shard {
             (will, !c.session.is_persistent(), c.username.clone())
         };
         if let Some(will) = will {
-            self.publish(Message::from_will(&will, client_id.clone()));
+            self.publish(Message::from_will(&will, &client_id));
         }
         if drop_session {
             if let Some(old) = self.clients.borrow_mut().remove(client_id) {
                 self.drop_subscriptions(client_id, &old.session);
             }
         }
-        self.publish_disconnect_event(client_id, username, &reason);
+        self.publish_disconnect_event(client_id, username, reason);
     }
 
     /// Removes every index entry of a session that is being discarded.
@@ -280,11 +280,15 @@ impl Shard {
                     spawn_local(async move { me.subscribe(client_id, packet_id, filters).await }).detach();
                 }
                 Action::Unsubscribe { packet_id, filters } => {
-                    for f in &filters {
+                    for (f, _) in &filters {
                         self.unsubscribe_one(client_id, f);
                     }
                     if let Some(link) = &link {
-                        let codes = if link.version == ProtocolVersion::V5 { vec![0; filters.len()] } else { Vec::new() };
+                        let codes = if link.version == ProtocolVersion::V5 {
+                            filters.iter().map(|(_, had)| if *had { 0x00 } else { 0x11 }).collect()
+                        } else {
+                            Vec::new()
+                        };
                         let ack = Packet::UnsubAck(UnsubAck { packet_id, codes, properties: Properties::default() });
                         link.send(&ack, &mut self.metrics.borrow_mut());
                     }
@@ -662,11 +666,11 @@ impl Shard {
         self.publish(Message::system(topic, payload.to_string()));
     }
 
-    fn publish_disconnect_event(self: &Rc<Self>, client_id: &Str, username: Option<Str>, reason: &CloseReason) {
+    fn publish_disconnect_event(self: &Rc<Self>, client_id: &Str, username: Option<Str>, reason: CloseReason) {
         let payload = serde_json::json!({
             "clientid": client_id.as_str(),
             "username": username.as_ref().map(|u| u.as_str()),
-            "reason": reason.to_string(),
+            "reason": reason.as_str(),
             "ts": unix_secs(),
         });
         let topic = format!("$SYS/brokers/{}/clients/{}/disconnected", self.node, client_id);
