@@ -276,8 +276,10 @@ fn ping_and_disconnect() {
 
 #[test]
 fn encoder_drops_v5_fields_for_v3() {
-    let mut props = Properties::default();
-    props.reason_string = Some(s("why"));
+    let props = Properties {
+        reason_string: Some(s("why")),
+        ..Default::default()
+    };
     let ack = Packet::PubAck(PubResp {
         packet_id: 3,
         reason: 0x10,

@@ -355,8 +355,10 @@ fn encode_errors() {
         encode(&Packet::PubAck(PubResp::new(0)), V311, &mut out),
         Err(EncodeError::ZeroPacketId)
     );
-    let mut props = Properties::default();
-    props.topic_alias = Some(1);
+    let props = Properties {
+        topic_alias: Some(1),
+        ..Default::default()
+    };
     let p = Packet::Disconnect(Disconnect {
         reason: 0,
         properties: props,
