@@ -20,7 +20,8 @@ pub const PACKET_TOO_LARGE: u8 = 0x95;
 /// Why the bytes at the front of a buffer are not a valid packet.
 ///
 /// After any of these the connection must be closed (in 5.0 after sending
-/// DISCONNECT / CONNACK with [`DecodeError::reason_code`]); the buffer is left as it was.
+/// DISCONNECT / CONNACK with [`DecodeError::reason_code`]). The offending packet's
+/// bytes may or may not have been consumed from the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecodeError {
     /// The whole packet would be larger than the allowed maximum.
