@@ -12,11 +12,12 @@ use super::properties::Properties;
 use super::str::Str;
 
 /// The protocol level of a connection, read from CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum ProtocolVersion {
     /// MQTT 3.1, protocol name "MQIsdp", level 3.
     V31,
     /// MQTT 3.1.1, protocol name "MQTT", level 4.
+    #[default]
     V311,
     /// MQTT 5.0, protocol name "MQTT", level 5.
     V5,
@@ -96,12 +97,6 @@ pub struct Connect {
     pub properties: Properties,
 }
 
-impl Default for ProtocolVersion {
-    fn default() -> Self {
-        ProtocolVersion::V311
-    }
-}
-
 /// The will message carried in CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LastWill {
@@ -162,7 +157,11 @@ pub struct PubResp {
 impl PubResp {
     /// A plain success acknowledgement.
     pub fn new(packet_id: u16) -> PubResp {
-        PubResp { packet_id, reason: 0, properties: Properties::default() }
+        PubResp {
+            packet_id,
+            reason: 0,
+            properties: Properties::default(),
+        }
     }
 }
 
