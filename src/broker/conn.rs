@@ -172,7 +172,7 @@ async fn drive(shard: &Rc<Shard>, stream: &mut TcpStream, link: &Rc<Link>, clien
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(client = %client_id, "closing on a malformed packet: {e}");
-                    link.close(CloseReason::from_decode_error(e));
+                    link.close(CloseReason::Malformed(e));
                     break;
                 }
             }

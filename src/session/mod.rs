@@ -131,6 +131,8 @@ pub enum CloseReason {
     KeepaliveTimeout,
     /// The client broke a protocol rule.
     ProtocolError(Violation),
+    /// The client sent bytes that do not decode as an MQTT packet (glue).
+    Malformed(crate::codec::DecodeError),
     /// A new connection with the same client id took the session over (glue).
     Takeover,
     /// Kicked by the management API (glue).
@@ -153,6 +155,7 @@ impl CloseReason {
             CloseReason::Disconnect | CloseReason::DisconnectWithWill => "normal",
             CloseReason::KeepaliveTimeout => "keepalive_timeout",
             CloseReason::ProtocolError(_) => "protocol_error",
+            CloseReason::Malformed(_) => "parse_error",
             CloseReason::Takeover => "discard",
             CloseReason::Kicked => "kicked",
             CloseReason::SocketClosed => "closed",
@@ -165,6 +168,7 @@ impl CloseReason {
         match self {
             CloseReason::KeepaliveTimeout => Some(0x8D),
             CloseReason::ProtocolError(v) => Some(v.reason_code()),
+            CloseReason::Malformed(e) => Some(e.reason_code()),
             CloseReason::Takeover => Some(0x8E),
             CloseReason::Kicked => Some(0x98),
             CloseReason::ServerShutdown => Some(0x8B),
