@@ -162,7 +162,11 @@ pub struct PubResp {
 impl PubResp {
     /// A plain success acknowledgement.
     pub fn new(packet_id: u16) -> PubResp {
-        PubResp { packet_id, reason: 0, properties: Properties::default() }
+        PubResp {
+            packet_id,
+            reason: 0,
+            properties: Properties::default(),
+        }
     }
 }
 
