@@ -215,6 +215,8 @@ fn set_soft_rlimit(resource: Resource, limit: Limit) -> io::Result<()> {
     Ok(())
 }
 
+// rlim_t is u64 on 64-bit targets but narrower on some 32-bit ones.
+#[allow(clippy::useless_conversion)]
 fn to_u64(v: libc::rlim_t) -> u64 {
     if v == libc::RLIM_INFINITY {
         u64::MAX
