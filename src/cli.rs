@@ -40,7 +40,7 @@ pub struct Cli {
     pub shards: Option<u16>,
 
     /// Override one configuration key, e.g. --set mqtt.max_inflight=64,
-    /// --set shards.cores=[0,1], --set node.name=shardmq@10.0.0.1. VALUE is TOML, or a plain
+    /// --set 'shards.cores=[0, 1]', --set node.name=shardmq@10.0.0.1. VALUE is TOML, or a plain
     /// string. May be repeated.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
