@@ -14,6 +14,8 @@ pub mod topic;
 
 #[cfg(feature = "runtime")]
 pub mod broker;
+#[cfg(feature = "runtime")]
+pub mod cli;
 
 /// The home shard of a client: `hash(client_id) % shards`. Stable across runs and
 /// platforms (FNV-1a), so tests and tools can predict where a client lives.

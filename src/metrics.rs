@@ -172,8 +172,16 @@ mod tests {
 
     #[test]
     fn merge_adds_field_by_field() {
-        let mut a = Metrics { bytes_received: 3, packets_connect: 1, ..Default::default() };
-        let b = Metrics { bytes_received: 4, messages_sent: 2, ..Default::default() };
+        let mut a = Metrics {
+            bytes_received: 3,
+            packets_connect: 1,
+            ..Default::default()
+        };
+        let b = Metrics {
+            bytes_received: 4,
+            messages_sent: 2,
+            ..Default::default()
+        };
         a.merge(&b);
         assert_eq!(a.bytes_received, 7);
         assert_eq!(a.packets_connect, 1);
@@ -183,8 +191,16 @@ mod tests {
     #[test]
     fn stats_keep_high_water_marks() {
         let mut s = StatsWithMax::default();
-        s.observe(Stats { connections: 5, retained: 1, ..Default::default() });
-        s.observe(Stats { connections: 2, retained: 3, ..Default::default() });
+        s.observe(Stats {
+            connections: 5,
+            retained: 1,
+            ..Default::default()
+        });
+        s.observe(Stats {
+            connections: 2,
+            retained: 3,
+            ..Default::default()
+        });
         let e: std::collections::HashMap<_, _> = s.entries().into_iter().collect();
         assert_eq!(e["connections/count"], 2);
         assert_eq!(e["connections/max"], 5);

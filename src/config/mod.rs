@@ -1,0 +1,439 @@
+//! The broker's configuration: serde structs with EMQ X v3 defaults, parsing with line-numbered
+//! errors, `--set KEY=VALUE` overrides, validation, and core placement.
+//!
+//! Owns: [`Config`] and its sections, [`ConfigError`], and [`DEFAULT_TOML`] (the documented
+//! default file `tuning/shardmq.toml`, compiled in; a unit test keeps it equal to
+//! [`Config::default`]).
+//!
+//! Pure: it never reads files, environment variables or the CPU set, never logs and never
+//! exits; the binary passes text and the available cores in and decides what to do with the
+//! errors and warnings. Runs once at start-up, before any shard exists; shards receive a
+//! finished, validated `Config` and never parse one.
+
+mod error;
+mod set;
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+
+/// The documented default configuration (`tuning/shardmq.toml`), compiled in.
+/// `Config::from_toml_str(DEFAULT_TOML)` equals `Config::default()`.
+pub const DEFAULT_TOML: &str = include_str!("../../tuning/shardmq.toml");
+
+/// The largest MQTT packet the protocol can express (the remaining length is at most
+/// 268,435,455 bytes).
+pub const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_455;
+
+/// The whole configuration. Every section and key is optional in a file; missing ones keep
+/// their defaults, unknown ones are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[node]`
+    pub node: NodeConfig,
+    /// `[shards]`
+    pub shards: ShardsConfig,
+    /// `[management]`
+    pub management: ManagementConfig,
+    /// `[listeners.*]`
+    pub listeners: ListenersConfig,
+    /// `[mqtt]`
+    pub mqtt: MqttConfig,
+    /// `[retainer]`
+    pub retainer: RetainerConfig,
+    /// `[sys]`
+    pub sys: SysConfig,
+}
+
+/// `[node]`: the node's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// EMQ X style `name@host`; used in `/nodes/:node/...` API paths.
+    pub name: String,
+}
+
+/// `[shards]`: which cores run a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardsConfig {
+    /// Cores to run a shard on; empty = every core in the process's affinity mask.
+    pub cores: Vec<usize>,
+    /// How many shards (0 = one per core of `cores` / the affinity mask). N > 0 takes the
+    /// first N cores, wrapping around if there are fewer. `--shards N` sets it.
+    pub count: usize,
+    /// Slots per cross-shard channel (one channel per ordered pair of executors).
+    pub channel_capacity: usize,
+}
+
+/// `[management]`: the management thread and its HTTP listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagementConfig {
+    /// Core of the management thread; `None` = the last core shards may use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core: Option<usize>,
+    /// HTTP listener address.
+    pub bind: SocketAddr,
+    /// Largest request head in bytes (larger: 431).
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes (larger: 413).
+    pub max_body_bytes: usize,
+}
+
+/// `[listeners]`: the MQTT listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenersConfig {
+    /// `[listeners.tcp]`: plain MQTT over TCP.
+    pub tcp: TcpListenerConfig,
+}
+
+/// `[listeners.tcp]`: bound by every shard with `SO_REUSEPORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpListenerConfig {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Most concurrent MQTT connections on this node (all shards together).
+    pub max_connections: u64,
+    /// Listen backlog of each shard's socket (capped by `net.core.somaxconn`).
+    pub backlog: u32,
+}
+
+/// How a shared subscription group picks the member that gets a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedSubscriptionStrategy {
+    /// Members in turn.
+    RoundRobin,
+    /// A random member (the EMQ X default).
+    Random,
+    /// A member chosen by a hash of the publisher's client id.
+    HashClientid,
+    /// A member chosen by a hash of the topic.
+    HashTopic,
+}
+
+/// `[mqtt]`: protocol limits and session behaviour. Durations are whole seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Largest packet in bytes, fixed header included (1..=268435455).
+    pub max_packet_size: u32,
+    /// Longest client id in bytes (at least 23).
+    pub max_clientid_len: u16,
+    /// Most levels in a topic name or filter (0 = unlimited).
+    pub max_topic_levels: u32,
+    /// Highest QoS allowed (0..=2); higher requests are downgraded.
+    pub max_qos_allowed: u8,
+    /// Most unacknowledged QoS 1/2 deliveries per client (at least 1).
+    pub max_inflight: u16,
+    /// Most queued messages per client beyond the inflight window (0 = unlimited).
+    pub max_mqueue: usize,
+    /// Whether QoS 0 messages are queued for offline persistent sessions.
+    pub mqueue_store_qos0: bool,
+    /// Most QoS 2 messages awaiting PUBREL per client (0 = unlimited).
+    pub max_awaiting_rel: u32,
+    /// Seconds to wait for a PUBREL.
+    pub await_rel_timeout: u64,
+    /// Seconds before an unacknowledged delivery is retried.
+    pub retry_interval: u64,
+    /// Seconds an offline clean_session=false session is kept.
+    pub session_expiry_interval: u64,
+    /// A client is dropped after `keepalive * keepalive_multiplier` seconds of silence (> 1.0).
+    pub keepalive_multiplier: f64,
+    /// Whether clients without a username may connect.
+    pub allow_anonymous: bool,
+    /// Most subscriptions per client (0 = unlimited).
+    pub max_subscriptions: u32,
+    /// Deliver at the subscription's QoS even if the message's QoS is lower.
+    pub upgrade_qos: bool,
+    /// Seconds a socket may stay open without sending CONNECT (at least 1).
+    pub idle_timeout: u64,
+    /// How shared subscription groups pick a member.
+    pub shared_subscription_strategy: SharedSubscriptionStrategy,
+}
+
+/// `[retainer]`: retained messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetainerConfig {
+    /// Whether retained messages are stored and delivered.
+    pub enable: bool,
+    /// Most retained messages on this node (0 = unlimited).
+    pub max_retained_messages: u64,
+    /// Largest retained payload in bytes.
+    pub max_payload_size: u32,
+    /// Seconds a retained message is kept (0 = until replaced).
+    pub expiry_interval: u64,
+}
+
+/// `[sys]`: `$SYS` topic publishing. Durations are whole seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysConfig {
+    /// Seconds between `$SYS` statistics publishes (0 = never).
+    pub interval: u64,
+    /// Seconds between `$SYS` heartbeat publishes (0 = never).
+    pub heartbeat: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "shardmq@127.0.0.1".to_owned(),
+        }
+    }
+}
+
+impl Default for ShardsConfig {
+    fn default() -> Self {
+        ShardsConfig {
+            cores: Vec::new(),
+            count: 0,
+            channel_capacity: 1024,
+        }
+    }
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        ManagementConfig {
+            core: None,
+            bind: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for TcpListenerConfig {
+    fn default() -> Self {
+        TcpListenerConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            max_connections: 1_024_000,
+            backlog: 1024,
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_packet_size: 1024 * 1024,
+            max_clientid_len: 65535,
+            max_topic_levels: 0,
+            max_qos_allowed: 2,
+            max_inflight: 32,
+            max_mqueue: 1000,
+            mqueue_store_qos0: true,
+            max_awaiting_rel: 100,
+            await_rel_timeout: 300,
+            retry_interval: 30,
+            session_expiry_interval: 7200,
+            keepalive_multiplier: 1.5,
+            allow_anonymous: true,
+            max_subscriptions: 0,
+            upgrade_qos: false,
+            idle_timeout: 15,
+            shared_subscription_strategy: SharedSubscriptionStrategy::Random,
+        }
+    }
+}
+
+impl Default for RetainerConfig {
+    fn default() -> Self {
+        RetainerConfig {
+            enable: true,
+            max_retained_messages: 0,
+            max_payload_size: 1024 * 1024,
+            expiry_interval: 0,
+        }
+    }
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        SysConfig {
+            interval: 60,
+            heartbeat: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML configuration. Keys left out keep their defaults; unknown keys and wrong
+    /// types are errors naming the dotted key and the line. Does not [`validate`](Self::validate).
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_toml(text, e))
+    }
+
+    /// Applies one `--set KEY=VALUE` override, e.g. `mqtt.max_mqueue=100000`,
+    /// `shards.cores=[0,1]` or `node.name=foo@bar`. VALUE is read as a TOML value, or as a
+    /// string when it is not valid TOML (or when the key wants a string). On error `self` is
+    /// unchanged. Does not [`validate`](Self::validate).
+    pub fn apply_set(&mut self, assignment: &str) -> Result<(), ConfigError> {
+        *self = set::apply(self, assignment).map_err(|e| e.with_origin("--set"))?;
+        Ok(())
+    }
+
+    /// Checks the values that types alone do not (ranges, names); the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| Err(ConfigError::new(Some(key), message));
+
+        match self.node.name.split_once('@') {
+            Some((name, host)) if !name.is_empty() && !host.is_empty() && !host.contains('@') => {}
+            _ => {
+                return fail(
+                    "node.name",
+                    format!("must look like name@host, got {:?}", self.node.name),
+                )
+            }
+        }
+
+        let mut seen = self.shards.cores.clone();
+        seen.sort_unstable();
+        if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+            return fail("shards.cores", format!("core {} is listed twice", w[0]));
+        }
+        if self.shards.channel_capacity == 0 {
+            return fail("shards.channel_capacity", "must be at least 1".into());
+        }
+
+        if self.management.max_header_bytes < 1024 {
+            return fail(
+                "management.max_header_bytes",
+                format!(
+                    "must be at least 1024, got {}",
+                    self.management.max_header_bytes
+                ),
+            );
+        }
+
+        let tcp = &self.listeners.tcp;
+        if tcp.max_connections == 0 {
+            return fail("listeners.tcp.max_connections", "must be at least 1".into());
+        }
+        if tcp.backlog == 0 {
+            return fail("listeners.tcp.backlog", "must be at least 1".into());
+        }
+        if tcp.bind == self.management.bind {
+            return fail(
+                "management.bind",
+                format!("{} is also listeners.tcp.bind", tcp.bind),
+            );
+        }
+
+        let mqtt = &self.mqtt;
+        if !(1..=MAX_PACKET_SIZE_LIMIT).contains(&mqtt.max_packet_size) {
+            return fail(
+                "mqtt.max_packet_size",
+                format!(
+                    "must be in 1..={MAX_PACKET_SIZE_LIMIT}, got {}",
+                    mqtt.max_packet_size
+                ),
+            );
+        }
+        if mqtt.max_clientid_len < 23 {
+            return fail(
+                "mqtt.max_clientid_len",
+                format!(
+                    "must be at least 23 (MQTT 3.1.3-5), got {}",
+                    mqtt.max_clientid_len
+                ),
+            );
+        }
+        if mqtt.max_qos_allowed > 2 {
+            return fail(
+                "mqtt.max_qos_allowed",
+                format!("must be 0, 1 or 2, got {}", mqtt.max_qos_allowed),
+            );
+        }
+        if mqtt.max_inflight == 0 {
+            return fail("mqtt.max_inflight", "must be at least 1".into());
+        }
+        if !(mqtt.keepalive_multiplier.is_finite() && mqtt.keepalive_multiplier > 1.0) {
+            return fail(
+                "mqtt.keepalive_multiplier",
+                format!(
+                    "must be a number greater than 1.0, got {}",
+                    mqtt.keepalive_multiplier
+                ),
+            );
+        }
+        if mqtt.idle_timeout == 0 {
+            return fail("mqtt.idle_timeout", "must be at least 1 second".into());
+        }
+
+        if self.retainer.max_payload_size == 0 {
+            return fail("retainer.max_payload_size", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The cores to run shards on, one entry per shard (a core may repeat when
+    /// `shards.count` exceeds the cores there are; see [`placement_warnings`](Self::placement_warnings)).
+    ///
+    /// `available` is the process's affinity mask (`shardmq_shards::available_cores()`).
+    /// The base list is `shards.cores`, or `available` when that is empty; `shards.count = N > 0`
+    /// takes its first N entries, wrapping around.
+    pub fn shard_cores(&self, available: &[usize]) -> Vec<usize> {
+        let base = self.base_cores(available);
+        match self.shards.count {
+            0 => base.to_vec(),
+            n => base.iter().copied().cycle().take(n).collect(),
+        }
+    }
+
+    /// The core of the management thread: `management.core`, or the last core of the base list
+    /// (`shards.cores`, or `available` when that is empty).
+    pub fn management_core(&self, available: &[usize]) -> usize {
+        self.management
+            .core
+            .unwrap_or_else(|| self.base_cores(available).last().copied().unwrap_or(0))
+    }
+
+    /// Things about core placement worth a warning at start-up: configured cores outside the
+    /// affinity mask, and shards sharing a core because `shards.count` exceeds the cores.
+    pub fn placement_warnings(&self, available: &[usize]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let outside: Vec<usize> = self
+            .shards
+            .cores
+            .iter()
+            .chain(self.management.core.iter())
+            .copied()
+            .filter(|c| !available.contains(c))
+            .collect();
+        if !outside.is_empty() {
+            warnings.push(format!(
+                "cores {outside:?} are not in this process's affinity mask {available:?}; \
+                 pinning to them will fail"
+            ));
+        }
+        let base = self.base_cores(available).len();
+        if self.shards.count > base {
+            warnings.push(format!(
+                "{} shards on {base} cores: some shards share a core, which costs latency",
+                self.shards.count
+            ));
+        }
+        warnings
+    }
+
+    fn base_cores<'a>(&'a self, available: &'a [usize]) -> &'a [usize] {
+        match (self.shards.cores.as_slice(), available) {
+            (cores, _) if !cores.is_empty() => cores,
+            (_, available) if !available.is_empty() => available,
+            _ => &[0],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
