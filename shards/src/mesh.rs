@@ -178,7 +178,9 @@ impl<T: Send + 'static> Mesh<T> {
     }
 
     async fn flush(self: Rc<Self>, to: ShardId) {
-        let Some(Some(peer)) = self.peers.get(to) else { return };
+        let Some(Some(peer)) = self.peers.get(to) else {
+            return;
+        };
         loop {
             let next = peer.outbox.borrow_mut().pop_front();
             let Some(msg) = next else { break };
@@ -214,7 +216,9 @@ impl<T: Send + 'static> Mesh<T> {
     pub async fn wait_uncongested(&self) {
         poll_fn(|cx| {
             if self.congested() {
-                self.congestion_waiters.borrow_mut().push(cx.waker().clone());
+                self.congestion_waiters
+                    .borrow_mut()
+                    .push(cx.waker().clone());
                 Poll::Pending
             } else {
                 Poll::Ready(())

@@ -26,7 +26,10 @@ pub struct Replies<T> {
 
 impl<T> Default for Replies<T> {
     fn default() -> Self {
-        Replies { next_id: Cell::new(1), slots: RefCell::new(HashMap::new()) }
+        Replies {
+            next_id: Cell::new(1),
+            slots: RefCell::new(HashMap::new()),
+        }
     }
 }
 
@@ -36,10 +39,21 @@ impl<T> Replies<T> {
     pub fn register(self: &Rc<Self>, expected: usize) -> (u64, AwaitReplies<T>) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        self.slots
-            .borrow_mut()
-            .insert(id, Slot { expected, got: Vec::with_capacity(expected), waker: None });
-        (id, AwaitReplies { table: self.clone(), id })
+        self.slots.borrow_mut().insert(
+            id,
+            Slot {
+                expected,
+                got: Vec::with_capacity(expected),
+                waker: None,
+            },
+        );
+        (
+            id,
+            AwaitReplies {
+                table: self.clone(),
+                id,
+            },
+        )
     }
 
     /// Delivers one reply. Replies to unknown ids (the waiter timed out) are dropped.

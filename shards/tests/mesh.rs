@@ -32,7 +32,11 @@ fn full_mesh_with_tiny_channels_delivers_everything_in_order() {
                     let mut next = n2.borrow_mut();
                     assert_eq!(next[from], seq, "in order from {from}");
                     next[from] += 1;
-                    if next.iter().enumerate().all(|(i, n)| i == me || *n == PER_PEER) {
+                    if next
+                        .iter()
+                        .enumerate()
+                        .all(|(i, n)| i == me || *n == PER_PEER)
+                    {
                         *f2.borrow_mut() = true;
                     }
                 });

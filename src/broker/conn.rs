@@ -55,7 +55,11 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         Some(Ok(Packet::Connect(c))) => *c,
         Some(Err(ConnectError::UnsupportedVersion)) => {
             // CONNACK 0x01 "unacceptable protocol version" [MQTT-3.1.2-2].
-            let ack = Packet::ConnAck(ConnAck { session_present: false, code: 1, properties: Properties::default() });
+            let ack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                code: 1,
+                properties: Properties::default(),
+            });
             let mut out = BytesMut::new();
             if codec::encode(&ack, ProtocolVersion::V311, &mut out).is_ok() {
                 shard.metrics.borrow_mut().count_sent(&ack, out.len());
@@ -65,11 +69,20 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         }
         _ => return, // timeout, socket error, malformed, or a first packet other than CONNECT
     };
-    shard.metrics.borrow_mut().count_received(&Packet::Connect(Box::new(Connect::default())));
+    shard
+        .metrics
+        .borrow_mut()
+        .count_received(&Packet::Connect(Box::new(Connect::default())));
     if connect.client_id.is_empty() {
         if !connect.clean_start {
             // An empty id needs a clean session [MQTT-3.1.3-8]: CONNACK 0x02.
-            refuse(&shard, &mut stream, connect.protocol, Refusal::IdentifierRejected).await;
+            refuse(
+                &shard,
+                &mut stream,
+                connect.protocol,
+                Refusal::IdentifierRejected,
+            )
+            .await;
             return;
         }
         connect.client_id = shard.assign_client_id();
@@ -80,7 +93,15 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         return;
     }
     match SocketInTransit::detach(stream) {
-        Ok(socket) => shard.mesh.send(home, ShardMsg::Adopt(Box::new(Adopt { socket, connect, rest: buf, peer }))),
+        Ok(socket) => shard.mesh.send(
+            home,
+            ShardMsg::Adopt(Box::new(Adopt {
+                socket,
+                connect,
+                rest: buf,
+                peer,
+            })),
+        ),
         Err(e) => tracing::warn!("handing a connection to shard {home} failed: {e}"),
     }
 }
@@ -90,16 +111,24 @@ enum ConnectError {
     Other,
 }
 
-async fn read_first_packet(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Packet, ConnectError> {
-    let max = shard.cfg.mqtt.max_packet_size;
+async fn read_first_packet(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Packet, ConnectError> {
+    let max = shard.cfg.mqtt.max_packet_size as usize;
     loop {
         match codec::decode(buf, ProtocolVersion::V311, max) {
             Ok(Some(p)) => return Ok(p),
             Ok(None) => {}
-            Err(DecodeError::UnsupportedProtocolVersion) => return Err(ConnectError::UnsupportedVersion),
+            Err(DecodeError::UnsupportedProtocolVersion) => {
+                return Err(ConnectError::UnsupportedVersion)
+            }
             Err(_) => return Err(ConnectError::Other),
         }
-        let n = read_some(stream, buf).await.map_err(|_| ConnectError::Other)?;
+        let n = read_some(stream, buf)
+            .await
+            .map_err(|_| ConnectError::Other)?;
         if n == 0 {
             return Err(ConnectError::Other);
         }
@@ -117,7 +146,11 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, version: ProtocolVersion,
         },
         _ => why as u8,
     };
-    let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties: Properties::default() });
+    let ack = Packet::ConnAck(ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    });
     let mut out = BytesMut::new();
     if codec::encode(&ack, version, &mut out).is_ok() {
         shard.metrics.borrow_mut().count_sent(&ack, out.len());
@@ -132,7 +165,13 @@ pub async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
 }
 
 /// Serves one client connection on its home shard until it closes.
-async fn serve(shard: Rc<Shard>, mut stream: TcpStream, connect: Connect, mut buf: BytesMut, peer: SocketAddr) {
+async fn serve(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    connect: Connect,
+    mut buf: BytesMut,
+    peer: SocketAddr,
+) {
     let client_id = connect.client_id.clone();
     let link = match shard.connect_client(&connect, peer) {
         Ok(link) => link,
@@ -154,8 +193,14 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream, connect: Connect, mut bu
 }
 
 /// The read/decode/dispatch/write loop. Returns why the connection ends.
-async fn drive(shard: &Rc<Shard>, stream: &mut TcpStream, link: &Rc<Link>, client_id: &crate::codec::Str, buf: &mut BytesMut) -> CloseReason {
-    let max = shard.cfg.mqtt.max_packet_size;
+async fn drive(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    link: &Rc<Link>,
+    client_id: &crate::codec::Str,
+    buf: &mut BytesMut,
+) -> CloseReason {
+    let max = shard.cfg.mqtt.max_packet_size as usize;
     let version = link.version;
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     loop {
@@ -208,17 +253,33 @@ async fn drive(shard: &Rc<Shard>, stream: &mut TcpStream, link: &Rc<Link>, clien
     }
 }
 
-/// Reads once into the spare capacity of `buf`.
+/// Reads once into the spare capacity of `buf`. If the future is dropped while waiting
+/// (it loses a race against a wake-up), `buf` is left exactly as it was.
 async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
     let start = buf.len();
-    buf.resize(buf.capacity(), 0);
-    let res = stream.read(&mut buf[start..]).await;
-    let n = *res.as_ref().unwrap_or(&0);
-    buf.truncate(start + n);
+    let capacity = buf.capacity();
+    buf.resize(capacity, 0);
+    let mut guard = TruncateOnDrop { buf, len: start };
+    let res = stream.read(&mut guard.buf[start..]).await;
+    if let Ok(n) = res {
+        guard.len = start + n;
+    }
     res
+}
+
+/// Shrinks a buffer back to `len` when dropped, however the owning future ends.
+struct TruncateOnDrop<'a> {
+    buf: &'a mut BytesMut,
+    len: usize,
+}
+
+impl Drop for TruncateOnDrop<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
+    }
 }
 
 enum Either<A, B> {
@@ -228,7 +289,10 @@ enum Either<A, B> {
 
 /// Polls both futures; the first to finish wins (the left one first on ties). Dropping the
 /// loser is safe: glommio keeps a pending read's state on the stream, not in the future.
-async fn either<A, B>(a: impl std::future::Future<Output = A>, b: impl std::future::Future<Output = B>) -> Either<A, B> {
+async fn either<A, B>(
+    a: impl std::future::Future<Output = A>,
+    b: impl std::future::Future<Output = B>,
+) -> Either<A, B> {
     let mut a = std::pin::pin!(a);
     let mut b = std::pin::pin!(b);
     std::future::poll_fn(|cx| {

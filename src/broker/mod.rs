@@ -39,14 +39,15 @@ pub fn session_config(cfg: &Config) -> SessionConfig {
         max_inflight: m.max_inflight,
         max_mqueue: m.max_mqueue,
         mqueue_store_qos0: m.mqueue_store_qos0,
-        max_awaiting_rel: m.max_awaiting_rel,
+        max_awaiting_rel: m.max_awaiting_rel as usize,
         await_rel_timeout: Duration::from_secs(m.await_rel_timeout),
         retry_interval: Duration::from_secs(m.retry_interval),
-        keepalive_multiplier: m.keepalive_multiplier,
+        keepalive_multiplier: m.keepalive_multiplier as f32,
         upgrade_qos: m.upgrade_qos,
-        max_subscriptions: m.max_subscriptions,
+        max_subscriptions: m.max_subscriptions as usize,
         session_expiry: Duration::from_secs(m.session_expiry_interval),
-        max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed).unwrap_or(crate::codec::QoS::ExactlyOnce),
+        max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed)
+            .unwrap_or(crate::codec::QoS::ExactlyOnce),
     }
 }
 
@@ -83,14 +84,12 @@ impl Broker {
 pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
     let shards = cores.len();
     if shards == 0 || shards > route::MAX_SHARDS {
-        return Err(io::Error::other(format!("shard count must be 1..={}, not {shards}", route::MAX_SHARDS)));
+        return Err(io::Error::other(format!(
+            "shard count must be 1..={}, not {shards}",
+            route::MAX_SHARDS
+        )));
     }
-    let mut mqtt_addr: SocketAddr = cfg
-        .listeners
-        .tcp
-        .bind
-        .parse()
-        .map_err(|e| io::Error::other(format!("listeners.tcp.bind: {e}")))?;
+    let mut mqtt_addr: SocketAddr = cfg.listeners.tcp.bind;
     if mqtt_addr.port() == 0 {
         // Every shard must bind the same port: pick a free one now.
         mqtt_addr = StdListener::bind(mqtt_addr)?.local_addr()?;
@@ -99,35 +98,48 @@ pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
     let shutdown = ShutdownFlag::new();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let mut threads = Vec::new();
-    for (member, core) in full_mesh::<ShardMsg>(shards, cfg.shards.channel_capacity).into_iter().zip(cores) {
+    for (member, core) in full_mesh::<ShardMsg>(shards, cfg.shards.channel_capacity)
+        .into_iter()
+        .zip(cores)
+    {
         let cfg = cfg.clone();
         let shutdown = shutdown.clone();
         let ready = ready_tx.clone();
         let id = member.id();
-        threads.push(spawn_pinned(&format!("shard-{id}"), *core, move || async move {
-            let mesh = member.join().await;
-            let shard = Shard::new(id, shards, Rc::new((*cfg).clone()), mesh.clone(), shutdown.clone());
-            let handler = shard.clone();
-            mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));
-            let listener = match bind_listener(mqtt_addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = ready.send(Err(format!("shard {id}: binding {mqtt_addr}: {e}")));
-                    return;
+        threads.push(spawn_pinned(
+            &format!("shard-{id}"),
+            *core,
+            move || async move {
+                let mesh = member.join().await;
+                let shard = Shard::new(
+                    id,
+                    shards,
+                    Rc::new((*cfg).clone()),
+                    mesh.clone(),
+                    shutdown.clone(),
+                );
+                let handler = shard.clone();
+                mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));
+                let listener = match bind_listener(mqtt_addr) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("shard {id}: binding {mqtt_addr}: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                let accept = spawn_local(conn::accept_loop(shard.clone(), listener));
+                if id == 0 {
+                    spawn_local(sys::run(shard.clone())).detach();
                 }
-            };
-            let _ = ready.send(Ok(()));
-            let accept = spawn_local(conn::accept_loop(shard.clone(), listener));
-            if id == 0 {
-                spawn_local(sys::run(shard.clone())).detach();
-            }
-            while !shutdown.is_set() {
-                rt::sleep(TICK).await;
-                shard.tick();
-            }
-            drop(accept);
-            tracing::info!(shard = id, "shard stopped");
-        })?);
+                while !shutdown.is_set() {
+                    rt::sleep(TICK).await;
+                    shard.tick();
+                }
+                drop(accept);
+                tracing::info!(shard = id, "shard stopped");
+            },
+        )?);
     }
     drop(ready_tx);
     for _ in 0..shards {
@@ -143,7 +155,11 @@ pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
             }
         }
     }
-    Ok(Broker { mqtt_addr, shutdown, threads })
+    Ok(Broker {
+        mqtt_addr,
+        shutdown,
+        threads,
+    })
 }
 
 fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {

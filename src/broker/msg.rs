@@ -19,7 +19,11 @@ pub enum ShardMsg {
     Forward(Box<Forward>),
     /// Subscribing shard → every other shard: this shard now has a subscriber for `filter`
     /// (in shared `group` if any). Answered with [`ShardMsg::Ack`].
-    RouteAdd { req: u64, filter: Str, group: Option<Str> },
+    RouteAdd {
+        req: u64,
+        filter: Str,
+        group: Option<Str>,
+    },
     /// Unsubscribing shard → every other shard: no subscriber left here for `filter`/`group`.
     RouteDel { filter: Str, group: Option<Str> },
     /// Any → the owner shard of `msg.topic`: store (or, with an empty payload, clear) it.

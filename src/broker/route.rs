@@ -48,13 +48,23 @@ pub enum RouteChange {
 
 impl LocalIndex {
     /// Adds or updates `client`'s subscription.
-    pub fn add(&mut self, client: &Str, filter: &str, group: Option<&str>, opts: SubOptions) -> RouteChange {
+    pub fn add(
+        &mut self,
+        client: &Str,
+        filter: &str,
+        group: Option<&str>,
+        opts: SubOptions,
+    ) -> RouteChange {
         match group {
             None => {
                 let subs = self.direct.entry(filter);
                 let was_empty = subs.is_empty();
                 subs.insert(client.clone(), opts);
-                if was_empty { RouteChange::Added } else { RouteChange::Unchanged }
+                if was_empty {
+                    RouteChange::Added
+                } else {
+                    RouteChange::Unchanged
+                }
             }
             Some(group) => {
                 let groups = self.shared.entry(filter);
@@ -64,7 +74,11 @@ impl LocalIndex {
                     Some(m) => m.1 = opts,
                     None => g.members.push((client.clone(), opts)),
                 }
-                if was_empty { RouteChange::Added } else { RouteChange::Unchanged }
+                if was_empty {
+                    RouteChange::Added
+                } else {
+                    RouteChange::Unchanged
+                }
             }
         }
     }
@@ -73,7 +87,9 @@ impl LocalIndex {
     pub fn remove(&mut self, client: &Str, filter: &str, group: Option<&str>) -> RouteChange {
         match group {
             None => {
-                let Some(subs) = self.direct.get_mut(filter) else { return RouteChange::Unchanged };
+                let Some(subs) = self.direct.get_mut(filter) else {
+                    return RouteChange::Unchanged;
+                };
                 if subs.remove(client).is_none() {
                     return RouteChange::Unchanged;
                 }
@@ -85,8 +101,12 @@ impl LocalIndex {
                 }
             }
             Some(group) => {
-                let Some(groups) = self.shared.get_mut(filter) else { return RouteChange::Unchanged };
-                let Some(g) = groups.get_mut(group) else { return RouteChange::Unchanged };
+                let Some(groups) = self.shared.get_mut(filter) else {
+                    return RouteChange::Unchanged;
+                };
+                let Some(g) = groups.get_mut(group) else {
+                    return RouteChange::Unchanged;
+                };
                 let before = g.members.len();
                 g.members.retain(|(c, _)| c != client);
                 if g.members.len() == before {
@@ -111,7 +131,10 @@ impl LocalIndex {
 
     /// Number of shared-group memberships on this shard.
     pub fn shared_count(&self) -> usize {
-        self.shared.iter().map(|(_, g)| g.values().map(|g| g.members.len()).sum::<usize>()).sum()
+        self.shared
+            .iter()
+            .map(|(_, g)| g.values().map(|g| g.members.len()).sum::<usize>())
+            .sum()
     }
 }
 

@@ -15,8 +15,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, Str, SubAck, SubOptions, UnsubAck};
-use crate::config::Config;
+use crate::codec::{
+    ConnAck, Connect, Packet, Properties, ProtocolVersion, Str, SubAck, SubOptions, UnsubAck,
+};
+use crate::config::{Config, SharedSubscriptionStrategy};
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats};
 use crate::session::{Action, CloseReason, Message, Session, SessionConfig};
@@ -77,7 +79,13 @@ pub enum Refusal {
 }
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, cfg: Rc<Config>, mesh: Rc<Mesh<ShardMsg>>, shutdown: ShutdownFlag) -> Rc<Shard> {
+    pub fn new(
+        id: usize,
+        shards: usize,
+        cfg: Rc<Config>,
+        mesh: Rc<Mesh<ShardMsg>>,
+        shutdown: ShutdownFlag,
+    ) -> Rc<Shard> {
         let session_cfg = super::session_config(&cfg);
         Rc::new(Shard {
             id,
@@ -129,9 +137,13 @@ impl Shard {
 
     /// Accepts (or refuses) a CONNECT for a client homed here: takeover of an older
     /// connection, session resume or creation, CONNACK and redelivery into the new link.
-    pub fn connect_client(self: &Rc<Self>, connect: &Connect, peer: SocketAddr) -> Result<Rc<Link>, Refusal> {
+    pub fn connect_client(
+        self: &Rc<Self>,
+        connect: &Connect,
+        peer: SocketAddr,
+    ) -> Result<Rc<Link>, Refusal> {
         let client_id = connect.client_id.clone();
-        if client_id.len() > self.cfg.mqtt.max_clientid_len {
+        if client_id.len() > usize::from(self.cfg.mqtt.max_clientid_len) {
             return Err(Refusal::IdentifierRejected);
         }
         if !self.cfg.mqtt.allow_anonymous && connect.username.is_none() {
@@ -168,7 +180,11 @@ impl Shard {
             }
         }
 
-        let connack = Packet::ConnAck(ConnAck { session_present, code: 0, properties: Properties::default() });
+        let connack = Packet::ConnAck(ConnAck {
+            session_present,
+            code: 0,
+            properties: Properties::default(),
+        });
         link.send(&connack, &mut self.metrics.borrow_mut());
 
         let mut actions = Vec::new();
@@ -210,14 +226,20 @@ impl Shard {
         let now = Instant::now();
         let (will, drop_session, username) = {
             let mut clients = self.clients.borrow_mut();
-            let Some(c) = clients.get_mut(client_id) else { return };
+            let Some(c) = clients.get_mut(client_id) else {
+                return;
+            };
             match &c.link {
                 Some(l) if l.id == link.id => {}
                 _ => return, // taken over: the session belongs to the newer connection
             }
             c.link = None;
             c.session.connection_lost(now);
-            let will = if reason.publishes_will() { c.session.take_will() } else { None };
+            let will = if reason.publishes_will() {
+                c.session.take_will()
+            } else {
+                None
+            };
             // A DISCONNECT discards the will [MQTT-3.14.4-3].
             if !reason.publishes_will() {
                 c.session.take_will();
@@ -250,12 +272,15 @@ impl Shard {
         let mut actions = Vec::new();
         {
             let mut clients = self.clients.borrow_mut();
-            let Some(c) = clients.get_mut(client_id) else { return };
+            let Some(c) = clients.get_mut(client_id) else {
+                return;
+            };
             if c.link.as_ref().map(|l| l.id) != Some(link_id) {
                 return;
             }
             let mut metrics = self.metrics.borrow_mut();
-            c.session.handle(packet, Instant::now(), &mut metrics, &mut actions);
+            c.session
+                .handle(packet, Instant::now(), &mut metrics, &mut actions);
         }
         self.apply(client_id, actions);
     }
@@ -265,7 +290,11 @@ impl Shard {
         if actions.is_empty() {
             return;
         }
-        let link = self.clients.borrow().get(client_id).and_then(|c| c.link.clone());
+        let link = self
+            .clients
+            .borrow()
+            .get(client_id)
+            .and_then(|c| c.link.clone());
         for action in actions {
             match action {
                 Action::Send(packet) => {
@@ -275,9 +304,7 @@ impl Shard {
                 }
                 Action::Route(msg) => self.publish(msg),
                 Action::Subscribe { packet_id, filters } => {
-                    let me = self.clone();
-                    let client_id = client_id.clone();
-                    spawn_local(async move { me.subscribe(client_id, packet_id, filters).await }).detach();
+                    self.subscribe(client_id, packet_id, filters)
                 }
                 Action::Unsubscribe { packet_id, filters } => {
                     for (f, _) in &filters {
@@ -285,11 +312,18 @@ impl Shard {
                     }
                     if let Some(link) = &link {
                         let codes = if link.version == ProtocolVersion::V5 {
-                            filters.iter().map(|(_, had)| if *had { 0x00 } else { 0x11 }).collect()
+                            filters
+                                .iter()
+                                .map(|(_, had)| if *had { 0x00 } else { 0x11 })
+                                .collect()
                         } else {
                             Vec::new()
                         };
-                        let ack = Packet::UnsubAck(UnsubAck { packet_id, codes, properties: Properties::default() });
+                        let ack = Packet::UnsubAck(UnsubAck {
+                            packet_id,
+                            codes,
+                            properties: Properties::default(),
+                        });
                         link.send(&ack, &mut self.metrics.borrow_mut());
                     }
                 }
@@ -306,7 +340,16 @@ impl Shard {
 
     /// SUBSCRIBE, after the session accepted it: index the filters, wait until every shard
     /// knows the new routes, answer SUBACK, then deliver matching retained messages.
-    async fn subscribe(self: Rc<Self>, client_id: Str, packet_id: u16, filters: Vec<(Str, Result<SubOptions, u8>)>) {
+    ///
+    /// The index changes at once (a PUBLISH right behind the SUBSCRIBE already matches);
+    /// only the wait for the other shards, the SUBACK and the retained messages are deferred.
+    fn subscribe(
+        self: &Rc<Self>,
+        client_id: &Str,
+        packet_id: u16,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    ) {
+        let client_id = client_id.clone();
         let mut announce = Vec::new();
         let mut codes = Vec::with_capacity(filters.len());
         for (filter, result) in &filters {
@@ -324,19 +367,54 @@ impl Shard {
             }
         }
         let peers = self.shards - 1;
+        let mut acks = None;
         if !announce.is_empty() && peers > 0 {
-            let (req, acks) = self.replies.register(peers * announce.len());
+            let (req, waiter) = self.replies.register(peers * announce.len());
+            acks = Some(waiter);
             for (filter, group) in &announce {
                 for to in self.other_shards() {
-                    self.mesh.send(to, ShardMsg::RouteAdd { req, filter: filter.clone(), group: group.clone() });
+                    self.mesh.send(
+                        to,
+                        ShardMsg::RouteAdd {
+                            req,
+                            filter: filter.clone(),
+                            group: group.clone(),
+                        },
+                    );
                 }
             }
-            let deadline = rt::sleep(ROUTE_ACK_DEADLINE);
-            futures_lite_or(acks, deadline).await;
         }
-        let link = self.clients.borrow().get(&client_id).and_then(|c| c.link.clone());
+        let me = self.clone();
+        spawn_local(async move {
+            me.finish_subscribe(client_id, packet_id, filters, codes, acks)
+                .await
+        })
+        .detach();
+    }
+
+    /// The deferred half of SUBSCRIBE: route acks, SUBACK, retained messages.
+    async fn finish_subscribe(
+        self: Rc<Self>,
+        client_id: Str,
+        packet_id: u16,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+        codes: Vec<u8>,
+        acks: Option<shardmq_shards::reply::AwaitReplies<ReplyData>>,
+    ) {
+        if let Some(acks) = acks {
+            futures_lite_or(acks, rt::sleep(ROUTE_ACK_DEADLINE)).await;
+        }
+        let link = self
+            .clients
+            .borrow()
+            .get(&client_id)
+            .and_then(|c| c.link.clone());
         if let Some(link) = &link {
-            let ack = Packet::SubAck(SubAck { packet_id, codes, properties: Properties::default() });
+            let ack = Packet::SubAck(SubAck {
+                packet_id,
+                codes,
+                properties: Properties::default(),
+            });
             link.send(&ack, &mut self.metrics.borrow_mut());
         }
         // Retained messages, for ordinary subscriptions only [MQTT-3.3.1-6].
@@ -349,11 +427,14 @@ impl Shard {
             let mut actions = Vec::new();
             {
                 let mut clients = self.clients.borrow_mut();
-                let Some(c) = clients.get_mut(&client_id) else { return };
+                let Some(c) = clients.get_mut(&client_id) else {
+                    return;
+                };
                 let mut metrics = self.metrics.borrow_mut();
                 for mut m in msgs {
                     m.retain = true;
-                    c.session.deliver(&m, opts, Instant::now(), &mut metrics, &mut actions);
+                    c.session
+                        .deliver(&m, opts, Instant::now(), &mut metrics, &mut actions);
                 }
             }
             self.apply(&client_id, actions);
@@ -366,7 +447,13 @@ impl Shard {
         if change == RouteChange::Removed {
             self.routes.borrow_mut().remove(self.id, real, group);
             for to in self.other_shards() {
-                self.mesh.send(to, ShardMsg::RouteDel { filter: Str::from(real), group: group.map(Str::from) });
+                self.mesh.send(
+                    to,
+                    ShardMsg::RouteDel {
+                        filter: Str::from(real),
+                        group: group.map(Str::from),
+                    },
+                );
             }
         }
     }
@@ -387,7 +474,9 @@ impl Shard {
         let mut picks: Vec<(usize, Str, Str)> = Vec::new();
         {
             let routes = self.routes.borrow();
-            routes.direct.for_each_match(&msg.topic, |_, set| direct |= *set);
+            routes
+                .direct
+                .for_each_match(&msg.topic, |_, set| direct |= *set);
             routes.shared.for_each_match(&msg.topic, |filter, groups| {
                 for (group, set) in groups {
                     if let Some(shard) = self.pick_shard(*set) {
@@ -407,13 +496,23 @@ impl Shard {
             return;
         }
         for shard in shards_in(targets) {
-            let shared: Vec<(Str, Str)> =
-                picks.iter().filter(|(s, _, _)| *s == shard).map(|(_, f, g)| (f.clone(), g.clone())).collect();
+            let shared: Vec<(Str, Str)> = picks
+                .iter()
+                .filter(|(s, _, _)| *s == shard)
+                .map(|(_, f, g)| (f.clone(), g.clone()))
+                .collect();
             let to_subscribers = direct & (1 << shard) != 0;
             if shard == self.id {
                 self.deliver_local(&msg, to_subscribers, &shared);
             } else {
-                self.mesh.send(shard, ShardMsg::Forward(Box::new(Forward { msg: msg.clone(), to_subscribers, shared })));
+                self.mesh.send(
+                    shard,
+                    ShardMsg::Forward(Box::new(Forward {
+                        msg: msg.clone(),
+                        to_subscribers,
+                        shared,
+                    })),
+                );
             }
         }
     }
@@ -428,7 +527,12 @@ impl Shard {
 
     /// Delivers `msg` to this shard's subscribers: every ordinary subscriber once (with the
     /// highest QoS among its matching subscriptions), and one member of each shared group.
-    pub fn deliver_local(self: &Rc<Self>, msg: &Message, to_subscribers: bool, shared: &[(Str, Str)]) {
+    pub fn deliver_local(
+        self: &Rc<Self>,
+        msg: &Message,
+        to_subscribers: bool,
+        shared: &[(Str, Str)],
+    ) {
         let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
         targets.clear();
         {
@@ -442,8 +546,18 @@ impl Shard {
             }
             for (filter, group) in shared {
                 let clients = self.clients.borrow();
-                if let Some(g) = index.shared.get_mut(filter).and_then(|gs| gs.get_mut(group.as_str())) {
-                    if let Some(member) = pick_member(g, &clients, self.cfg.mqtt.shared_subscription_strategy.as_str(), self.random()) {
+                if let Some(g) = index
+                    .shared
+                    .get_mut(filter)
+                    .and_then(|gs| gs.get_mut(group))
+                {
+                    if let Some(member) = pick_member(
+                        g,
+                        &clients,
+                        self.cfg.mqtt.shared_subscription_strategy,
+                        self.random(),
+                        msg,
+                    ) {
                         targets.push(member);
                     }
                 }
@@ -459,9 +573,12 @@ impl Shard {
             let mut actions = Vec::new();
             {
                 let mut clients = self.clients.borrow_mut();
-                let Some(c) = clients.get_mut(&client_id) else { continue };
+                let Some(c) = clients.get_mut(&client_id) else {
+                    continue;
+                };
                 let mut metrics = self.metrics.borrow_mut();
-                c.session.deliver(msg, opts, Instant::now(), &mut metrics, &mut actions);
+                c.session
+                    .deliver(msg, opts, Instant::now(), &mut metrics, &mut actions);
             }
             self.apply(&client_id, actions);
         }
@@ -485,9 +602,11 @@ impl Shard {
             retained.remove(&msg.topic);
             return;
         }
-        let limit = self.cfg.retainer.max_retained_messages;
-        if msg.payload.len() > self.cfg.retainer.max_payload_size
-            || (limit > 0 && !retained.contains_key(&msg.topic) && retained.len() * self.shards >= limit)
+        let limit = self.cfg.retainer.max_retained_messages as usize;
+        if msg.payload.len() > self.cfg.retainer.max_payload_size as usize
+            || (limit > 0
+                && !retained.contains_key(&msg.topic)
+                && retained.len() * self.shards >= limit)
         {
             return;
         }
@@ -497,14 +616,22 @@ impl Shard {
     }
 
     fn retained_matching(&self, filter: &str) -> Vec<Message> {
-        self.retained.borrow().values().filter(|m| topic::matches(filter, &m.topic)).cloned().collect()
+        self.retained
+            .borrow()
+            .values()
+            .filter(|m| topic::matches(filter, &m.topic))
+            .cloned()
+            .collect()
     }
 
     /// Retained messages matching `filter`, from their owner shard(s).
     async fn query_retained(self: &Rc<Self>, filter: &str) -> Vec<Message> {
         let wildcard = filter.contains(['+', '#']);
-        let owners: Vec<usize> =
-            if wildcard { (0..self.shards).collect() } else { vec![home_shard(filter, self.shards)] };
+        let owners: Vec<usize> = if wildcard {
+            (0..self.shards).collect()
+        } else {
+            vec![home_shard(filter, self.shards)]
+        };
         let mut found = Vec::new();
         let remote: Vec<usize> = owners.iter().copied().filter(|s| *s != self.id).collect();
         if owners.contains(&self.id) {
@@ -513,9 +640,17 @@ impl Shard {
         if !remote.is_empty() {
             let (req, replies) = self.replies.register(remote.len());
             for s in remote {
-                self.mesh.send(s, ShardMsg::RetainQuery { req, filter: Str::from(filter) });
+                self.mesh.send(
+                    s,
+                    ShardMsg::RetainQuery {
+                        req,
+                        filter: Str::from(filter),
+                    },
+                );
             }
-            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE)).await.unwrap_or_default();
+            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE))
+                .await
+                .unwrap_or_default();
             for r in replies {
                 if let ReplyData::Retained(msgs) = r {
                     found.extend(msgs);
@@ -533,14 +668,32 @@ impl Shard {
         match msg {
             ShardMsg::Forward(f) => self.deliver_local(&f.msg, f.to_subscribers, &f.shared),
             ShardMsg::RouteAdd { req, filter, group } => {
-                self.routes.borrow_mut().add(from, &filter, group.as_deref());
-                self.mesh.send(from, ShardMsg::Reply { req, reply: Box::new(ReplyData::Ack) });
+                self.routes
+                    .borrow_mut()
+                    .add(from, &filter, group.as_deref());
+                self.mesh.send(
+                    from,
+                    ShardMsg::Reply {
+                        req,
+                        reply: Box::new(ReplyData::Ack),
+                    },
+                );
             }
-            ShardMsg::RouteDel { filter, group } => self.routes.borrow_mut().remove(from, &filter, group.as_deref()),
+            ShardMsg::RouteDel { filter, group } => {
+                self.routes
+                    .borrow_mut()
+                    .remove(from, &filter, group.as_deref())
+            }
             ShardMsg::RetainSet(msg) => self.store_retained(*msg),
             ShardMsg::RetainQuery { req, filter } => {
                 let msgs = self.retained_matching(&filter);
-                self.mesh.send(from, ShardMsg::Reply { req, reply: Box::new(ReplyData::Retained(msgs)) });
+                self.mesh.send(
+                    from,
+                    ShardMsg::Reply {
+                        req,
+                        reply: Box::new(ReplyData::Retained(msgs)),
+                    },
+                );
             }
             ShardMsg::Adopt(adopt) => {
                 let me = self.clone();
@@ -548,7 +701,13 @@ impl Shard {
             }
             ShardMsg::Collect { req, query } => {
                 let reply = self.collect(&query);
-                self.mesh.send(from, ShardMsg::Reply { req, reply: Box::new(reply) });
+                self.mesh.send(
+                    from,
+                    ShardMsg::Reply {
+                        req,
+                        reply: Box::new(reply),
+                    },
+                );
             }
             ShardMsg::Reply { req, reply } => self.replies.deliver(req, *reply),
         }
@@ -557,7 +716,10 @@ impl Shard {
     /// This shard's part of a view.
     pub fn collect(&self, query: &Query) -> ReplyData {
         match query {
-            Query::Counters => ReplyData::Counters { metrics: self.metrics_now(), stats: self.stats() },
+            Query::Counters => ReplyData::Counters {
+                metrics: self.metrics_now(),
+                stats: self.stats(),
+            },
         }
     }
 
@@ -579,7 +741,10 @@ impl Shard {
         Stats {
             connections: clients.values().filter(|c| c.link.is_some()).count() as u64,
             sessions: clients.len() as u64,
-            sessions_persistent: clients.values().filter(|c| c.session.is_persistent()).count() as u64,
+            sessions_persistent: clients
+                .values()
+                .filter(|c| c.session.is_persistent())
+                .count() as u64,
             topics: routes,
             routes,
             subscribers: direct + shared,
@@ -598,11 +763,23 @@ impl Shard {
         if self.shards > 1 {
             let (req, replies) = self.replies.register(self.shards - 1);
             for to in self.other_shards() {
-                self.mesh.send(to, ShardMsg::Collect { req, query: Query::Counters });
+                self.mesh.send(
+                    to,
+                    ShardMsg::Collect {
+                        req,
+                        query: Query::Counters,
+                    },
+                );
             }
-            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE)).await.unwrap_or_default();
+            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE))
+                .await
+                .unwrap_or_default();
             for r in replies {
-                if let ReplyData::Counters { metrics: m, stats: s } = r {
+                if let ReplyData::Counters {
+                    metrics: m,
+                    stats: s,
+                } = r
+                {
                     metrics.merge(&m);
                     stats.merge(&s);
                 }
@@ -623,18 +800,24 @@ impl Shard {
             .clients
             .borrow()
             .iter()
-            .filter(|(_, c)| c.session.next_deadline().is_some_and(|d| d <= now) || (c.link.is_none() && c.session.expired(now)))
+            .filter(|(_, c)| {
+                c.session.next_deadline().is_some_and(|d| d <= now)
+                    || (c.link.is_none() && c.session.expired(now))
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
             let mut actions = Vec::new();
             let expired = {
                 let mut clients = self.clients.borrow_mut();
-                let Some(c) = clients.get_mut(&id) else { continue };
+                let Some(c) = clients.get_mut(&id) else {
+                    continue;
+                };
                 if c.link.is_none() && c.session.expired(now) {
                     true
                 } else {
-                    c.session.tick(now, &mut self.metrics.borrow_mut(), &mut actions);
+                    c.session
+                        .tick(now, &mut self.metrics.borrow_mut(), &mut actions);
                     false
                 }
             };
@@ -650,7 +833,13 @@ impl Shard {
 
     // ---------------------------------------------------------------- $SYS events
 
-    fn publish_client_event(self: &Rc<Self>, connect: &Connect, peer: SocketAddr, _connected: bool, _reason: &str) {
+    fn publish_client_event(
+        self: &Rc<Self>,
+        connect: &Connect,
+        peer: SocketAddr,
+        _connected: bool,
+        _reason: &str,
+    ) {
         let payload = serde_json::json!({
             "clientid": connect.client_id.as_str(),
             "username": connect.username.as_ref().map(|u| u.as_str()),
@@ -662,25 +851,39 @@ impl Shard {
             "clean_start": connect.clean_start,
             "keepalive": connect.keep_alive,
         });
-        let topic = format!("$SYS/brokers/{}/clients/{}/connected", self.node, connect.client_id);
+        let topic = format!(
+            "$SYS/brokers/{}/clients/{}/connected",
+            self.node, connect.client_id
+        );
         self.publish(Message::system(topic, payload.to_string()));
     }
 
-    fn publish_disconnect_event(self: &Rc<Self>, client_id: &Str, username: Option<Str>, reason: CloseReason) {
+    fn publish_disconnect_event(
+        self: &Rc<Self>,
+        client_id: &Str,
+        username: Option<Str>,
+        reason: CloseReason,
+    ) {
         let payload = serde_json::json!({
             "clientid": client_id.as_str(),
             "username": username.as_ref().map(|u| u.as_str()),
             "reason": reason.as_str(),
             "ts": unix_secs(),
         });
-        let topic = format!("$SYS/brokers/{}/clients/{}/disconnected", self.node, client_id);
+        let topic = format!(
+            "$SYS/brokers/{}/clients/{}/disconnected",
+            self.node, client_id
+        );
         self.publish(Message::system(topic, payload.to_string()));
     }
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `$share/g/f` → (`f`, Some(`g`)); `$queue/f` → (`f`, Some(`$queue`)); else (filter, None).
@@ -693,25 +896,43 @@ pub fn split_shared(filter: &str) -> (&str, Option<&str>) {
 }
 
 /// Picks one member of a shared group, preferring members that are online.
-fn pick_member(g: &mut super::route::SharedGroup, clients: &HashMap<Str, Client>, strategy: &str, random: u64) -> Option<(Str, SubOptions)> {
+fn pick_member(
+    g: &mut super::route::SharedGroup,
+    clients: &HashMap<Str, Client>,
+    strategy: SharedSubscriptionStrategy,
+    random: u64,
+    msg: &Message,
+) -> Option<(Str, SubOptions)> {
     let n = g.members.len();
     if n == 0 {
         return None;
     }
     let start = match strategy {
-        "round_robin" => {
+        SharedSubscriptionStrategy::RoundRobin => {
             g.next = (g.next + 1) % n;
             g.next
         }
-        _ => (random % n as u64) as usize,
+        SharedSubscriptionStrategy::Random => (random % n as u64) as usize,
+        SharedSubscriptionStrategy::HashClientid => crate::home_shard(&msg.publisher, n),
+        SharedSubscriptionStrategy::HashTopic => crate::home_shard(&msg.topic, n),
     };
-    let online = |i: usize| clients.get(&g.members[i].0).is_some_and(|c| c.link.is_some());
-    let chosen = (0..n).map(|k| (start + k) % n).find(|&i| online(i)).unwrap_or(start);
+    let online = |i: usize| {
+        clients
+            .get(&g.members[i].0)
+            .is_some_and(|c| c.link.is_some())
+    };
+    let chosen = (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| online(i))
+        .unwrap_or(start);
     Some(g.members[chosen].clone())
 }
 
 /// Waits for `fut`, or gives up when `deadline` fires first.
-async fn futures_lite_or<T>(fut: shardmq_shards::reply::AwaitReplies<T>, deadline: impl Future<Output = ()>) -> Option<Vec<T>> {
+async fn futures_lite_or<T>(
+    fut: shardmq_shards::reply::AwaitReplies<T>,
+    deadline: impl Future<Output = ()>,
+) -> Option<Vec<T>> {
     let fut = std::pin::pin!(fut);
     let deadline = std::pin::pin!(deadline);
     let mut fut = fut;
@@ -727,4 +948,3 @@ async fn futures_lite_or<T>(fut: shardmq_shards::reply::AwaitReplies<T>, deadlin
     })
     .await
 }
-

@@ -42,18 +42,27 @@ pub async fn publish_once(shard: &Rc<Shard>) {
     publish("$SYS/brokers".to_string(), shard.node.clone());
     publish(format!("{base}/version"), VERSION.to_string());
     publish(format!("{base}/sysdescr"), SYSDESCR.to_string());
-    publish(format!("{base}/uptime"), uptime_string(shard.started.elapsed().as_secs()));
+    publish(
+        format!("{base}/uptime"),
+        uptime_string(shard.started.elapsed().as_secs()),
+    );
     publish(format!("{base}/datetime"), datetime_now());
     let (metrics, stats) = shard.node_totals().await;
     let mut with_max = crate::metrics::StatsWithMax::default();
     with_max.observe(stats);
     for (name, value) in with_max.entries() {
         if name.ends_with("/count") {
-            shard.publish(Message::system(format!("{base}/stats/{name}"), value.to_string()));
+            shard.publish(Message::system(
+                format!("{base}/stats/{name}"),
+                value.to_string(),
+            ));
         }
     }
     for (name, value) in metrics.entries() {
-        shard.publish(Message::system(format!("{base}/metrics/{name}"), value.to_string()));
+        shard.publish(Message::system(
+            format!("{base}/metrics/{name}"),
+            value.to_string(),
+        ));
     }
 }
 
@@ -86,6 +95,9 @@ mod tests {
         assert_eq!(uptime_string(5), "5 seconds");
         assert_eq!(uptime_string(65), "1 minutes, 5 seconds");
         assert_eq!(uptime_string(3_725), "1 hours, 2 minutes, 5 seconds");
-        assert_eq!(uptime_string(86_400 + 18 * 3_600 + 45 * 60 + 1), "1 days,18 hours, 45 minutes, 1 seconds");
+        assert_eq!(
+            uptime_string(86_400 + 18 * 3_600 + 45 * 60 + 1),
+            "1 days,18 hours, 45 minutes, 1 seconds"
+        );
     }
 }

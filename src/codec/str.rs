@@ -5,8 +5,21 @@
 use bytes::Bytes;
 
 /// An immutable UTF-8 string backed by `Bytes` (cloning is a refcount bump).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Str(Bytes);
+
+// Hashes exactly like `str`, so `HashMap<Str, _>` can be looked up with a `&str`.
+impl std::hash::Hash for Str {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl std::borrow::Borrow<str> for Str {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
 
 impl Str {
     /// Wraps bytes that are valid UTF-8; `None` otherwise.

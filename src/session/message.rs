@@ -86,7 +86,12 @@ impl Message {
 
     /// A broker-generated `$SYS` message (QoS 0, not retained, no publisher).
     pub fn system(topic: String, payload: String) -> Message {
-        Message::new(Str::from(topic), Bytes::from(payload), QoS::AtMostOnce, false)
+        Message::new(
+            Str::from(topic),
+            Bytes::from(payload),
+            QoS::AtMostOnce,
+            false,
+        )
     }
 
     /// True for `$SYS/...` topics (not counted in the sent-message metrics, as in EMQ X).
