@@ -159,7 +159,9 @@ impl<T: Send + 'static> Mesh<T> {
             return;
         };
         peer.sent.set(peer.sent.get() + 1);
-        if peer.outbox.borrow().is_empty() {
+        // Only take the fast path when nothing is queued or in flight in the flusher:
+        // otherwise this message would overtake older ones.
+        if !peer.flushing.get() && peer.outbox.borrow().is_empty() {
             match peer.tx.try_send(msg) {
                 Ok(()) => return,
                 Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(m))) => {
