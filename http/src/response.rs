@@ -7,7 +7,6 @@
 //! bad input, emit a non-JSON error body, or emit a response without `Content-Length`.
 
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::parse::{HttpError, Request};
 
@@ -99,44 +98,83 @@ pub struct Response {
 
 const JSON: &str = "application/json";
 
+/// The envelope, as a struct so the key order on the wire is the document's
+/// (`code`, `data`, `meta{page, limit, count}`), not alphabetical.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize + ?Sized> {
+    code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta>,
+}
+
+#[derive(Serialize)]
+struct Meta {
+    page: u64,
+    limit: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: u16,
+    message: &'a str,
+}
+
 impl Response {
-    fn json_value(status: u16, value: &Value) -> Response {
-        Response {
-            status,
-            content_type: JSON,
-            extra_headers: Vec::new(),
-            body: serde_json::to_vec(value).unwrap_or_else(|_| b"{\"code\":102}".to_vec()),
-            close: false,
+    fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response {
+                status,
+                content_type: JSON,
+                extra_headers: Vec::new(),
+                body,
+                close: false,
+            },
+            // Only a model type with a non-string map key could fail; report, do not panic.
+            Err(e) => Response::error(&ApiError::new(ErrorCode::Unknown, e.to_string())),
         }
     }
 
     /// `{"code":0}`.
     pub fn ok() -> Response {
-        Response::json_value(200, &json!({"code": 0}))
+        let envelope: Envelope<'_, ()> = Envelope {
+            code: 0,
+            data: None,
+            meta: None,
+        };
+        Response::json(200, &envelope)
     }
 
     /// `{"code":0,"data":data}`.
     pub fn data<T: Serialize + ?Sized>(data: &T) -> Response {
-        match serde_json::to_value(data) {
-            Ok(data) => Response::json_value(200, &json!({"code": 0, "data": data})),
-            Err(e) => Response::error(&ApiError::new(ErrorCode::Unknown, e.to_string())),
-        }
+        Response::json(
+            200,
+            &Envelope {
+                code: 0,
+                data: Some(data),
+                meta: None,
+            },
+        )
     }
 
     /// `{"code":0,"data":rows,"meta":{"page","limit","count"}}`. `rows` is the page already
     /// cut; `count` is the total number of rows.
     pub fn page<T: Serialize>(rows: &[T], paging: Paging, count: u64) -> Response {
-        match serde_json::to_value(rows) {
-            Ok(data) => Response::json_value(
-                200,
-                &json!({
-                    "code": 0,
-                    "data": data,
-                    "meta": {"page": paging.page, "limit": paging.limit, "count": count},
-                }),
-            ),
-            Err(e) => Response::error(&ApiError::new(ErrorCode::Unknown, e.to_string())),
-        }
+        let meta = Meta {
+            page: paging.page,
+            limit: paging.limit,
+            count,
+        };
+        Response::json(
+            200,
+            &Envelope {
+                code: 0,
+                data: Some(rows),
+                meta: Some(meta),
+            },
+        )
     }
 
     /// Cuts the page out of all `rows` and answers it with the true count.
@@ -147,10 +185,11 @@ impl Response {
     /// `{"code":N,"message":"..."}` with the status of [`ErrorCode::http_status`]; a 401
     /// carries `WWW-Authenticate`.
     pub fn error(err: &ApiError) -> Response {
-        let mut resp = Response::json_value(
-            err.code.http_status(),
-            &json!({"code": err.code.code(), "message": err.message}),
-        );
+        let body = ErrorBody {
+            code: err.code.code(),
+            message: &err.message,
+        };
+        let mut resp = Response::json(err.code.http_status(), &body);
         if err.code == ErrorCode::Unauthorized {
             resp.extra_headers
                 .push(("WWW-Authenticate", format!("Basic realm=\"{REALM}\"")));
@@ -171,10 +210,11 @@ impl Response {
     /// The answer to a request that could not be parsed: JSON `{"code":status,...}` with
     /// that status, and the connection closes (its framing is lost).
     pub fn http_error(err: HttpError) -> Response {
-        let mut resp = Response::json_value(
-            err.status(),
-            &json!({"code": err.status(), "message": err.message()}),
-        );
+        let body = ErrorBody {
+            code: err.status(),
+            message: err.message(),
+        };
+        let mut resp = Response::json(err.status(), &body);
         resp.close = true;
         resp
     }
