@@ -1,0 +1,153 @@
+//! Prometheus text exposition (format 0.0.4) for `GET /metrics`: one series per shard, with a
+//! `shard` label (and `core`). Pure, runs on the management thread.
+//!
+//! Owns: metric-name mapping (`packets/connect` → `shardmq_packets_connect_total`), HELP/TYPE
+//! lines, label escaping. Must never: emit a family twice, emit a name outside
+//! `[a-zA-Z_:][a-zA-Z0-9_:]*`, or emit an unescaped label value.
+
+use std::fmt::Write as _;
+
+use crate::model::{NamedValues, ShardView};
+
+/// `Content-Type` of the text format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Prefix of every family name.
+pub const PREFIX: &str = "shardmq_";
+
+/// Counter or gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// The family name for an EMQ X style name: prefixed, every character outside
+/// `[a-zA-Z0-9_]` becomes `_`, counters end in `_total`.
+pub fn family_name(name: &str, kind: Kind) -> String {
+    let mut out = String::with_capacity(PREFIX.len() + name.len() + 6);
+    out.push_str(PREFIX);
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    if kind == Kind::Counter && !out.ends_with("_total") {
+        out.push_str("_total");
+    }
+    out
+}
+
+/// Escapes a label value (`\`, `"`, newline).
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes HELP text (`\`, newline).
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Writes one family: HELP, TYPE, then one sample per `(labels, value)`.
+pub fn write_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: Kind,
+    samples: &[(Vec<(&str, String)>, u64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {}", kind.as_str());
+    for (labels, value) in samples {
+        out.push_str(name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+            }
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// Whether an event-loop figure is a gauge (its name ends in `depth`, `count` or `max`).
+fn loop_kind(name: &str) -> Kind {
+    if name.ends_with("depth") || name.ends_with("count") || name.ends_with("max") {
+        Kind::Gauge
+    } else {
+        Kind::Counter
+    }
+}
+
+/// Which part of a shard view, its kind (`None`: decided per name), and the HELP prefix.
+type Section = (fn(&ShardView) -> &NamedValues, Option<Kind>, &'static str);
+
+/// Renders every shard's stats (gauges), metrics (counters) and event-loop figures as one
+/// family per name, one sample per shard, labelled `shard` and `core`. Families appear in
+/// first-seen order; a shard missing a name simply has no sample for it.
+pub fn render_shards(shards: &[ShardView]) -> String {
+    let mut out = String::new();
+    let sections: [Section; 3] = [
+        (|s| &s.stats, Some(Kind::Gauge), "EMQ X stat"),
+        (|s| &s.metrics, Some(Kind::Counter), "EMQ X metric"),
+        (|s| &s.event_loop, None, "Shard event loop figure"),
+    ];
+    let mut seen: Vec<String> = Vec::new();
+    for (pick, kind, what) in sections {
+        let mut names: Vec<&str> = Vec::new();
+        for shard in shards {
+            for (name, _) in &pick(shard).0 {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
+                }
+            }
+        }
+        for name in names {
+            let kind = kind.unwrap_or_else(|| loop_kind(name));
+            let family = family_name(name, kind);
+            if seen.contains(&family) {
+                continue;
+            }
+            let samples: Vec<_> = shards
+                .iter()
+                .filter_map(|s| {
+                    let labels = vec![("shard", s.shard.to_string()), ("core", s.core.to_string())];
+                    pick(s).get(name).map(|v| (labels, v))
+                })
+                .collect();
+            write_family(
+                &mut out,
+                &family,
+                &format!("{what} {name}, per shard"),
+                kind,
+                &samples,
+            );
+            seen.push(family);
+        }
+    }
+    out
+}
