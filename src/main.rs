@@ -47,9 +47,11 @@ fn main() -> ExitCode {
     for line in report.lines.iter().skip(1) {
         tracing::warn!("{line}");
     }
-    let cores = config.shard_cores(&available_cores());
+    let available = available_cores();
+    let cores = config.shard_cores(&available);
+    let management_core = config.management_core(&available);
     let node = config.node.name.clone();
-    let broker = match shardmq::broker::start(config, &cores) {
+    let broker = match shardmq::broker::start_with(config, &cores, management_core) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("shardmq: cannot start: {e}");
@@ -64,10 +66,11 @@ fn main() -> ExitCode {
         }
     }
     tracing::info!(
-        "{node} {} listening for MQTT on {} with {} shards on cores {cores:?}",
+        "{node} {} listening for MQTT on {} with {} shards on cores {cores:?}; REST API on {} (core {management_core})",
         shardmq::broker::sys::VERSION,
         broker.mqtt_addr,
-        cores.len()
+        cores.len(),
+        broker.http_addr,
     );
     broker.join();
     tracing::info!("stopped");

@@ -157,6 +157,55 @@ impl Stats {
     }
 }
 
+use crate::codec::Packet;
+
+impl Metrics {
+    /// Counts one packet read from a client: `packets/received` and its per-type counter.
+    /// Byte counts are added by the reader, which knows the raw length.
+    pub fn count_received(&mut self, packet: &Packet) {
+        self.packets_received += 1;
+        match packet {
+            Packet::Connect(_) => self.packets_connect += 1,
+            Packet::Publish(_) => self.packets_publish_received += 1,
+            Packet::PubAck(_) => self.packets_puback_received += 1,
+            Packet::PubRec(_) => self.packets_pubrec_received += 1,
+            Packet::PubRel(_) => self.packets_pubrel_received += 1,
+            Packet::PubComp(_) => self.packets_pubcomp_received += 1,
+            Packet::Subscribe(_) => self.packets_subscribe += 1,
+            Packet::Unsubscribe(_) => self.packets_unsubscribe += 1,
+            Packet::PingReq => self.packets_pingreq += 1,
+            Packet::Disconnect(_) => self.packets_disconnect_received += 1,
+            // AUTH is never counted in EMQ X 3.1; server-bound-only packets fall through.
+            _ => {}
+        }
+    }
+
+    /// Counts one packet written to a client, `bytes` long on the wire. PUBLISH packets on
+    /// `$SYS/` topics are not counted at all, as in EMQ X.
+    pub fn count_sent(&mut self, packet: &Packet, bytes: usize) {
+        if let Packet::Publish(p) = packet {
+            if p.topic.starts_with("$SYS/") {
+                return;
+            }
+        }
+        self.packets_sent += 1;
+        self.bytes_sent += bytes as u64;
+        match packet {
+            Packet::ConnAck(_) => self.packets_connack += 1,
+            Packet::Publish(_) => self.packets_publish_sent += 1,
+            Packet::PubAck(_) => self.packets_puback_sent += 1,
+            Packet::PubRec(_) => self.packets_pubrec_sent += 1,
+            Packet::PubRel(_) => self.packets_pubrel_sent += 1,
+            Packet::PubComp(_) => self.packets_pubcomp_sent += 1,
+            Packet::SubAck(_) => self.packets_suback += 1,
+            Packet::UnsubAck(_) => self.packets_unsuback += 1,
+            Packet::PingResp => self.packets_pingresp += 1,
+            Packet::Disconnect(_) => self.packets_disconnect_sent += 1,
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,54 +255,5 @@ mod tests {
         assert_eq!(e["connections/max"], 5);
         assert_eq!(e["retained/max"], 3);
         assert_eq!(e.len(), 20);
-    }
-}
-
-use crate::codec::Packet;
-
-impl Metrics {
-    /// Counts one packet read from a client: `packets/received` and its per-type counter.
-    /// Byte counts are added by the reader, which knows the raw length.
-    pub fn count_received(&mut self, packet: &Packet) {
-        self.packets_received += 1;
-        match packet {
-            Packet::Connect(_) => self.packets_connect += 1,
-            Packet::Publish(_) => self.packets_publish_received += 1,
-            Packet::PubAck(_) => self.packets_puback_received += 1,
-            Packet::PubRec(_) => self.packets_pubrec_received += 1,
-            Packet::PubRel(_) => self.packets_pubrel_received += 1,
-            Packet::PubComp(_) => self.packets_pubcomp_received += 1,
-            Packet::Subscribe(_) => self.packets_subscribe += 1,
-            Packet::Unsubscribe(_) => self.packets_unsubscribe += 1,
-            Packet::PingReq => self.packets_pingreq += 1,
-            Packet::Disconnect(_) => self.packets_disconnect_received += 1,
-            // AUTH is never counted in EMQ X 3.1; server-bound-only packets fall through.
-            _ => {}
-        }
-    }
-
-    /// Counts one packet written to a client, `bytes` long on the wire. PUBLISH packets on
-    /// `$SYS/` topics are not counted at all, as in EMQ X.
-    pub fn count_sent(&mut self, packet: &Packet, bytes: usize) {
-        if let Packet::Publish(p) = packet {
-            if p.topic.starts_with("$SYS/") {
-                return;
-            }
-        }
-        self.packets_sent += 1;
-        self.bytes_sent += bytes as u64;
-        match packet {
-            Packet::ConnAck(_) => self.packets_connack += 1,
-            Packet::Publish(_) => self.packets_publish_sent += 1,
-            Packet::PubAck(_) => self.packets_puback_sent += 1,
-            Packet::PubRec(_) => self.packets_pubrec_sent += 1,
-            Packet::PubRel(_) => self.packets_pubrel_sent += 1,
-            Packet::PubComp(_) => self.packets_pubcomp_sent += 1,
-            Packet::SubAck(_) => self.packets_suback += 1,
-            Packet::UnsubAck(_) => self.packets_unsuback += 1,
-            Packet::PingResp => self.packets_pingresp += 1,
-            Packet::Disconnect(_) => self.packets_disconnect_sent += 1,
-            _ => {}
-        }
     }
 }

@@ -19,6 +19,7 @@
 //! * [`collector`]: the broker seam (trait + call/answer enums).
 //! * [`server`]: the connection loop (I/O, runtime-agnostic).
 
+pub mod api;
 pub mod auth;
 pub mod collector;
 pub mod index;

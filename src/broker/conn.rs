@@ -23,6 +23,7 @@ use shardmq_shards::rt::{self, spawn_local, TcpListener, TcpStream};
 
 use super::link::Link;
 use super::msg::{Adopt, ShardMsg};
+use super::race::{either, or_timeout, Either};
 use super::shard::{Refusal, Shard};
 
 /// Size of one read. A larger packet is assembled over several reads.
@@ -51,6 +52,9 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut buf = BytesMut::with_capacity(1024);
     let idle = Duration::from_secs(shard.cfg.mqtt.idle_timeout.max(1));
     let first = or_timeout(read_first_packet(&shard, &mut stream, &mut buf), idle).await;
+    if let Some(Ok(packet)) = &first {
+        shard.metrics.borrow_mut().count_received(packet);
+    }
     let mut connect = match first {
         Some(Ok(Packet::Connect(c))) => *c,
         Some(Err(ConnectError::UnsupportedVersion)) => {
@@ -69,10 +73,6 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         }
         _ => return, // timeout, socket error, malformed, or a first packet other than CONNECT
     };
-    shard
-        .metrics
-        .borrow_mut()
-        .count_received(&Packet::Connect(Box::new(Connect::default())));
     if connect.client_id.is_empty() {
         if !connect.clean_start {
             // An empty id needs a clean session [MQTT-3.1.3-8]: CONNACK 0x02.
@@ -212,6 +212,7 @@ async fn drive(
             match codec::decode(buf, version, max) {
                 Ok(Some(packet)) => {
                     shard.metrics.borrow_mut().count_received(&packet);
+                    link.counters.received(&packet);
                     shard.on_packet(client_id, link.id, packet);
                 }
                 Ok(None) => break,
@@ -228,6 +229,7 @@ async fn drive(
             if stream.write_all(&out).await.is_err() {
                 return link.close_reason().unwrap_or(CloseReason::SocketClosed);
             }
+            link.counters.wrote(out.len());
             out.clear();
             if out.capacity() > 4 * READ_CHUNK {
                 out = BytesMut::with_capacity(READ_CHUNK);
@@ -247,7 +249,10 @@ async fn drive(
             Either::Left(Ok(0)) | Either::Left(Err(_)) => {
                 return link.close_reason().unwrap_or(CloseReason::SocketClosed);
             }
-            Either::Left(Ok(n)) => shard.metrics.borrow_mut().bytes_received += n as u64,
+            Either::Left(Ok(n)) => {
+                shard.metrics.borrow_mut().bytes_received += n as u64;
+                link.counters.read(n);
+            }
             Either::Right(()) => {}
         }
     }
@@ -280,42 +285,4 @@ impl Drop for TruncateOnDrop<'_> {
     fn drop(&mut self) {
         self.buf.truncate(self.len);
     }
-}
-
-enum Either<A, B> {
-    Left(A),
-    Right(B),
-}
-
-/// Polls both futures; the first to finish wins (the left one first on ties). Dropping the
-/// loser is safe: glommio keeps a pending read's state on the stream, not in the future.
-async fn either<A, B>(
-    a: impl std::future::Future<Output = A>,
-    b: impl std::future::Future<Output = B>,
-) -> Either<A, B> {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Either::Left(v));
-        }
-        if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Either::Right(v));
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// `fut`, or `None` after `after`.
-async fn or_timeout<T>(fut: impl std::future::Future<Output = T>, after: Duration) -> Option<T> {
-    match either(fut, rt::sleep(after)).await {
-        Either::Left(v) => Some(v),
-        Either::Right(_) => None,
-    }
-}
-
-#[allow(dead_code)]
-fn _unused(_: ConnectError) -> ConnectError {
-    ConnectError::Other
 }

@@ -26,6 +26,47 @@ pub struct Link {
     waker: RefCell<Option<Waker>>,
     woken: Cell<bool>,
     close: RefCell<Option<CloseReason>>,
+    /// Per-connection figures for the management API (EMQ X `recv_*` / `send_*`).
+    pub counters: LinkCounters,
+}
+
+/// Per-connection traffic figures, as EMQ X reports them per connection.
+#[derive(Default)]
+pub struct LinkCounters {
+    /// Socket reads / bytes / packets / PUBLISH packets received.
+    pub recv_cnt: Cell<u64>,
+    pub recv_oct: Cell<u64>,
+    pub recv_pkt: Cell<u64>,
+    pub recv_msg: Cell<u64>,
+    /// Socket writes / bytes / packets / PUBLISH packets sent.
+    pub send_cnt: Cell<u64>,
+    pub send_oct: Cell<u64>,
+    pub send_pkt: Cell<u64>,
+    pub send_msg: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, by: u64) {
+    c.set(c.get() + by);
+}
+
+impl LinkCounters {
+    /// A packet was read.
+    pub fn received(&self, packet: &Packet) {
+        bump(&self.recv_pkt, 1);
+        if matches!(packet, Packet::Publish(_)) {
+            bump(&self.recv_msg, 1);
+        }
+    }
+    /// `n` bytes were read in one socket read.
+    pub fn read(&self, n: usize) {
+        bump(&self.recv_cnt, 1);
+        bump(&self.recv_oct, n as u64);
+    }
+    /// `n` bytes were written in one socket write.
+    pub fn wrote(&self, n: usize) {
+        bump(&self.send_cnt, 1);
+        bump(&self.send_oct, n as u64);
+    }
 }
 
 impl Link {
@@ -38,6 +79,7 @@ impl Link {
             waker: RefCell::new(None),
             woken: Cell::new(false),
             close: RefCell::new(None),
+            counters: LinkCounters::default(),
         }
     }
 
@@ -46,7 +88,13 @@ impl Link {
         let mut out = self.out.borrow_mut();
         let before = out.len();
         match codec::encode(packet, self.version, &mut out) {
-            Ok(()) => metrics.count_sent(packet, out.len() - before),
+            Ok(()) => {
+                metrics.count_sent(packet, out.len() - before);
+                bump(&self.counters.send_pkt, 1);
+                if matches!(packet, Packet::Publish(_)) {
+                    bump(&self.counters.send_msg, 1);
+                }
+            }
             Err(e) => {
                 out.truncate(before);
                 tracing::warn!("dropping a packet that cannot be encoded: {e}");

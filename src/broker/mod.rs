@@ -8,10 +8,13 @@
 
 pub mod conn;
 pub mod link;
+pub mod mgmt;
 pub mod msg;
+pub mod race;
 pub mod route;
 pub mod shard;
 pub mod sys;
+pub mod views;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -55,6 +58,8 @@ pub fn session_config(cfg: &Config) -> SessionConfig {
 pub struct Broker {
     /// The MQTT TCP listener's address (with the real port when 0 was asked).
     pub mqtt_addr: SocketAddr,
+    /// The management (REST API) listener's address.
+    pub http_addr: SocketAddr,
     shutdown: ShutdownFlag,
     threads: Vec<JoinHandle<()>>,
 }
@@ -79,9 +84,16 @@ impl Broker {
     }
 }
 
-/// Starts one shard per entry of `cores`, each pinned to that core and listening on the
-/// MQTT address with `SO_REUSEPORT`. Returns once every shard listens (or one failed).
+/// [`start_with`], the management executor sharing the last shard's core.
 pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
+    let management_core = cores.last().copied().unwrap_or(0);
+    start_with(cfg, cores, management_core)
+}
+
+/// Starts one shard per entry of `cores`, each pinned to that core and listening on the
+/// MQTT address with `SO_REUSEPORT`, plus the management executor on `management_core`
+/// serving the REST API. Returns once everything listens (or one part failed).
+pub fn start_with(cfg: Config, cores: &[usize], management_core: usize) -> io::Result<Broker> {
     let shards = cores.len();
     if shards == 0 || shards > route::MAX_SHARDS {
         return Err(io::Error::other(format!(
@@ -97,22 +109,25 @@ pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
     let cfg = std::sync::Arc::new(cfg);
     let shutdown = ShutdownFlag::new();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (mgmt_tx, mgmt_rx) = mpsc::channel::<Result<SocketAddr, String>>();
     let mut threads = Vec::new();
-    for (member, core) in full_mesh::<ShardMsg>(shards, cfg.shards.channel_capacity)
-        .into_iter()
-        .zip(cores)
-    {
+    // Members 0..shards are the shards; member `shards` is the management executor.
+    let mut members = full_mesh::<ShardMsg>(shards + 1, cfg.shards.channel_capacity);
+    let mgmt_member = members.pop().expect("the mesh has shards + 1 members");
+    for (member, core) in members.into_iter().zip(cores) {
         let cfg = cfg.clone();
         let shutdown = shutdown.clone();
         let ready = ready_tx.clone();
         let id = member.id();
+        let core = *core;
         threads.push(spawn_pinned(
             &format!("shard-{id}"),
-            *core,
+            core,
             move || async move {
                 let mesh = member.join().await;
                 let shard = Shard::new(
                     id,
+                    core,
                     shards,
                     Rc::new((*cfg).clone()),
                     mesh.clone(),
@@ -142,21 +157,37 @@ pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
         )?);
     }
     drop(ready_tx);
+    {
+        let cfg = cfg.clone();
+        let shutdown = shutdown.clone();
+        let facts = mgmt::NodeFacts {
+            shards,
+            shard_cores: cores.to_vec(),
+            mqtt_addr,
+        };
+        threads.push(spawn_pinned("management", management_core, move || {
+            mgmt::run(mgmt_member, cfg, facts, shutdown, mgmt_tx)
+        })?);
+    }
+    let fail = |e: String| {
+        shutdown.trigger();
+        io::Error::other(e)
+    };
     for _ in 0..shards {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                shutdown.trigger();
-                return Err(io::Error::other(e));
-            }
-            Err(_) => {
-                shutdown.trigger();
-                return Err(io::Error::other("a shard exited during start-up"));
-            }
+            Ok(Err(e)) => return Err(fail(e)),
+            Err(_) => return Err(fail("a shard exited during start-up".into())),
         }
     }
+    let http_addr = match mgmt_rx.recv() {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(e)) => return Err(fail(e)),
+        Err(_) => return Err(fail("the management thread exited during start-up".into())),
+    };
     Ok(Broker {
         mqtt_addr,
+        http_addr,
         shutdown,
         threads,
     })

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use crate::codec::{Connect, Str};
 use crate::metrics::{Metrics, Stats};
 use crate::session::Message;
+use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
 use shardmq_shards::handoff::SocketInTransit;
 
 /// A message between executors. The sender's id travels beside it (the mesh gives it).
@@ -57,11 +58,48 @@ pub struct Adopt {
     pub peer: SocketAddr,
 }
 
-/// What a `Collect` asks a shard for.
-#[derive(Debug, Clone)]
+/// What a `Collect` asks a shard for (the management API's and `$SYS`'s questions).
 pub enum Query {
     /// The shard's counters and gauges.
     Counters,
+    /// Connection rows: all of this shard's, or those of one client id / username.
+    Connections(ClientFilter),
+    /// Session rows, likewise.
+    Sessions(ClientFilter),
+    /// Subscription rows, likewise.
+    Subscriptions(ClientFilter),
+    /// The route replica's filters (every shard has the same; asked of one).
+    Routes,
+    /// Close a client's connection with reason `kicked` (asked of its home shard).
+    Kick {
+        client_id: String,
+    },
+    /// Discard an offline persistent session (asked of its home shard).
+    CleanSession {
+        client_id: String,
+    },
+    /// Publish on behalf of the API.
+    Publish(Box<Message>),
+    /// Subscribe / unsubscribe a session on behalf of the API (asked of its home shard).
+    Subscribe {
+        client_id: String,
+        filter: String,
+        qos: u8,
+    },
+    Unsubscribe {
+        client_id: String,
+        filter: String,
+    },
+    /// The per-core view: counters, gauges, event-loop and mesh figures.
+    ShardView,
+}
+
+/// Which clients a row query is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFilter {
+    All,
+    ClientId(String),
+    Username(String),
 }
 
 /// Answers to requests, by kind.
@@ -71,5 +109,30 @@ pub enum ReplyData {
     /// Retained messages matching a `RetainQuery`.
     Retained(Vec<Message>),
     /// A shard's counters.
-    Counters { metrics: Metrics, stats: Stats },
+    Counters {
+        metrics: Box<Metrics>,
+        stats: Stats,
+    },
+    Connections(Vec<ConnectionInfo>),
+    Sessions(Vec<SessionInfo>),
+    Subscriptions(Vec<SubscriptionInfo>),
+    Routes(Vec<String>),
+    /// An action's outcome: `Err((EMQ X code, message))`.
+    Done(Result<(), (u16, String)>),
+    Shard(Box<ShardFigures>),
+}
+
+/// One shard's figures for `GET /stats`, `GET /metrics` and the listener view.
+pub struct ShardFigures {
+    pub shard: usize,
+    pub core: usize,
+    pub metrics: Metrics,
+    pub stats: Stats,
+    /// Fraction of wall time the executor spent running tasks since start, in 1/1000.
+    pub busy_permille: u64,
+    pub mesh_sent: u64,
+    pub mesh_received: u64,
+    pub mesh_outbox_depth: u64,
+    /// Abnormal connection ends by reason (`closed`, `kicked`, `keepalive_timeout`, ...).
+    pub shutdowns: Vec<(String, u64)>,
 }

@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
+
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -25,11 +25,12 @@ use crate::session::{Action, CloseReason, Message, Session, SessionConfig};
 use crate::topic;
 use shardmq_shards::mesh::Mesh;
 use shardmq_shards::reply::Replies;
-use shardmq_shards::rt::{self, spawn_local};
+use shardmq_shards::rt::spawn_local;
 use shardmq_shards::runtime::ShutdownFlag;
 
 use super::link::Link;
 use super::msg::{Forward, Query, ReplyData, ShardMsg};
+use super::race::or_timeout;
 use super::route::{shards_in, LocalIndex, RouteChange, RouteReplica, ShardSet};
 
 /// How long a subscriber waits for every shard to acknowledge a new route before it
@@ -50,6 +51,10 @@ pub struct Client {
 /// One core's broker state.
 pub struct Shard {
     pub id: usize,
+    /// The CPU this shard's thread is pinned to.
+    pub core: usize,
+    /// Abnormal connection ends by reason, for the listener view (`shutdown_count`).
+    pub shutdowns: RefCell<std::collections::BTreeMap<&'static str, u64>>,
     pub shards: usize,
     pub cfg: Rc<Config>,
     pub node: String,
@@ -81,6 +86,7 @@ pub enum Refusal {
 impl Shard {
     pub fn new(
         id: usize,
+        core: usize,
         shards: usize,
         cfg: Rc<Config>,
         mesh: Rc<Mesh<ShardMsg>>,
@@ -89,6 +95,8 @@ impl Shard {
         let session_cfg = super::session_config(&cfg);
         Rc::new(Shard {
             id,
+            core,
+            shutdowns: RefCell::new(Default::default()),
             shards,
             node: cfg.node.name.clone(),
             cfg,
@@ -246,8 +254,18 @@ impl Shard {
             }
             (will, !c.session.is_persistent(), c.username.clone())
         };
+        if !matches!(
+            reason,
+            CloseReason::Disconnect | CloseReason::DisconnectWithWill
+        ) {
+            *self
+                .shutdowns
+                .borrow_mut()
+                .entry(reason.as_str())
+                .or_default() += 1;
+        }
         if let Some(will) = will {
-            self.publish(Message::from_will(&will, &client_id));
+            self.publish(Message::from_will(&will, client_id));
         }
         if drop_session {
             if let Some(old) = self.clients.borrow_mut().remove(client_id) {
@@ -255,6 +273,14 @@ impl Shard {
             }
         }
         self.publish_disconnect_event(client_id, username, reason);
+    }
+
+    /// Removes a client's session (offline, or about to be replaced) and its subscriptions.
+    pub fn discard_session(self: &Rc<Self>, client_id: &Str) {
+        let old = self.clients.borrow_mut().remove(client_id);
+        if let Some(old) = old {
+            self.drop_subscriptions(client_id, &old.session);
+        }
     }
 
     /// Removes every index entry of a session that is being discarded.
@@ -349,6 +375,24 @@ impl Shard {
         packet_id: u16,
         filters: Vec<(Str, Result<SubOptions, u8>)>,
     ) {
+        self.subscribe_inner(client_id, Some(packet_id), filters)
+    }
+
+    /// A subscription made by the management API: like SUBSCRIBE, without a SUBACK.
+    pub fn subscribe_silently(
+        self: &Rc<Self>,
+        client_id: &Str,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    ) {
+        self.subscribe_inner(client_id, None, filters)
+    }
+
+    fn subscribe_inner(
+        self: &Rc<Self>,
+        client_id: &Str,
+        packet_id: Option<u16>,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    ) {
         let client_id = client_id.clone();
         let mut announce = Vec::new();
         let mut codes = Vec::with_capacity(filters.len());
@@ -396,20 +440,20 @@ impl Shard {
     async fn finish_subscribe(
         self: Rc<Self>,
         client_id: Str,
-        packet_id: u16,
+        packet_id: Option<u16>,
         filters: Vec<(Str, Result<SubOptions, u8>)>,
         codes: Vec<u8>,
         acks: Option<shardmq_shards::reply::AwaitReplies<ReplyData>>,
     ) {
         if let Some(acks) = acks {
-            futures_lite_or(acks, rt::sleep(ROUTE_ACK_DEADLINE)).await;
+            or_timeout(acks, ROUTE_ACK_DEADLINE).await;
         }
         let link = self
             .clients
             .borrow()
             .get(&client_id)
             .and_then(|c| c.link.clone());
-        if let Some(link) = &link {
+        if let (Some(link), Some(packet_id)) = (&link, packet_id) {
             let ack = Packet::SubAck(SubAck {
                 packet_id,
                 codes,
@@ -441,7 +485,7 @@ impl Shard {
         }
     }
 
-    fn unsubscribe_one(self: &Rc<Self>, client_id: &Str, filter: &str) {
+    pub(super) fn unsubscribe_one(self: &Rc<Self>, client_id: &Str, filter: &str) {
         let (real, group) = split_shared(filter);
         let change = self.index.borrow_mut().remove(client_id, real, group);
         if change == RouteChange::Removed {
@@ -648,7 +692,7 @@ impl Shard {
                     },
                 );
             }
-            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE))
+            let replies = or_timeout(replies, ROUTE_ACK_DEADLINE)
                 .await
                 .unwrap_or_default();
             for r in replies {
@@ -700,7 +744,7 @@ impl Shard {
                 spawn_local(async move { super::conn::serve_adopted(me, *adopt).await }).detach();
             }
             ShardMsg::Collect { req, query } => {
-                let reply = self.collect(&query);
+                let reply = self.collect(query);
                 self.mesh.send(
                     from,
                     ShardMsg::Reply {
@@ -710,16 +754,6 @@ impl Shard {
                 );
             }
             ShardMsg::Reply { req, reply } => self.replies.deliver(req, *reply),
-        }
-    }
-
-    /// This shard's part of a view.
-    pub fn collect(&self, query: &Query) -> ReplyData {
-        match query {
-            Query::Counters => ReplyData::Counters {
-                metrics: self.metrics_now(),
-                stats: self.stats(),
-            },
         }
     }
 
@@ -771,7 +805,7 @@ impl Shard {
                     },
                 );
             }
-            let replies = futures_lite_or(replies, rt::sleep(ROUTE_ACK_DEADLINE))
+            let replies = or_timeout(replies, ROUTE_ACK_DEADLINE)
                 .await
                 .unwrap_or_default();
             for r in replies {
@@ -926,25 +960,4 @@ fn pick_member(
         .find(|&i| online(i))
         .unwrap_or(start);
     Some(g.members[chosen].clone())
-}
-
-/// Waits for `fut`, or gives up when `deadline` fires first.
-async fn futures_lite_or<T>(
-    fut: shardmq_shards::reply::AwaitReplies<T>,
-    deadline: impl Future<Output = ()>,
-) -> Option<Vec<T>> {
-    let fut = std::pin::pin!(fut);
-    let deadline = std::pin::pin!(deadline);
-    let mut fut = fut;
-    let mut deadline = deadline;
-    std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Some(v));
-        }
-        if deadline.as_mut().poll(cx).is_ready() {
-            return std::task::Poll::Ready(None);
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }

@@ -156,7 +156,7 @@ impl CloseReason {
             CloseReason::KeepaliveTimeout => "keepalive_timeout",
             CloseReason::ProtocolError(_) => "protocol_error",
             CloseReason::Malformed(_) => "parse_error",
-            CloseReason::Takeover => "discard",
+            CloseReason::Takeover => "takeover",
             CloseReason::Kicked => "kicked",
             CloseReason::SocketClosed => "closed",
             CloseReason::ServerShutdown => "shutdown",
@@ -474,5 +474,23 @@ impl Session {
         }
         self.keepalive.received(now);
         self.handle_packet(packet, now, m, out);
+    }
+
+    /// A SUBSCRIBE or UNSUBSCRIBE made on the client's behalf by the management API: applied
+    /// whether the client is online or not, without touching its keepalive. Other packets are
+    /// ignored. The glue must not send the SUBACK/UNSUBACK to the client.
+    pub fn handle_api(
+        &mut self,
+        packet: Packet,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        match packet {
+            Packet::Subscribe(_) | Packet::Unsubscribe(_) => {
+                self.handle_packet(packet, now, m, out)
+            }
+            _ => {}
+        }
     }
 }

@@ -1,0 +1,561 @@
+//! `Broker`: the management thread's [`Collector`] — it answers each API call by sending
+//! `Collect` to the shards that hold the answer (all of them for lists, the home shard for a
+//! client id), waiting with a deadline, and merging.
+//!
+//! Runs on the management executor. Must never: wait without a deadline, or assume every
+//! shard answered (the `Coverage` says how many did).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shardmq_http::api::topics_of;
+use shardmq_http::collector::{
+    ApiAnswer, ApiCall, Collector, Coverage, LocalBoxFuture, Page, Reply,
+};
+use shardmq_http::model::{
+    BrokerInfo, ListenerInfo, Memory, NamedValues, NodeInfo, RouteInfo, ShardView, ShutdownCount,
+};
+use shardmq_http::{ApiError, ErrorCode, Paging};
+use shardmq_shards::mesh::Mesh;
+use shardmq_shards::reply::Replies;
+
+use super::NodeFacts;
+use crate::broker::msg::{ClientFilter, Query, ReplyData, ShardFigures, ShardMsg};
+use crate::broker::race::{either, Either};
+use crate::broker::sys::{datetime_now, uptime_string, SYSDESCR, VERSION};
+use crate::codec::{QoS, Str};
+use crate::config::Config;
+use crate::home_shard;
+use crate::metrics::{Metrics, Stats, StatsWithMax};
+use crate::session::Message;
+
+/// How long the API waits for shards before answering with what it has.
+const COLLECT_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The broker as the REST API sees it.
+pub struct Broker {
+    pub cfg: Arc<Config>,
+    pub node: String,
+    pub facts: NodeFacts,
+    pub http_addr: SocketAddr,
+    pub mesh: Rc<Mesh<ShardMsg>>,
+    pub replies: Rc<Replies<ReplyData>>,
+    pub started: Instant,
+    pub stats: RefCell<StatsWithMax>,
+    pub http_conns: Cell<u64>,
+    pub http_shutdowns: RefCell<BTreeMap<String, u64>>,
+}
+
+impl Collector for Broker {
+    fn call(&self, call: ApiCall) -> LocalBoxFuture<'_, Reply> {
+        Box::pin(self.answer(call))
+    }
+}
+
+fn all_shards(n: usize) -> Vec<usize> {
+    (0..n).collect()
+}
+
+fn failed(code: u16, message: String) -> ApiAnswer {
+    let code = match code {
+        108 => ErrorCode::ParameterType,
+        112 => ErrorCode::ClientNotOnline,
+        115 => ErrorCode::BadTopic,
+        _ => ErrorCode::Unknown,
+    };
+    ApiAnswer::Failed(ApiError::new(code, message))
+}
+
+impl Broker {
+    /// Sends `query()` to each shard in `to` and waits (with the deadline) for the replies.
+    async fn ask(&self, to: &[usize], query: impl Fn() -> Query) -> (Vec<ReplyData>, Coverage) {
+        let total = to.len() as u32;
+        let (req, mut waiter) = self.replies.register(to.len());
+        for &shard in to {
+            self.mesh.send(
+                shard,
+                ShardMsg::Collect {
+                    req,
+                    query: query(),
+                },
+            );
+        }
+        let replies = match either(&mut waiter, shardmq_shards::rt::sleep(COLLECT_DEADLINE)).await {
+            Either::Left(r) => r,
+            Either::Right(()) => waiter.take_partial(),
+        };
+        let coverage = Coverage {
+            responded: replies.len() as u32,
+            total,
+        };
+        (replies, coverage)
+    }
+
+    fn home(&self, client_id: &str) -> Vec<usize> {
+        vec![home_shard(client_id, self.facts.shards)]
+    }
+
+    async fn answer(&self, call: ApiCall) -> Reply {
+        let shards = all_shards(self.facts.shards);
+        let complete = Coverage {
+            responded: self.facts.shards as u32,
+            total: self.facts.shards as u32,
+        };
+        let (answer, coverage) = match call {
+            ApiCall::Broker => (ApiAnswer::Broker(self.broker_info()), complete),
+            ApiCall::Node => {
+                let (replies, cov) = self.ask(&shards, || Query::Counters).await;
+                let connections = replies
+                    .iter()
+                    .map(|r| match r {
+                        ReplyData::Counters { stats, .. } => stats.connections,
+                        _ => 0,
+                    })
+                    .sum();
+                (ApiAnswer::Node(self.node_info(connections)), cov)
+            }
+            ApiCall::ListConnections { paging } => {
+                let (replies, cov) = self
+                    .ask(&shards, || Query::Connections(ClientFilter::All))
+                    .await;
+                let mut rows: Vec<_> = replies.into_iter().flat_map(connections).collect();
+                rows.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+                (ApiAnswer::Connections(page(rows, paging)), cov)
+            }
+            ApiCall::LookupConnection { client_id } => {
+                let to = self.home(&client_id);
+                let (replies, cov) = self
+                    .ask(&to, || {
+                        Query::Connections(ClientFilter::ClientId(client_id.clone()))
+                    })
+                    .await;
+                (
+                    ApiAnswer::Connections(Page::all(
+                        replies.into_iter().flat_map(connections).collect(),
+                    )),
+                    cov,
+                )
+            }
+            ApiCall::LookupConnectionsByUsername { username } => {
+                let (replies, cov) = self
+                    .ask(&shards, || {
+                        Query::Connections(ClientFilter::Username(username.clone()))
+                    })
+                    .await;
+                (
+                    ApiAnswer::Connections(Page::all(
+                        replies.into_iter().flat_map(connections).collect(),
+                    )),
+                    cov,
+                )
+            }
+            ApiCall::Kick { client_id } => {
+                let to = self.home(&client_id);
+                let (replies, cov) = self
+                    .ask(&to, || Query::Kick {
+                        client_id: client_id.clone(),
+                    })
+                    .await;
+                (done(replies), cov)
+            }
+            ApiCall::ListSessions { paging } => {
+                let (replies, cov) = self
+                    .ask(&shards, || Query::Sessions(ClientFilter::All))
+                    .await;
+                let mut rows: Vec<_> = replies.into_iter().flat_map(sessions).collect();
+                rows.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+                (ApiAnswer::Sessions(page(rows, paging)), cov)
+            }
+            ApiCall::LookupSession { client_id } => {
+                let to = self.home(&client_id);
+                let (replies, cov) = self
+                    .ask(&to, || {
+                        Query::Sessions(ClientFilter::ClientId(client_id.clone()))
+                    })
+                    .await;
+                (
+                    ApiAnswer::Sessions(Page::all(
+                        replies.into_iter().flat_map(sessions).collect(),
+                    )),
+                    cov,
+                )
+            }
+            ApiCall::CleanPersistentSession { client_id } => {
+                let to = self.home(&client_id);
+                let (replies, cov) = self
+                    .ask(&to, || Query::CleanSession {
+                        client_id: client_id.clone(),
+                    })
+                    .await;
+                (done(replies), cov)
+            }
+            ApiCall::ListSubscriptions { paging } => {
+                let (replies, cov) = self
+                    .ask(&shards, || Query::Subscriptions(ClientFilter::All))
+                    .await;
+                let mut rows: Vec<_> = replies.into_iter().flat_map(subscriptions).collect();
+                rows.sort_by(|a, b| (&a.client_id, &a.topic).cmp(&(&b.client_id, &b.topic)));
+                (ApiAnswer::Subscriptions(page(rows, paging)), cov)
+            }
+            ApiCall::ClientSubscriptions { client_id } => {
+                let to = self.home(&client_id);
+                let (replies, cov) = self
+                    .ask(&to, || {
+                        Query::Subscriptions(ClientFilter::ClientId(client_id.clone()))
+                    })
+                    .await;
+                (
+                    ApiAnswer::Subscriptions(Page::all(
+                        replies.into_iter().flat_map(subscriptions).collect(),
+                    )),
+                    cov,
+                )
+            }
+            ApiCall::ListRoutes { paging } => {
+                let rows = self.routes(None).await;
+                (ApiAnswer::Routes(page(rows.0, paging)), rows.1)
+            }
+            ApiCall::LookupRoutes { topic } => {
+                let rows = self.routes(Some(&topic)).await;
+                (ApiAnswer::Routes(Page::all(rows.0)), rows.1)
+            }
+            ApiCall::Publish(p) => {
+                let topics: Vec<String> = topics_of(&p.topic, &p.topics)
+                    .into_iter()
+                    .filter(|t| crate::topic::valid_topic_name(t))
+                    .collect();
+                if topics.is_empty() {
+                    return Reply {
+                        answer: failed(115, "bad_topic".into()),
+                        coverage: complete,
+                    };
+                }
+                let qos = QoS::from_u8(p.qos).unwrap_or(QoS::AtMostOnce);
+                let mut cov = complete;
+                for topic in topics {
+                    let mut msg = Message::new(
+                        Str::from(topic.as_str()),
+                        p.payload.clone().into_bytes(),
+                        qos,
+                        p.retain,
+                    );
+                    msg.publisher = Str::from(p.client_id.as_str());
+                    // Published from the topic's owner shard: retained storage needs no hop.
+                    let to = vec![home_shard(&topic, self.facts.shards)];
+                    let msg = Box::new(msg);
+                    let (_, c) = self.ask(&to, || Query::Publish(msg.clone())).await;
+                    cov = c;
+                }
+                (ApiAnswer::Done, cov)
+            }
+            ApiCall::Subscribe(p) => {
+                let topics = topics_of(&p.topic, &p.topics);
+                let to = self.home(&p.client_id);
+                let mut last = failed(115, "bad_topic".into());
+                let mut cov = complete;
+                let mut any_ok = false;
+                for t in topics {
+                    let (replies, c) = self
+                        .ask(&to, || Query::Subscribe {
+                            client_id: p.client_id.clone(),
+                            filter: t.clone(),
+                            qos: p.qos,
+                        })
+                        .await;
+                    cov = c;
+                    last = done(replies);
+                    if matches!(last, ApiAnswer::Done) {
+                        any_ok = true;
+                    } else if let ApiAnswer::Failed(e) = &last {
+                        if e.code == ErrorCode::ClientNotOnline {
+                            break;
+                        }
+                    }
+                }
+                (if any_ok { ApiAnswer::Done } else { last }, cov)
+            }
+            ApiCall::Unsubscribe(p) => {
+                let to = self.home(&p.client_id);
+                let (replies, cov) = self
+                    .ask(&to, || Query::Unsubscribe {
+                        client_id: p.client_id.clone(),
+                        filter: p.topic.clone(),
+                    })
+                    .await;
+                (done(replies), cov)
+            }
+            ApiCall::Metrics => {
+                let (totals, cov) = self.totals().await;
+                let values = NamedValues::from_pairs(totals.0.entries());
+                (ApiAnswer::Values(values), cov)
+            }
+            ApiCall::Stats => {
+                let (totals, cov) = self.totals().await;
+                let mut stats = self.stats.borrow_mut();
+                stats.observe(totals.1);
+                let values = NamedValues(stats.entries());
+                (ApiAnswer::Values(values), cov)
+            }
+            ApiCall::Listeners => {
+                let (figures, cov) = self.figures().await;
+                (ApiAnswer::Listeners(self.listeners(&figures)), cov)
+            }
+            ApiCall::ShardViews => {
+                let (figures, cov) = self.figures().await;
+                (
+                    ApiAnswer::Shards(figures.iter().map(shard_view).collect()),
+                    cov,
+                )
+            }
+            ApiCall::SetBanned { .. } | ApiCall::SetPlugin { .. } => {
+                (failed(102, "not_supported".into()), complete)
+            }
+        };
+        Reply { answer, coverage }
+    }
+
+    /// Node-wide metrics and stats: sums, except the replicated route table (one copy).
+    async fn totals(&self) -> ((Metrics, Stats), Coverage) {
+        let (replies, cov) = self
+            .ask(&all_shards(self.facts.shards), || Query::Counters)
+            .await;
+        let mut metrics = Metrics::default();
+        let mut stats = Stats::default();
+        let mut routes = 0;
+        for r in replies {
+            if let ReplyData::Counters {
+                metrics: m,
+                stats: s,
+            } = r
+            {
+                metrics.merge(&m);
+                routes = routes.max(s.routes);
+                stats.merge(&s);
+            }
+        }
+        stats.routes = routes;
+        stats.topics = routes;
+        ((metrics, stats), cov)
+    }
+
+    /// Samples the node stats for their high-water marks (every second, as EMQ X does).
+    pub async fn sample_stats(&self) {
+        let ((_, stats), cov) = self.totals().await;
+        if cov.is_complete() {
+            self.stats.borrow_mut().observe(stats);
+        }
+    }
+
+    async fn figures(&self) -> (Vec<ShardFigures>, Coverage) {
+        let (replies, cov) = self
+            .ask(&all_shards(self.facts.shards), || Query::ShardView)
+            .await;
+        let mut figures: Vec<ShardFigures> = replies
+            .into_iter()
+            .filter_map(|r| match r {
+                ReplyData::Shard(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        figures.sort_by_key(|f| f.shard);
+        (figures, cov)
+    }
+
+    async fn routes(&self, exact: Option<&str>) -> (Vec<RouteInfo>, Coverage) {
+        // Every shard holds the same replica: ask one.
+        let (replies, cov) = self.ask(&[0], || Query::Routes).await;
+        let mut topics: Vec<String> = replies
+            .into_iter()
+            .flat_map(|r| match r {
+                ReplyData::Routes(t) => t,
+                _ => Vec::new(),
+            })
+            .filter(|t| exact.is_none_or(|e| e == t))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        let rows = topics
+            .into_iter()
+            .map(|topic| RouteInfo {
+                node: self.node.clone(),
+                topic,
+            })
+            .collect();
+        (
+            rows,
+            Coverage {
+                responded: cov.responded * self.facts.shards as u32,
+                total: self.facts.shards as u32,
+            },
+        )
+    }
+
+    fn broker_info(&self) -> BrokerInfo {
+        BrokerInfo {
+            datetime: datetime_now(),
+            node: None,
+            node_status: "Running".into(),
+            otp_release: otp_release(),
+            sysdescr: SYSDESCR.into(),
+            uptime: uptime_string(self.started.elapsed().as_secs()),
+            version: VERSION.into(),
+        }
+    }
+
+    fn node_info(&self, connections: u64) -> NodeInfo {
+        let (vm_size, rss) = process_memory();
+        let load = load_average();
+        NodeInfo {
+            connections,
+            load1: load[0].clone(),
+            load15: load[2].clone(),
+            load5: load[1].clone(),
+            max_fds: nofile_limit(),
+            memory_total: Memory::Bytes(vm_size),
+            memory_used: Memory::Bytes(rss),
+            name: self.node.clone(),
+            node: None,
+            node_status: "Running".into(),
+            otp_release: otp_release(),
+            process_available: self.cfg.listeners.tcp.max_connections,
+            process_used: connections,
+            uptime: uptime_string(self.started.elapsed().as_secs()),
+            version: VERSION.into(),
+        }
+    }
+
+    fn listeners(&self, figures: &[ShardFigures]) -> Vec<ListenerInfo> {
+        let mut shutdowns = NamedValues::default();
+        for f in figures {
+            shutdowns.merge_sum(&NamedValues(f.shutdowns.clone()));
+        }
+        let http_shutdowns = NamedValues(
+            self.http_shutdowns
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        );
+        vec![
+            ListenerInfo {
+                acceptors: self.facts.shards as u64,
+                current_conns: figures.iter().map(|f| f.stats.connections).sum(),
+                listen_on: self.facts.mqtt_addr.to_string(),
+                max_conns: self.cfg.listeners.tcp.max_connections,
+                protocol: "mqtt:tcp".into(),
+                shutdown_count: ShutdownCount(shutdowns),
+            },
+            ListenerInfo {
+                acceptors: 1,
+                current_conns: self.http_conns.get(),
+                listen_on: self.http_addr.to_string(),
+                max_conns: 512,
+                protocol: "http:management".into(),
+                shutdown_count: ShutdownCount(http_shutdowns),
+            },
+        ]
+    }
+}
+
+fn page<T>(mut rows: Vec<T>, paging: Paging) -> Page<T> {
+    let count = rows.len() as u64;
+    let start = (paging.offset().min(count)) as usize;
+    let end = (start as u64 + paging.limit).min(count) as usize;
+    let rows = rows.drain(start..end).collect();
+    Page { rows, count }
+}
+
+fn done(replies: Vec<ReplyData>) -> ApiAnswer {
+    match replies.into_iter().next() {
+        Some(ReplyData::Done(Ok(()))) => ApiAnswer::Done,
+        Some(ReplyData::Done(Err((code, message)))) => failed(code, message),
+        _ => failed(102, "timeout".into()),
+    }
+}
+
+fn connections(r: ReplyData) -> Vec<shardmq_http::model::ConnectionInfo> {
+    match r {
+        ReplyData::Connections(rows) => rows,
+        _ => Vec::new(),
+    }
+}
+
+fn sessions(r: ReplyData) -> Vec<shardmq_http::model::SessionInfo> {
+    match r {
+        ReplyData::Sessions(rows) => rows,
+        _ => Vec::new(),
+    }
+}
+
+fn subscriptions(r: ReplyData) -> Vec<shardmq_http::model::SubscriptionInfo> {
+    match r {
+        ReplyData::Subscriptions(rows) => rows,
+        _ => Vec::new(),
+    }
+}
+
+fn shard_view(f: &ShardFigures) -> ShardView {
+    let mut stats = StatsWithMax::default();
+    stats.observe(f.stats);
+    ShardView {
+        shard: f.shard as u32,
+        core: f.core as u32,
+        stats: NamedValues(
+            stats
+                .entries()
+                .into_iter()
+                .filter(|(k, _)| k.ends_with("/count"))
+                .collect(),
+        ),
+        metrics: NamedValues::from_pairs(f.metrics.entries()),
+        event_loop: NamedValues(vec![
+            ("loop/busy_permille".to_string(), f.busy_permille),
+            ("mesh/sent".to_string(), f.mesh_sent),
+            ("mesh/received".to_string(), f.mesh_received),
+            ("mesh/depth".to_string(), f.mesh_outbox_depth),
+        ]),
+    }
+}
+
+/// The runtime, honestly named (EMQ X puts the Erlang/OTP release here).
+fn otp_release() -> String {
+    format!("glommio 0.9/rustc {}", env!("SHARDMQ_RUSTC_VERSION"))
+}
+
+/// (VmSize, VmRSS) of this process in bytes, from /proc/self/status.
+fn process_memory() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    (field("VmSize:"), field("VmRSS:"))
+}
+
+/// The 1, 5 and 15 minute load averages as "2.75"-style strings.
+fn load_average() -> [String; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().unwrap_or(0.0));
+    let mut next = || shardmq_http::model::format_load(it.next().unwrap_or(0.0));
+    [next(), next(), next()]
+}
+
+/// RLIMIT_NOFILE's soft limit, from /proc/self/limits.
+fn nofile_limit() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,139 @@
+//! The management thread: one more glommio executor (pinned to `management.core`, one more
+//! mesh member) that serves the EMQ X v3 REST API and the per-core views over HTTP.
+//!
+//! Owns: the HTTP listener and its connections, the credential store, the node-level stat
+//! high-water marks, and the [`Collector`](shardmq_http::Collector) that answers API calls by
+//! asking the shards ([`collector`]). It never touches a shard's memory: every question is a
+//! `Collect` message with a deadline, so a stuck shard gives a partial answer, not a hung
+//! request.
+//! Must never: block, or run on the message path (shards never wait for it).
+
+pub mod collector;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shardmq_http::api::{system_clock, Api};
+use shardmq_http::auth::{Bootstrap, CredentialStore};
+use shardmq_http::{serve_connection, ConnEnd, Limits, ServerConfig};
+use shardmq_shards::mesh::MeshMember;
+use shardmq_shards::reply::Replies;
+use shardmq_shards::rt::{self, spawn_local, TcpListener};
+use shardmq_shards::runtime::ShutdownFlag;
+
+use super::msg::ShardMsg;
+use crate::config::Config;
+use crate::metrics::StatsWithMax;
+use collector::Broker;
+
+/// How often the node-level stats are sampled for their `*/max` values (EMQ X: 1 s).
+const STATS_SAMPLE: Duration = Duration::from_secs(1);
+
+/// What the management thread knows about the node it manages.
+pub struct NodeFacts {
+    pub shards: usize,
+    pub shard_cores: Vec<usize>,
+    pub mqtt_addr: SocketAddr,
+}
+
+/// Runs the management executor until shutdown. Reports its bound address (or the error)
+/// through `ready` once listening.
+pub async fn run(
+    member: MeshMember<ShardMsg>,
+    cfg: Arc<Config>,
+    facts: NodeFacts,
+    shutdown: ShutdownFlag,
+    ready: mpsc::Sender<Result<SocketAddr, String>>,
+) {
+    let mesh = member.join().await;
+    let replies: Rc<Replies<super::msg::ReplyData>> = Rc::new(Replies::default());
+    let inbox = replies.clone();
+    mesh.spawn_drains(move |_, msg| {
+        if let ShardMsg::Reply { req, reply } = msg {
+            inbox.deliver(req, *reply);
+        }
+    });
+    let listener = match TcpListener::bind(cfg.management.bind) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "management: binding {}: {e}",
+                cfg.management.bind
+            )));
+            return;
+        }
+    };
+    let http_addr = listener.local_addr().unwrap_or(cfg.management.bind);
+    let boot = Bootstrap::default();
+    let credentials = CredentialStore::bootstrap(&boot);
+    for who in credentials.defaults_in_use(&boot) {
+        tracing::warn!("management API: {who} still uses its default secret; change it");
+    }
+    let broker = Broker {
+        cfg: cfg.clone(),
+        node: cfg.node.name.clone(),
+        facts,
+        http_addr,
+        mesh,
+        replies,
+        started: Instant::now(),
+        stats: RefCell::new(StatsWithMax::default()),
+        http_conns: Cell::new(0),
+        http_shutdowns: RefCell::new(BTreeMap::new()),
+    };
+    let api = Rc::new(Api {
+        collector: broker,
+        node: cfg.node.name.clone(),
+        credentials: RefCell::new(credentials),
+        clock: system_clock,
+    });
+    let _ = ready.send(Ok(http_addr));
+    let server_cfg = ServerConfig {
+        limits: Limits {
+            max_header_bytes: cfg.management.max_header_bytes,
+            max_body_bytes: cfg.management.max_body_bytes,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let accept_api = api.clone();
+    let accept = spawn_local(async move {
+        loop {
+            let Ok(mut stream) = listener.accept().await else {
+                rt::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let api = accept_api.clone();
+            spawn_local(async move {
+                let broker = &api.collector;
+                broker.http_conns.set(broker.http_conns.get() + 1);
+                let end = serve_connection(&mut stream, &*api, &server_cfg, rt::sleep).await;
+                broker.http_conns.set(broker.http_conns.get() - 1);
+                let reason = match end {
+                    Ok(ConnEnd::PeerClosed | ConnEnd::Done) => None,
+                    Ok(ConnEnd::IdleTimeout) => Some("idle_timeout"),
+                    Ok(ConnEnd::Rejected(_)) => Some("bad_request"),
+                    Err(_) => Some("closed"),
+                };
+                if let Some(r) = reason {
+                    *broker
+                        .http_shutdowns
+                        .borrow_mut()
+                        .entry(r.to_string())
+                        .or_default() += 1;
+                }
+            })
+            .detach();
+        }
+    });
+    while !shutdown.is_set() {
+        rt::sleep(STATS_SAMPLE).await;
+        api.collector.sample_stats().await;
+    }
+    drop(accept);
+}
