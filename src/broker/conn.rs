@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use crate::codec::{self, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion};
+use crate::codec::{self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion};
 use crate::home_shard;
 use crate::session::CloseReason;
 use shardmq_shards::handoff::SocketInTransit;
@@ -182,7 +182,14 @@ async fn serve(
     };
     drop(connect);
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
-    // Flush what is queued (e.g. a DISCONNECT for 5.0 clients) before closing.
+    // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
+    if link.version == ProtocolVersion::V5 {
+        if let Some(code) = reason.disconnect_reason_code() {
+            let bye = Packet::Disconnect(Disconnect { reason: code, properties: Properties::default() });
+            link.send(&bye, &mut shard.metrics.borrow_mut());
+        }
+    }
+    // Flush what is queued (the DISCONNECT above, a last PUBACK...) before closing.
     let mut out = BytesMut::new();
     link.take_output(&mut out);
     if !out.is_empty() {

@@ -72,6 +72,8 @@ pub struct Shard {
     rng: Cell<u64>,
     /// Scratch buffer reused by every local delivery (no per-publish allocation).
     scratch: RefCell<Vec<(Str, SubOptions)>>,
+    /// Emptied action lists, reused by `on_packet` and deliveries.
+    action_pool: RefCell<Vec<Vec<Action>>>,
 }
 
 /// Why a CONNECT was refused (the CONNACK code to answer, 3.x numbering).
@@ -113,6 +115,7 @@ impl Shard {
             next_link_id: Cell::new(1),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
             scratch: RefCell::new(Vec::new()),
+            action_pool: RefCell::new(Vec::new()),
         })
     }
 
@@ -232,6 +235,17 @@ impl Shard {
     /// reason calls for it, and keep or drop the session.
     pub fn connection_closed(self: &Rc<Self>, client_id: &Str, link: &Link, reason: CloseReason) {
         let now = Instant::now();
+        // Every abnormal end counts for the listener view, takeovers included.
+        if !matches!(
+            reason,
+            CloseReason::Disconnect | CloseReason::DisconnectWithWill
+        ) {
+            *self
+                .shutdowns
+                .borrow_mut()
+                .entry(reason.as_str())
+                .or_default() += 1;
+        }
         let (will, drop_session, username) = {
             let mut clients = self.clients.borrow_mut();
             let Some(c) = clients.get_mut(client_id) else {
@@ -254,16 +268,6 @@ impl Shard {
             }
             (will, !c.session.is_persistent(), c.username.clone())
         };
-        if !matches!(
-            reason,
-            CloseReason::Disconnect | CloseReason::DisconnectWithWill
-        ) {
-            *self
-                .shutdowns
-                .borrow_mut()
-                .entry(reason.as_str())
-                .or_default() += 1;
-        }
         if let Some(will) = will {
             self.publish(Message::from_will(&will, client_id));
         }
@@ -295,7 +299,7 @@ impl Shard {
 
     /// A packet from `client_id`'s connection `link_id`.
     pub fn on_packet(self: &Rc<Self>, client_id: &Str, link_id: u64, packet: Packet) {
-        let mut actions = Vec::new();
+        let mut actions = self.take_actions();
         {
             let mut clients = self.clients.borrow_mut();
             let Some(c) = clients.get_mut(client_id) else {
@@ -311,9 +315,23 @@ impl Shard {
         self.apply(client_id, actions);
     }
 
+    /// An empty action list, reused from earlier calls (no allocation per packet).
+    fn take_actions(&self) -> Vec<Action> {
+        self.action_pool.borrow_mut().pop().unwrap_or_default()
+    }
+
+    fn recycle_actions(&self, actions: Vec<Action>) {
+        debug_assert!(actions.is_empty());
+        let mut pool = self.action_pool.borrow_mut();
+        if pool.len() < 16 {
+            pool.push(actions);
+        }
+    }
+
     /// Carries out a session's actions. Must be called with no borrow held.
-    pub fn apply(self: &Rc<Self>, client_id: &Str, actions: Vec<Action>) {
+    pub fn apply(self: &Rc<Self>, client_id: &Str, mut actions: Vec<Action>) {
         if actions.is_empty() {
+            self.recycle_actions(actions);
             return;
         }
         let link = self
@@ -321,7 +339,7 @@ impl Shard {
             .borrow()
             .get(client_id)
             .and_then(|c| c.link.clone());
-        for action in actions {
+        for action in actions.drain(..) {
             match action {
                 Action::Send(packet) => {
                     if let Some(link) = &link {
@@ -360,6 +378,7 @@ impl Shard {
                 }
             }
         }
+        self.recycle_actions(actions);
     }
 
     // ---------------------------------------------------------------- subscribe
@@ -614,7 +633,7 @@ impl Shard {
             if opts.no_local && client_id == msg.publisher {
                 continue;
             }
-            let mut actions = Vec::new();
+            let mut actions = self.take_actions();
             {
                 let mut clients = self.clients.borrow_mut();
                 let Some(c) = clients.get_mut(&client_id) else {

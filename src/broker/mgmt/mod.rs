@@ -131,8 +131,11 @@ pub async fn run(
             .detach();
         }
     });
-    while !shutdown.is_set() {
+    loop {
         rt::sleep(STATS_SAMPLE).await;
+        if shutdown.is_set() {
+            break;
+        }
         api.collector.sample_stats().await;
     }
     drop(accept);
