@@ -33,6 +33,8 @@ use collector::Broker;
 
 /// How often the node-level stats are sampled for their `*/max` values (EMQ X: 1 s).
 const STATS_SAMPLE: Duration = Duration::from_secs(1);
+/// How often the shutdown flag is checked.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
 
 /// What the management thread knows about the node it manages.
 pub struct NodeFacts {
@@ -131,12 +133,13 @@ pub async fn run(
             .detach();
         }
     });
-    loop {
-        rt::sleep(STATS_SAMPLE).await;
-        if shutdown.is_set() {
-            break;
+    let mut last_sample = Instant::now();
+    while !shutdown.is_set() {
+        rt::sleep(SHUTDOWN_POLL).await;
+        if last_sample.elapsed() >= STATS_SAMPLE && !shutdown.is_set() {
+            last_sample = Instant::now();
+            api.collector.sample_stats().await;
         }
-        api.collector.sample_stats().await;
     }
     drop(accept);
 }
