@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use crate::codec::{self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion};
+use crate::codec::{
+    self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
+};
 use crate::home_shard;
 use crate::session::CloseReason;
 use shardmq_shards::handoff::SocketInTransit;
@@ -185,7 +187,10 @@ async fn serve(
     // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
     if link.version == ProtocolVersion::V5 {
         if let Some(code) = reason.disconnect_reason_code() {
-            let bye = Packet::Disconnect(Disconnect { reason: code, properties: Properties::default() });
+            let bye = Packet::Disconnect(Disconnect {
+                reason: code,
+                properties: Properties::default(),
+            });
             link.send(&bye, &mut shard.metrics.borrow_mut());
         }
     }

@@ -200,3 +200,71 @@ impl RouteReplica {
 pub fn shards_in(set: ShardSet) -> impl Iterator<Item = usize> {
     (0..MAX_SHARDS).filter(move |i| set & (1 << i) != 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(qos: u8) -> SubOptions {
+        SubOptions {
+            qos: crate::codec::QoS::from_u8(qos).unwrap(),
+            ..SubOptions::default()
+        }
+    }
+
+    #[test]
+    fn first_subscriber_announces_and_last_one_withdraws() {
+        let mut index = LocalIndex::default();
+        let (a, b) = (Str::from("a"), Str::from("b"));
+        assert_eq!(index.add(&a, "t/#", None, opts(0)), RouteChange::Added);
+        assert_eq!(index.add(&b, "t/#", None, opts(1)), RouteChange::Unchanged);
+        assert_eq!(
+            index.add(&a, "t/#", None, opts(2)),
+            RouteChange::Unchanged,
+            "re-subscribe updates"
+        );
+        assert_eq!(index.direct_count(), 2);
+        assert_eq!(index.remove(&a, "t/#", None), RouteChange::Unchanged);
+        assert_eq!(
+            index.remove(&a, "t/#", None),
+            RouteChange::Unchanged,
+            "not subscribed any more"
+        );
+        assert_eq!(index.remove(&b, "t/#", None), RouteChange::Removed);
+        assert!(index.direct.is_empty());
+    }
+
+    #[test]
+    fn shared_groups_are_counted_per_filter_and_group() {
+        let mut index = LocalIndex::default();
+        let (a, b) = (Str::from("a"), Str::from("b"));
+        assert_eq!(index.add(&a, "t", Some("g1"), opts(1)), RouteChange::Added);
+        assert_eq!(index.add(&b, "t", Some("g2"), opts(1)), RouteChange::Added);
+        assert_eq!(
+            index.add(&b, "t", Some("g1"), opts(1)),
+            RouteChange::Unchanged
+        );
+        assert_eq!(index.shared_count(), 3);
+        assert_eq!(index.remove(&a, "t", Some("g1")), RouteChange::Unchanged);
+        assert_eq!(index.remove(&b, "t", Some("g1")), RouteChange::Removed);
+        assert_eq!(index.remove(&b, "t", Some("g2")), RouteChange::Removed);
+        assert!(index.shared.is_empty());
+    }
+
+    #[test]
+    fn replica_keeps_a_shard_set_per_filter() {
+        let mut replica = RouteReplica::default();
+        replica.add(0, "a/+", None);
+        replica.add(3, "a/+", None);
+        replica.add(1, "a/b", Some("g"));
+        let mut set = 0;
+        replica.direct.for_each_match("a/b", |_, s| set |= *s);
+        assert_eq!(shards_in(set).collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(replica.route_count(), 2);
+        replica.remove(0, "a/+", None);
+        replica.remove(3, "a/+", None);
+        replica.remove(1, "a/b", Some("g"));
+        assert_eq!(replica.route_count(), 0);
+        assert!(replica.direct.is_empty() && replica.shared.is_empty());
+    }
+}
