@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::codec::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, Str, SubAck, SubOptions, UnsubAck,
+    ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, Str, SubAck, SubOptions, UnsubAck,
 };
 use crate::config::{Config, SharedSubscriptionStrategy};
 use crate::home_shard;
@@ -36,6 +36,9 @@ use super::route::{shards_in, LocalIndex, RouteChange, RouteReplica, ShardSet};
 /// How long a subscriber waits for every shard to acknowledge a new route before it
 /// answers SUBACK anyway (only a shard that is shutting down fails to answer).
 const ROUTE_ACK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Bytes queued for one connection above which QoS 0 deliveries to it are dropped.
+const MAX_LINK_BACKLOG: usize = 1 << 20;
 
 /// A client homed on this shard: its session, and its connection while online.
 pub struct Client {
@@ -629,6 +632,7 @@ impl Shard {
         // One delivery per client, at the highest granted QoS among its matches.
         targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
         targets.dedup_by(|a, b| a.0 == b.0);
+        let now = Instant::now();
         for (client_id, opts) in targets.drain(..) {
             if opts.no_local && client_id == msg.publisher {
                 continue;
@@ -640,8 +644,19 @@ impl Shard {
                     continue;
                 };
                 let mut metrics = self.metrics.borrow_mut();
+                // A subscriber that does not read: QoS 0 is dropped (and counted) rather
+                // than queued without bound in its socket buffer; QoS 1/2 are bounded by the
+                // session's inflight window and queue.
+                let backlogged = c
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| l.pending() > MAX_LINK_BACKLOG);
+                if backlogged && (msg.qos == QoS::AtMostOnce || opts.qos == QoS::AtMostOnce) {
+                    metrics.messages_dropped += 1;
+                    continue;
+                }
                 c.session
-                    .deliver(msg, opts, Instant::now(), &mut metrics, &mut actions);
+                    .deliver(msg, opts, now, &mut metrics, &mut actions);
             }
             self.apply(&client_id, actions);
         }
