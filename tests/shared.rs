@@ -181,3 +181,89 @@ fn shared_subscription_with_rumqttc_members_on_both_shards() {
         assert_exactly_once(&got);
     });
 }
+
+/// [MQTT 5.0 4.8.2] a client with a shared and a non-shared subscription matching the same
+/// message gets the non-shared copy, and the shared copy too when its group picks it: the
+/// group must not lose the message to the per-client de-duplication.
+#[test]
+fn a_member_that_also_has_a_plain_subscription_does_not_starve_its_group() {
+    let broker = TestBroker::default_broker();
+    for shard in 0..SHARDS {
+        let mut both = broker.client(&id_on_shard("both", shard), true);
+        both.subscribe(
+            1,
+            &[
+                ("dup/t", QoS::AtLeastOnce),
+                ("$share/g/dup/t", QoS::AtLeastOnce),
+            ],
+        );
+        let mut other = broker.client(&id_on_shard("only-shared", shard), true);
+        other.subscribe(1, &[("$share/g/dup/t", QoS::AtLeastOnce)]);
+        let mut publisher = broker.client(&id_on_shard("dup-pub", 1 - shard), true);
+        publish_numbered(&mut publisher, "dup/t");
+        let mut members = [both, other];
+        let got = collect_at_least(&mut members, 2 * N as usize);
+        // `both` got every message once as a plain subscriber; over both members, each
+        // message once more through the group.
+        let mut all: Vec<u32> = got.iter().flatten().copied().collect();
+        all.sort();
+        let mut want: Vec<u32> = (0..N).flat_map(|i| [i, i]).collect();
+        want.sort();
+        assert_eq!(all, want, "shard {shard}: {got:?}");
+    }
+}
+
+/// A client in two groups is picked by each group independently.
+#[test]
+fn a_client_in_two_groups_gets_a_copy_per_group_that_picks_it() {
+    let broker = TestBroker::default_broker();
+    let mut c = broker.client(&id_on_shard("two-groups", 0), true);
+    c.subscribe(
+        1,
+        &[
+            ("$share/a/tg/t", QoS::AtMostOnce),
+            ("$share/b/tg/t", QoS::AtMostOnce),
+        ],
+    );
+    let mut publisher = broker.client(&id_on_shard("tg-pub", 1), true);
+    publisher.publish0("tg/t", b"x");
+    publisher.ping();
+    assert_eq!(&c.recv_publish().payload[..], b"x");
+    assert_eq!(&c.recv_publish().payload[..], b"x");
+    c.expect_nothing();
+}
+
+/// Collects what each member gets (acknowledging QoS 1) until at least `min_total`
+/// messages arrived in all and then nothing more for [`QUIET`], or [`WAIT`] passed.
+fn collect_at_least(members: &mut [Raw], min_total: usize) -> Vec<Vec<u32>> {
+    use std::time::{Duration, Instant};
+    let mut got: Vec<Vec<u32>> = vec![Vec::new(); members.len()];
+    let deadline = Instant::now() + WAIT;
+    let mut idle_since: Option<Instant> = None;
+    let mut n = 0;
+    loop {
+        let mut progressed = false;
+        for (i, m) in members.iter_mut().enumerate() {
+            while let Some(p) = m.try_recv(Duration::from_millis(10)) {
+                let Packet::Publish(p) = p else {
+                    panic!("unexpected {p:?}")
+                };
+                if let Some(pid) = p.packet_id {
+                    m.send(&Packet::PubAck(PubResp::new(pid)));
+                }
+                got[i].push(u32::from_be_bytes(p.payload[..].try_into().unwrap()));
+                n += 1;
+                progressed = true;
+            }
+        }
+        if progressed {
+            idle_since = None;
+        } else if n >= min_total {
+            if idle_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
+                return got;
+            }
+        } else if Instant::now() > deadline {
+            return got; // the caller's assertion shows what is missing
+        }
+    }
+}
