@@ -142,10 +142,9 @@ impl Shard {
         connect: &Connect,
         peer: SocketAddr,
     ) -> Result<Rc<Link>, Refusal> {
+        // The id length limit is checked by the accepting shard (`conn::handshake`) on the
+        // id the client sent, so an id the broker assigned is never refused by it.
         let client_id = connect.client_id.clone();
-        if client_id.len() > usize::from(self.cfg.mqtt.max_clientid_len) {
-            return Err(Refusal::IdentifierRejected);
-        }
         if !self.cfg.mqtt.allow_anonymous && connect.username.is_none() {
             return Err(Refusal::NotAuthorized);
         }
