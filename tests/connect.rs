@@ -240,3 +240,59 @@ fn rumqttc_connects_with_clean_and_persistent_sessions() {
         c.disconnect().await;
     });
 }
+
+#[test]
+fn assigned_client_id_is_accepted_with_the_smallest_max_clientid_len() {
+    // 23 is the smallest allowed limit (the MQTT 3.1 maximum): a broker-assigned id must
+    // not be refused by the limit that only applies to ids the client chose.
+    let broker = TestBroker::start(&["mqtt.max_clientid_len=23"]);
+    let (mut c, ack) = Raw::connect(broker.addr, "", true, 0, None);
+    assert_eq!(
+        ack.code, 0,
+        "empty id with clean session gets an assigned id"
+    );
+    c.ping();
+}
+
+#[test]
+fn packets_sent_right_behind_connect_survive_the_hand_over_to_the_home_shard() {
+    let broker = TestBroker::default_broker();
+    for round in 0..6 {
+        for shard in 0..SHARDS {
+            let id = id_on_shard(&format!("pipelined{round}"), shard);
+            let topic = format!("pipe/{round}/{shard}");
+            let mut c = broker.raw();
+            // CONNECT, SUBSCRIBE and a PUBLISH to itself in a single write.
+            let mut bytes = bytes::BytesMut::new();
+            for p in [
+                Packet::Connect(Box::new(connect_packet(
+                    &id,
+                    true,
+                    0,
+                    None,
+                    ProtocolVersion::V311,
+                ))),
+                Packet::Subscribe(shardmq::codec::Subscribe {
+                    packet_id: 1,
+                    filters: vec![(Str::from(topic.as_str()), Default::default())],
+                    properties: Default::default(),
+                }),
+                Packet::PingReq,
+            ] {
+                shardmq::codec::encode(&p, ProtocolVersion::V311, &mut bytes).unwrap();
+            }
+            c.send_bytes(&bytes);
+            assert!(matches!(c.recv(), Packet::ConnAck(a) if a.code == 0));
+            // PINGRESP may overtake SUBACK (SUBACK waits for the other shard's route ack).
+            let mut got = [c.recv(), c.recv()];
+            got.sort_by_key(|p| matches!(p, Packet::PingResp));
+            assert!(
+                matches!(&got[0], Packet::SubAck(a) if a.codes == vec![0]),
+                "{got:?}"
+            );
+            assert!(matches!(got[1], Packet::PingResp));
+            c.publish0(&topic, b"self");
+            assert_eq!(&c.recv_publish().payload[..], b"self");
+        }
+    }
+}
