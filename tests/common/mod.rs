@@ -197,7 +197,7 @@ impl Raw {
     /// closes the connection or sends bytes that do not decode.
     pub fn try_recv(&mut self, within: Duration) -> Option<Packet> {
         match self.next_event(within) {
-            Event::Packet(p) => Some(p),
+            Event::Packet(p) => Some(*p),
             Event::Timeout => None,
             Event::Closed => panic!("the broker closed the connection while a packet was expected"),
         }
@@ -206,7 +206,7 @@ impl Raw {
     /// The next packet; fails the test if none arrives within [`WAIT`].
     pub fn recv(&mut self) -> Packet {
         match self.next_event(WAIT) {
-            Event::Packet(p) => p,
+            Event::Packet(p) => *p,
             Event::Timeout => panic!("no packet from the broker within {WAIT:?}"),
             Event::Closed => panic!("the broker closed the connection while a packet was expected"),
         }
@@ -254,7 +254,7 @@ impl Raw {
         let deadline = Instant::now() + within;
         loop {
             match codec::decode(&mut self.buf, self.version, 1 << 24) {
-                Ok(Some(p)) => return Event::Packet(p),
+                Ok(Some(p)) => return Event::Packet(Box::new(p)),
                 Ok(None) => {}
                 Err(e) => panic!("the broker sent bytes that do not decode: {e}"),
             }
@@ -376,7 +376,7 @@ impl Raw {
 }
 
 enum Event {
-    Packet(Packet),
+    Packet(Box<Packet>),
     Timeout,
     Closed,
 }
