@@ -75,6 +75,17 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         }
         _ => return, // timeout, socket error, malformed, or a first packet other than CONNECT
     };
+    if connect.client_id.len() > usize::from(shard.cfg.mqtt.max_clientid_len) {
+        // Only ids the client chose are limited; an assigned one (below) may be longer.
+        refuse(
+            &shard,
+            &mut stream,
+            connect.protocol,
+            Refusal::IdentifierRejected,
+        )
+        .await;
+        return;
+    }
     if connect.client_id.is_empty() {
         if !connect.clean_start {
             // An empty id needs a clean session [MQTT-3.1.3-8]: CONNACK 0x02.

@@ -156,10 +156,9 @@ impl Shard {
         connect: &Connect,
         peer: SocketAddr,
     ) -> Result<Rc<Link>, Refusal> {
+        // The id length limit is checked by the accepting shard (`conn::handshake`) on the
+        // id the client sent, so an id the broker assigned is never refused by it.
         let client_id = connect.client_id.clone();
-        if client_id.len() > usize::from(self.cfg.mqtt.max_clientid_len) {
-            return Err(Refusal::IdentifierRejected);
-        }
         if !self.cfg.mqtt.allow_anonymous && connect.username.is_none() {
             return Err(Refusal::NotAuthorized);
         }
@@ -601,6 +600,10 @@ impl Shard {
     ) {
         let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
         targets.clear();
+        // Shared-group picks are kept apart: each group's copy is delivered even to a
+        // client that also gets the message through an ordinary subscription
+        // [MQTT 5.0 4.8.2], so they must not be merged by the de-duplication below.
+        let mut picked = Vec::new();
         {
             let mut index = self.index.borrow_mut();
             if to_subscribers {
@@ -624,14 +627,16 @@ impl Shard {
                         self.random(),
                         msg,
                     ) {
-                        targets.push(member);
+                        picked.push(member);
                     }
                 }
             }
         }
-        // One delivery per client, at the highest granted QoS among its matches.
+        // One delivery per client for its ordinary subscriptions, at the highest granted
+        // QoS among its matches; then one per shared group that picked it.
         targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
         targets.dedup_by(|a, b| a.0 == b.0);
+        targets.append(&mut picked);
         let now = Instant::now();
         for (client_id, opts) in targets.drain(..) {
             if opts.no_local && client_id == msg.publisher {

@@ -1,0 +1,524 @@
+//! Shared helpers of the integration tests: an in-process broker with two shards on
+//! loopback, a raw-bytes MQTT client built on the crate's own codec, and a `rumqttc`
+//! wrapper. Every wait is bounded: a helper that waits for a packet fails the test with a
+//! clear message when nothing comes in time.
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use shardmq::broker::Broker;
+use shardmq::codec::{
+    self, Connect, Disconnect, LastWill, Packet, Properties, ProtocolVersion, PubResp, Publish,
+    QoS, Str, SubOptions, Subscribe, Unsubscribe,
+};
+use shardmq::config::Config;
+
+/// How long a test waits for something that must happen.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a test watches for something that must not happen.
+pub const QUIET: Duration = Duration::from_millis(300);
+/// Number of shards of every test broker.
+pub const SHARDS: usize = 2;
+
+/// A broker running in this process; stopped when dropped.
+pub struct TestBroker {
+    broker: Option<Broker>,
+    pub addr: SocketAddr,
+    pub node: String,
+}
+
+impl TestBroker {
+    /// A broker with two shards on 127.0.0.1 (random port) and these `--set` overrides.
+    pub fn start(sets: &[&str]) -> TestBroker {
+        let mut cfg = Config::default();
+        cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+        for s in sets {
+            cfg.apply_set(s)
+                .unwrap_or_else(|e| panic!("--set {s}: {e}"));
+        }
+        cfg.validate().expect("test configuration is valid");
+        let node = cfg.node.name.clone();
+        let cores = shardmq_shards::preflight::available_cores();
+        assert!(!cores.is_empty(), "no core available");
+        let shard_cores = [cores[0], cores[1 % cores.len()]];
+        let broker = shardmq::broker::start(cfg, &shard_cores).expect("broker starts");
+        let addr = broker.mqtt_addr;
+        TestBroker {
+            broker: Some(broker),
+            addr,
+            node,
+        }
+    }
+
+    /// The default broker.
+    pub fn default_broker() -> TestBroker {
+        Self::start(&[])
+    }
+
+    /// A raw connection (no CONNECT sent yet).
+    pub fn raw(&self) -> Raw {
+        Raw::open(self.addr)
+    }
+
+    /// A raw MQTT 3.1.1 client that connected with these settings and got CONNACK 0.
+    pub fn client(&self, id: &str, clean: bool) -> Raw {
+        let (c, ack) = Raw::connect(self.addr, id, clean, 0, None);
+        assert_eq!(ack.code, 0, "CONNACK for {id:?}");
+        c
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.stop();
+        }
+    }
+}
+
+/// A client id starting with `prefix` whose home shard (of [`SHARDS`]) is `shard`.
+pub fn id_on_shard(prefix: &str, shard: usize) -> String {
+    (0..10_000)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| shardmq::home_shard(id, SHARDS) == shard)
+        .expect("an id for every shard")
+}
+
+/// A topic starting with `prefix` whose owner shard (for retained messages) is `shard`.
+pub fn topic_on_shard(prefix: &str, shard: usize) -> String {
+    id_on_shard(prefix, shard)
+}
+
+/// A will message.
+pub fn will(topic: &str, payload: &str, qos: QoS, retain: bool) -> LastWill {
+    LastWill {
+        topic: Str::from(topic),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        qos,
+        retain,
+        properties: Properties::default(),
+    }
+}
+
+/// A CONNECT packet.
+pub fn connect_packet(
+    id: &str,
+    clean: bool,
+    keep_alive: u16,
+    will: Option<LastWill>,
+    protocol: ProtocolVersion,
+) -> Connect {
+    Connect {
+        protocol,
+        clean_start: clean,
+        keep_alive,
+        client_id: Str::from(id),
+        will,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    }
+}
+
+/// A PUBLISH packet.
+pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, pid: Option<u16>) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: Str::from(topic),
+        packet_id: pid,
+        payload: Bytes::copy_from_slice(payload),
+        properties: Properties::default(),
+    })
+}
+
+/// A raw MQTT client on a blocking socket, speaking through `shardmq::codec`.
+pub struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    pub version: ProtocolVersion,
+}
+
+impl Raw {
+    /// Opens a TCP connection and sends nothing.
+    pub fn open(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("TCP connect to the broker");
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            version: ProtocolVersion::V311,
+        }
+    }
+
+    /// Opens a connection, sends `connect` and returns the CONNACK.
+    pub fn connect_with(addr: SocketAddr, connect: Connect) -> (Raw, shardmq::codec::ConnAck) {
+        let mut c = Raw::open(addr);
+        c.version = connect.protocol;
+        c.send(&Packet::Connect(Box::new(connect)));
+        match c.recv() {
+            Packet::ConnAck(a) => (c, a),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// MQTT 3.1.1 CONNECT; returns the client and the CONNACK (whatever its code).
+    pub fn connect(
+        addr: SocketAddr,
+        id: &str,
+        clean: bool,
+        keep_alive: u16,
+        will: Option<LastWill>,
+    ) -> (Raw, shardmq::codec::ConnAck) {
+        Raw::connect_with(
+            addr,
+            connect_packet(id, clean, keep_alive, will, ProtocolVersion::V311),
+        )
+    }
+
+    /// Encodes and writes one packet.
+    pub fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        codec::encode(packet, self.version, &mut out).expect("test packet encodes");
+        self.send_bytes(&out);
+    }
+
+    /// Writes raw bytes.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the broker");
+    }
+
+    /// The next packet, or `None` if none arrives within `within`. Panics if the broker
+    /// closes the connection or sends bytes that do not decode.
+    pub fn try_recv(&mut self, within: Duration) -> Option<Packet> {
+        match self.next_event(within) {
+            Event::Packet(p) => Some(*p),
+            Event::Timeout => None,
+            Event::Closed => panic!("the broker closed the connection while a packet was expected"),
+        }
+    }
+
+    /// The next packet; fails the test if none arrives within [`WAIT`].
+    pub fn recv(&mut self) -> Packet {
+        match self.next_event(WAIT) {
+            Event::Packet(p) => *p,
+            Event::Timeout => panic!("no packet from the broker within {WAIT:?}"),
+            Event::Closed => panic!("the broker closed the connection while a packet was expected"),
+        }
+    }
+
+    /// The next PUBLISH (fails on any other packet).
+    pub fn recv_publish(&mut self) -> Publish {
+        match self.recv() {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing arrives for [`QUIET`].
+    pub fn expect_nothing(&mut self) {
+        if let Some(p) = self.try_recv(QUIET) {
+            panic!("expected nothing, got {p:?}");
+        }
+    }
+
+    /// Waits until the broker closes the connection, ignoring packets before that
+    /// (`$SYS` or queued ones). Fails if it stays open for [`WAIT`].
+    pub fn expect_closed(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event(left) {
+                Event::Closed => return,
+                Event::Packet(_) => continue,
+                Event::Timeout => panic!("the broker did not close the connection within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Like [`Raw::expect_closed`], but no packet at all may come first.
+    pub fn expect_closed_silently(&mut self) {
+        match self.next_event(WAIT) {
+            Event::Closed => {}
+            Event::Packet(p) => panic!("expected the connection to close, got {p:?}"),
+            Event::Timeout => panic!("the broker did not close the connection within {WAIT:?}"),
+        }
+    }
+
+    fn next_event(&mut self, within: Duration) -> Event {
+        let deadline = Instant::now() + within;
+        loop {
+            match codec::decode(&mut self.buf, self.version, 1 << 24) {
+                Ok(Some(p)) => return Event::Packet(Box::new(p)),
+                Ok(None) => {}
+                Err(e) => panic!("the broker sent bytes that do not decode: {e}"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Event::Timeout;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Event::Closed,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Event::Timeout
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return Event::Closed, // reset
+            }
+        }
+    }
+
+    /// SUBSCRIBE and wait for its SUBACK; returns the return codes.
+    pub fn subscribe(&mut self, packet_id: u16, filters: &[(&str, QoS)]) -> Vec<u8> {
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: filters
+                .iter()
+                .map(|(f, q)| {
+                    (
+                        Str::from(*f),
+                        SubOptions {
+                            qos: *q,
+                            ..SubOptions::default()
+                        },
+                    )
+                })
+                .collect(),
+            properties: Properties::default(),
+        }));
+        match self.recv() {
+            Packet::SubAck(a) => {
+                assert_eq!(a.packet_id, packet_id, "SUBACK packet id");
+                a.codes
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// UNSUBSCRIBE and wait for its UNSUBACK.
+    pub fn unsubscribe(&mut self, packet_id: u16, filters: &[&str]) {
+        self.send(&Packet::Unsubscribe(Unsubscribe {
+            packet_id,
+            filters: filters.iter().map(|f| Str::from(*f)).collect(),
+            properties: Properties::default(),
+        }));
+        match self.recv() {
+            Packet::UnsubAck(a) => assert_eq!(a.packet_id, packet_id),
+            other => panic!("expected UNSUBACK, got {other:?}"),
+        }
+    }
+
+    /// QoS 0 PUBLISH.
+    pub fn publish0(&mut self, topic: &str, payload: &[u8]) {
+        self.send(&publish(topic, payload, QoS::AtMostOnce, false, None));
+    }
+
+    /// QoS 1 PUBLISH, waits for its PUBACK.
+    pub fn publish1(&mut self, topic: &str, payload: &[u8], pid: u16) {
+        self.send(&publish(topic, payload, QoS::AtLeastOnce, false, Some(pid)));
+        match self.recv() {
+            Packet::PubAck(a) => assert_eq!(a.packet_id, pid),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+
+    /// Retained PUBLISH at QoS 1, waits for its PUBACK (so the message is routed).
+    pub fn publish_retained(&mut self, topic: &str, payload: &[u8], pid: u16) {
+        self.send(&publish(topic, payload, QoS::AtLeastOnce, true, Some(pid)));
+        match self.recv() {
+            Packet::PubAck(a) => assert_eq!(a.packet_id, pid),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+
+    /// The complete QoS 2 flow as the publisher: PUBLISH → PUBREC → PUBREL → PUBCOMP.
+    pub fn publish2(&mut self, topic: &str, payload: &[u8], pid: u16) {
+        self.send(&publish(topic, payload, QoS::ExactlyOnce, false, Some(pid)));
+        match self.recv() {
+            Packet::PubRec(r) => assert_eq!(r.packet_id, pid),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+        self.send(&Packet::PubRel(PubResp::new(pid)));
+        match self.recv() {
+            Packet::PubComp(r) => assert_eq!(r.packet_id, pid),
+            other => panic!("expected PUBCOMP, got {other:?}"),
+        }
+    }
+
+    /// PINGREQ, and wait for PINGRESP (a round trip: everything the broker did for
+    /// earlier packets of this connection is done).
+    pub fn ping(&mut self) {
+        self.send(&Packet::PingReq);
+        match self.recv() {
+            Packet::PingResp => {}
+            other => panic!("expected PINGRESP, got {other:?}"),
+        }
+    }
+
+    /// DISCONNECT, then wait until the broker closes the socket.
+    pub fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Disconnect::default()));
+        self.expect_closed();
+    }
+
+    /// Drops the socket without DISCONNECT (an abnormal close).
+    pub fn drop_socket(self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+enum Event {
+    Packet(Box<Packet>),
+    Timeout,
+    Closed,
+}
+
+/// Receives PUBLISHes on `client` until `n` arrived, acknowledging QoS 1/2 ones
+/// (PUBACK, or PUBREC → PUBREL ← PUBCOMP), and returns them.
+pub fn recv_publishes_acking(client: &mut Raw, n: usize) -> Vec<Publish> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match client.recv() {
+            Packet::Publish(p) => {
+                match p.qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => {
+                        client.send(&Packet::PubAck(PubResp::new(p.packet_id.unwrap())))
+                    }
+                    QoS::ExactlyOnce => {
+                        client.send(&Packet::PubRec(PubResp::new(p.packet_id.unwrap())))
+                    }
+                }
+                got.push(p);
+            }
+            Packet::PubRel(r) => client.send(&Packet::PubComp(PubResp::new(r.packet_id))),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    got
+}
+
+// ---------------------------------------------------------------- rumqttc
+
+/// A `rumqttc` client whose event loop runs in a task, with the incoming packets on a
+/// channel.
+pub struct Rumq {
+    pub client: rumqttc::AsyncClient,
+    pub incoming: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Packet>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Rumq {
+    /// Connects (clean or persistent) and waits for CONNACK; returns it with the client.
+    pub async fn connect(addr: SocketAddr, id: &str, clean: bool) -> (Rumq, rumqttc::ConnAck) {
+        let mut opts = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        opts.set_clean_session(clean);
+        opts.set_keep_alive(Duration::from_secs(30));
+        Self::connect_with(opts).await
+    }
+
+    /// Connects with these options and waits for CONNACK.
+    pub async fn connect_with(opts: rumqttc::MqttOptions) -> (Rumq, rumqttc::ConnAck) {
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 64);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(p)) => {
+                        if tx.send(p).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(rumqttc::Event::Outgoing(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        let ack = loop {
+            match tokio::time::timeout(WAIT, rx.recv()).await {
+                Ok(Some(rumqttc::Packet::ConnAck(a))) => break a,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("rumqttc connection failed before CONNACK"),
+                Err(_) => panic!("no CONNACK within {WAIT:?}"),
+            }
+        };
+        (
+            Rumq {
+                client,
+                incoming: rx,
+                task: Some(task),
+            },
+            ack,
+        )
+    }
+
+    /// The next incoming packet of a kind `pick` accepts (others are skipped).
+    pub async fn next<T>(&mut self, mut pick: impl FnMut(rumqttc::Packet) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
+                Ok(Some(p)) => {
+                    if let Some(v) = pick(p) {
+                        return v;
+                    }
+                }
+                Ok(None) => panic!("rumqttc connection ended while waiting"),
+                Err(_) => panic!("nothing expected arrived within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: rumqttc::QoS) -> rumqttc::SubAck {
+        self.client.subscribe(filter, qos).await.unwrap();
+        self.next(|p| match p {
+            rumqttc::Packet::SubAck(a) => Some(a),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next PUBLISH.
+    pub async fn next_publish(&mut self) -> rumqttc::Publish {
+        self.next(|p| match p {
+            rumqttc::Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .await
+    }
+
+    /// PUBLISHes that arrive within [`QUIET`] (the client acknowledges them itself).
+    pub async fn drain_quiet(&mut self) -> Vec<rumqttc::Publish> {
+        let mut got = Vec::new();
+        while let Ok(Some(p)) = tokio::time::timeout(QUIET, self.incoming.recv()).await {
+            if let rumqttc::Packet::Publish(p) = p {
+                got.push(p);
+            }
+        }
+        got
+    }
+
+    /// Sends DISCONNECT and waits for the event loop to end.
+    pub async fn disconnect(mut self) {
+        let _ = self.client.disconnect().await;
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+}
+
+impl Drop for Rumq {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
