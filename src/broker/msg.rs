@@ -28,7 +28,8 @@ pub enum ShardMsg {
     /// Unsubscribing shard → every other shard: no subscriber left here for `filter`/`group`.
     RouteDel { filter: Str, group: Option<Str> },
     /// Any → the owner shard of `msg.topic`: store (or, with an empty payload, clear) it.
-    RetainSet(Box<Message>),
+    /// Answered with [`ShardMsg::Reply`] `Ack` once stored.
+    RetainSet { req: u64, msg: Box<Message> },
     /// Subscribing shard → owner shard(s): retained messages matching `filter`.
     RetainQuery { req: u64, filter: Str },
     /// Accepting shard → home shard of the client id: take over this connection.

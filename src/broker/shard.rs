@@ -24,7 +24,7 @@ use crate::metrics::{Metrics, Stats};
 use crate::session::{Action, CloseReason, Message, Session, SessionConfig};
 use crate::topic;
 use shardmq_shards::mesh::Mesh;
-use shardmq_shards::reply::Replies;
+use shardmq_shards::reply::{AwaitReplies, Replies};
 use shardmq_shards::rt::spawn_local;
 use shardmq_shards::runtime::ShutdownFlag;
 
@@ -341,14 +341,28 @@ impl Shard {
             .borrow()
             .get(client_id)
             .and_then(|c| c.link.clone());
-        for action in actions.drain(..) {
+        let mut pending = actions.drain(..);
+        while let Some(action) = pending.next() {
             match action {
                 Action::Send(packet) => {
                     if let Some(link) = &link {
                         link.send(&packet, &mut self.metrics.borrow_mut());
                     }
                 }
-                Action::Route(msg) => self.publish(msg),
+                Action::Route(msg) => {
+                    if let Some(stored) = self.publish_tracked(msg) {
+                        // The PUBACK/PUBREC (and what follows) waits until the retained
+                        // message is stored on its owner shard.
+                        let rest: Vec<Action> = pending.by_ref().collect();
+                        let me = self.clone();
+                        let client_id = client_id.clone();
+                        spawn_local(async move {
+                            or_timeout(stored, ROUTE_ACK_DEADLINE).await;
+                            me.apply(&client_id, rest);
+                        })
+                        .detach();
+                    }
+                }
                 Action::Subscribe { packet_id, filters } => {
                     self.subscribe(client_id, packet_id, filters)
                 }
@@ -380,6 +394,7 @@ impl Shard {
                 }
             }
         }
+        drop(pending);
         self.recycle_actions(actions);
     }
 
@@ -527,10 +542,18 @@ impl Shard {
 
     /// Routes an application message: stores it if retained, then delivers it to local
     /// subscribers and forwards one copy to each other shard with subscribers.
-    pub fn publish(self: &Rc<Self>, mut msg: Message) {
+    pub fn publish(self: &Rc<Self>, msg: Message) {
+        drop(self.publish_tracked(msg));
+    }
+
+    /// [`Shard::publish`]; when the message is retained and stored on another shard, also
+    /// returns the wait for that shard's acknowledgement, so that the publisher's PUBACK can
+    /// wait until a new subscriber is sure to find the message.
+    fn publish_tracked(self: &Rc<Self>, mut msg: Message) -> Option<AwaitReplies<ReplyData>> {
+        let mut stored = None;
         if msg.retain {
             if self.cfg.retainer.enable {
-                self.set_retained(msg.clone());
+                stored = self.set_retained(msg.clone());
             }
             // Ordinary deliveries carry RETAIN 0 [MQTT-3.3.1-9].
             msg.retain = false;
@@ -558,7 +581,7 @@ impl Shard {
             if !msg.topic.starts_with("$SYS/") {
                 self.metrics.borrow_mut().messages_dropped += 1;
             }
-            return;
+            return stored;
         }
         for shard in shards_in(targets) {
             let shared: Vec<(Str, Str)> = picks
@@ -580,6 +603,7 @@ impl Shard {
                 );
             }
         }
+        stored
     }
 
     fn pick_shard(&self, set: ShardSet) -> Option<usize> {
@@ -670,12 +694,21 @@ impl Shard {
 
     // ---------------------------------------------------------------- retained
 
-    fn set_retained(self: &Rc<Self>, msg: Message) {
+    fn set_retained(self: &Rc<Self>, msg: Message) -> Option<AwaitReplies<ReplyData>> {
         let owner = home_shard(&msg.topic, self.shards);
         if owner == self.id {
             self.store_retained(msg);
+            None
         } else {
-            self.mesh.send(owner, ShardMsg::RetainSet(Box::new(msg)));
+            let (req, stored) = self.replies.register(1);
+            self.mesh.send(
+                owner,
+                ShardMsg::RetainSet {
+                    req,
+                    msg: Box::new(msg),
+                },
+            );
+            Some(stored)
         }
     }
 
@@ -767,7 +800,16 @@ impl Shard {
                     .borrow_mut()
                     .remove(from, &filter, group.as_deref())
             }
-            ShardMsg::RetainSet(msg) => self.store_retained(*msg),
+            ShardMsg::RetainSet { req, msg } => {
+                self.store_retained(*msg);
+                self.mesh.send(
+                    from,
+                    ShardMsg::Reply {
+                        req,
+                        reply: Box::new(ReplyData::Ack),
+                    },
+                );
+            }
             ShardMsg::RetainQuery { req, filter } => {
                 let msgs = self.retained_matching(&filter);
                 self.mesh.send(
