@@ -133,8 +133,12 @@ pub async fn run(
             .detach();
         }
     });
-    while !shutdown.is_set() {
+    loop {
         rt::sleep(STATS_SAMPLE).await;
+        // Sampling after shutdown would wait out the collect deadline on stopped shards.
+        if shutdown.is_set() {
+            break;
+        }
         api.collector.sample_stats().await;
     }
     drop(accept);
