@@ -193,6 +193,13 @@ async fn serve(
             return;
         }
     };
+    // The CONNECT, and whatever arrived with it, was read before the link existed: count
+    // it in the connection's figures (EMQ X's recv_pkt / recv_oct include it).
+    let version = connect.protocol;
+    let connect = Packet::Connect(Box::new(connect));
+    link.counters
+        .read(codec::encoded_len(&connect, version).unwrap_or(0) + buf.len());
+    link.counters.received(&connect);
     drop(connect);
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
     // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.

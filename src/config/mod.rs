@@ -82,6 +82,11 @@ pub struct ManagementConfig {
     pub max_header_bytes: usize,
     /// Largest request body in bytes (larger: 413).
     pub max_body_bytes: usize,
+    /// Seconds a request may take to arrive completely (else 408 and close), and a response
+    /// to be written.
+    pub request_timeout: u64,
+    /// Seconds an idle keep-alive connection is kept open.
+    pub idle_timeout: u64,
 }
 
 /// `[listeners]`: the MQTT listeners.
@@ -207,6 +212,8 @@ impl Default for ManagementConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
+            request_timeout: 10,
+            idle_timeout: 60,
         }
     }
 }
@@ -313,6 +320,13 @@ impl Config {
                     self.management.max_header_bytes
                 ),
             );
+        }
+
+        if self.management.request_timeout == 0 {
+            return fail("management.request_timeout", "must be at least 1".into());
+        }
+        if self.management.idle_timeout == 0 {
+            return fail("management.idle_timeout", "must be at least 1".into());
         }
 
         let tcp = &self.listeners.tcp;

@@ -101,6 +101,8 @@ pub async fn run(
             max_body_bytes: cfg.management.max_body_bytes,
             ..Limits::default()
         },
+        request_timeout: Duration::from_secs(cfg.management.request_timeout),
+        idle_timeout: Duration::from_secs(cfg.management.idle_timeout),
         ..ServerConfig::default()
     };
     let accept_api = api.clone();
