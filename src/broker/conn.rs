@@ -31,6 +31,10 @@ use super::shard::{Refusal, Shard};
 /// Size of one read. A larger packet is assembled over several reads.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// A connection that dispatched this many packets from one read gives the other tasks of
+/// its shard a turn before reading again.
+const YIELD_AFTER_PACKETS: usize = 16;
+
 /// Accepts connections on this shard's `SO_REUSEPORT` listener until shutdown.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
@@ -235,12 +239,14 @@ async fn drive(
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     loop {
         // Dispatch every complete packet already buffered.
+        let mut dispatched = 0usize;
         loop {
             if link.close_reason().is_some() {
                 break;
             }
             match codec::decode(buf, version, max) {
                 Ok(Some(packet)) => {
+                    dispatched += 1;
                     shard.metrics.borrow_mut().count_received(&packet);
                     link.counters.received(&packet);
                     shard.on_packet(client_id, link.id, packet);
@@ -267,6 +273,12 @@ async fn drive(
         }
         if let Some(reason) = link.close_reason() {
             return reason;
+        }
+        // Fairness: glommio reads without yielding while the socket has data, so a busy
+        // publisher would keep its shard until its socket is empty. After a batch, let the
+        // shard's other connections (e.g. the subscribers whose acks drain the queues) run.
+        if dispatched >= YIELD_AFTER_PACKETS {
+            futures_lite::future::yield_now().await;
         }
         if link.pending() > 0 {
             continue;
