@@ -28,7 +28,7 @@ fn plugin_list_and_load_unload_codes() {
     assert_eq!(plugins[0]["version"], "v3.1.0");
     let node_list = node.expect("GET", &node.node_path("plugins/"), None, 0);
     assert_eq!(node_list["data"].as_array().unwrap().len(), 25);
-    let put = |p: &str, what: &str| format!("{}", node.node_path(&format!("plugins/{p}/{what}")));
+    let put = |p: &str, what: &str| node.node_path(&format!("plugins/{p}/{what}"));
     let r = node.expect("PUT", &put("emqx_recon", "load"), None, 102);
     assert_eq!(r["message"], "not_supported");
     node.expect("PUT", &put("emqx_retainer", "load"), None, 110);

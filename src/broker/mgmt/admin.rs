@@ -104,14 +104,14 @@ impl Admin {
     }
 
     /// Writes `table` (apps and users are taken from the shared credential store).
-    fn persist(&self, table: &str) -> Result<(), ApiAnswer> {
+    fn persist(&self, table: &str) -> Result<(), Box<ApiAnswer>> {
         let mut state = self.state.borrow_mut();
         if table == store::APPS || table == store::USERS {
             state.credentials = self.credentials.borrow().clone();
         }
         self.store.save(&state, table).map_err(|e| {
             tracing::error!("writing the {table} table: {e}");
-            err(ErrorCode::Unknown, format!("persistence failed: {e}"))
+            Box::new(err(ErrorCode::Unknown, format!("persistence failed: {e}")))
         })
     }
 
@@ -164,7 +164,7 @@ impl Broker {
             return (answer, complete);
         };
         if let Err(failed) = self.admin.persist(change.table) {
-            return (failed, complete);
+            return (*failed, complete);
         }
         let coverage = if change.policy {
             self.push_policy().await
