@@ -13,6 +13,8 @@ pub mod session;
 pub mod topic;
 
 #[cfg(feature = "runtime")]
+pub mod admin;
+#[cfg(feature = "runtime")]
 pub mod broker;
 #[cfg(feature = "runtime")]
 pub mod cli;

@@ -62,6 +62,7 @@ fn set_with_a_value_of_the_wrong_type_fails() {
 
 #[test]
 fn sigterm_shuts_the_broker_down_cleanly() {
+    let data = tempfile::tempdir().unwrap();
     let mqtt = free_port();
     let http = free_port();
     let mut child = Command::new(BIN)
@@ -72,6 +73,8 @@ fn sigterm_shuts_the_broker_down_cleanly() {
             &format!("127.0.0.1:{http}"),
             "--shards",
             "2",
+            "--set",
+            &format!("node.data_dir={}", data.path().display()),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

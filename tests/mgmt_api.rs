@@ -29,6 +29,7 @@ struct Node {
     http: SocketAddr,
     name: String,
     cores: Vec<usize>,
+    _data: tempfile::TempDir,
 }
 
 impl Drop for Node {
@@ -46,6 +47,8 @@ fn start() -> Node {
     cfg.management.request_timeout = 1;
     cfg.management.max_header_bytes = 4096;
     cfg.management.max_body_bytes = 4096;
+    let data = tempfile::tempdir().expect("a temp data dir");
+    cfg.node.data_dir = data.path().to_string_lossy().into_owned();
     let name = cfg.node.name.clone();
     let c = shardmq_shards::preflight::available_cores();
     let cores = vec![c[0], c[1 % c.len()]];
@@ -56,6 +59,7 @@ fn start() -> Node {
         broker: Some(broker),
         name,
         cores,
+        _data: data,
     }
 }
 

@@ -7,6 +7,7 @@
 //! Must never: panic on any request, answer 5xx for bad input, or talk to shards itself.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use serde_json::Value;
 
@@ -28,8 +29,9 @@ pub struct Api<C: Collector> {
     pub collector: C,
     /// This node's name (`shardmq@host`); any other `:node` is 404.
     pub node: String,
-    /// Apps and dashboard users for Basic auth.
-    pub credentials: RefCell<CredentialStore>,
+    /// Apps and dashboard users for Basic auth, shared with the broker, which changes them
+    /// (the `/apps` and `/users` routes) and persists them.
+    pub credentials: Rc<RefCell<CredentialStore>>,
     /// Unix seconds now (for app expiry); a function so tests can fix it.
     pub clock: fn() -> u64,
 }
@@ -48,7 +50,7 @@ impl<C: Collector> Handler for Api<C> {
     }
 }
 
-fn failed(err: ApiError) -> Response {
+pub(crate) fn failed(err: ApiError) -> Response {
     Response::error(&err)
 }
 
@@ -77,6 +79,12 @@ impl<C: Collector> Api<C> {
         }
         if let Some(node) = route.node() {
             if node != self.node {
+                return Response::not_found();
+            }
+        }
+        // The routes of an unloaded plugin do not exist (EMQ X 3.x).
+        if let Some(plugin) = route.plugin() {
+            if !self.collector.plugin_active(plugin) {
                 return Response::not_found();
             }
         }
@@ -243,8 +251,11 @@ impl<C: Collector> Api<C> {
                 };
                 (resp, reply.coverage)
             }
-            // Administration and the rule engine arrive with their own issues.
-            _ => return failed(ApiError::new(ErrorCode::Unknown, "not_supported")),
+            // Administration (and, for now, the rule engine's `not_supported`).
+            admin => match self.admin(admin, req, paging).await {
+                Ok(answered) => answered,
+                Err(resp) => return resp,
+            },
         };
         response.with_header(
             "X-ShardMQ-Shards",
@@ -287,14 +298,14 @@ impl<C: Collector> Api<C> {
 }
 
 /// An answer of the wrong kind (a broker bug) or a failure: never a panic, never a 5xx.
-fn unexpected(answer: ApiAnswer) -> Response {
+pub(crate) fn unexpected(answer: ApiAnswer) -> Response {
     match answer {
         ApiAnswer::Failed(e) => failed(e),
         _ => param_error(ErrorCode::Unknown, "unexpected answer"),
     }
 }
 
-fn body_json(req: &Request) -> Result<serde_json::Map<String, Value>, Response> {
+pub(crate) fn body_json(req: &Request) -> Result<serde_json::Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(param_error(
@@ -304,7 +315,10 @@ fn body_json(req: &Request) -> Result<serde_json::Map<String, Value>, Response> 
     }
 }
 
-fn opt_string(map: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, Response> {
+pub(crate) fn opt_string(
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, Response> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -315,7 +329,10 @@ fn opt_string(map: &serde_json::Map<String, Value>, key: &str) -> Result<Option<
     }
 }
 
-fn req_string(map: &serde_json::Map<String, Value>, key: &str) -> Result<String, Response> {
+pub(crate) fn req_string(
+    map: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<String, Response> {
     opt_string(map, key)?
         .ok_or_else(|| param_error(ErrorCode::MissingParameter, &format!("missing {key}")))
 }

@@ -2,10 +2,13 @@
 //! first-start bootstrap (api-notes item 5). Pure; the management thread owns the store.
 //!
 //! Owns: [`parse_basic`], [`SecretHash`] (sha256 over salt ++ secret, compared in constant
-//! time), [`App`], [`User`], [`CredentialStore`]. Must never: keep or log a plaintext secret,
-//! compare secrets with `==`, read or write files (persistence is the caller's), or read the
-//! clock (the caller passes `now`).
+//! time), [`App`], [`User`], [`CredentialStore`] and its create/read/update/delete rules.
+//! Must never: keep or log a plaintext secret, compare secrets with `==`, read or write files
+//! (persistence is the caller's), or read the clock (the caller passes `now`).
 
+use crate::collector::{AppParams, AppUpdate};
+use crate::model::{AppInfo, UserInfo};
+use crate::response::{ApiError, ErrorCode};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -276,5 +279,176 @@ impl CredentialStore {
             .filter(|u| u.username == boot.username && u.is_default(&boot.password))
             .map(|u| format!("user {}", u.username));
         apps.chain(users).collect()
+    }
+}
+
+/// Apps and dashboard users: create, read, update, delete (the `/apps` and `/users` routes).
+/// Errors carry the codes of api-notes item 3.
+impl CredentialStore {
+    /// Adds an app; returns its secret (shown this once). 102 if the id exists.
+    pub fn add_app(&mut self, p: &AppParams) -> Result<String, ApiError> {
+        if p.app_id.is_empty() {
+            return Err(ApiError::new(ErrorCode::MissingParameter, "missing app_id"));
+        }
+        if self.apps.iter().any(|a| a.app_id == p.app_id) {
+            return Err(ApiError::new(ErrorCode::Unknown, "already_existed"));
+        }
+        let secret = p.secret.clone().unwrap_or_else(generate_secret);
+        self.apps.push(App {
+            app_id: p.app_id.clone(),
+            secret: SecretHash::new(&secret),
+            name: p.name.clone(),
+            desc: p.desc.clone(),
+            status: p.status,
+            expired: p.expired,
+        });
+        Ok(secret)
+    }
+
+    /// Changes the given fields of an app. 102 `not_found`.
+    pub fn update_app(&mut self, app_id: &str, u: &AppUpdate) -> Result<(), ApiError> {
+        let app = self
+            .apps
+            .iter_mut()
+            .find(|a| a.app_id == app_id)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unknown, "not_found"))?;
+        if let Some(name) = &u.name {
+            app.name = name.clone();
+        }
+        if let Some(desc) = &u.desc {
+            app.desc = desc.clone();
+        }
+        if let Some(status) = u.status {
+            app.status = status;
+        }
+        if let Some(expired) = u.expired {
+            app.expired = expired;
+        }
+        Ok(())
+    }
+
+    /// Removes an app (absent: nothing to do).
+    pub fn delete_app(&mut self, app_id: &str) {
+        self.apps.retain(|a| a.app_id != app_id);
+    }
+
+    /// The apps as `GET /apps/` lists them: never the secret.
+    pub fn app_infos(&self) -> Vec<AppInfo> {
+        self.apps
+            .iter()
+            .map(|a| AppInfo {
+                app_id: a.app_id.clone(),
+                name: a.name.clone(),
+                desc: a.desc.clone(),
+                status: a.status,
+                expired: match a.expired {
+                    Some(t) => t.into(),
+                    None => "undefined".into(),
+                },
+            })
+            .collect()
+    }
+
+    /// `POST /auth`: 104 empty, 105 unknown user, 103 wrong password.
+    pub fn login(&self, username: &str, password: &str) -> Result<(), ApiError> {
+        if username.is_empty() || password.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::EmptyCredentials,
+                "Username or password undefined",
+            ));
+        }
+        let user = self.user(username)?;
+        if user.password.verify(password) {
+            Ok(())
+        } else {
+            Err(ApiError::new(ErrorCode::BadCredentials, "Password Error"))
+        }
+    }
+
+    fn user(&self, username: &str) -> Result<&User, ApiError> {
+        self.users
+            .iter()
+            .find(|u| u.username == username)
+            .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "Username Not Found"))
+    }
+
+    fn user_mut(&mut self, username: &str) -> Result<&mut User, ApiError> {
+        self.users
+            .iter_mut()
+            .find(|u| u.username == username)
+            .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "Username Not Found"))
+    }
+
+    /// 104 empty, 113 exists.
+    pub fn add_user(&mut self, username: &str, password: &str, tags: &str) -> Result<(), ApiError> {
+        if username.is_empty() || password.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::EmptyCredentials,
+                "Username or password undefined",
+            ));
+        }
+        if self.users.iter().any(|u| u.username == username) {
+            return Err(ApiError::new(
+                ErrorCode::UserExists,
+                "Username Already Exist",
+            ));
+        }
+        self.users.push(User {
+            username: username.to_string(),
+            password: SecretHash::new(password),
+            tags: tags.to_string(),
+        });
+        Ok(())
+    }
+
+    /// 105 unknown.
+    pub fn update_user(&mut self, username: &str, tags: &str) -> Result<(), ApiError> {
+        self.user_mut(username)?.tags = tags.to_string();
+        Ok(())
+    }
+
+    /// 106 for `admin`, 105 unknown.
+    pub fn delete_user(&mut self, username: &str) -> Result<(), ApiError> {
+        if username == DEFAULT_LOGIN {
+            return Err(ApiError::new(
+                ErrorCode::CannotDeleteAdmin,
+                "Cannot delete admin",
+            ));
+        }
+        self.user(username)?;
+        self.users.retain(|u| u.username != username);
+        Ok(())
+    }
+
+    /// 105 unknown, 114 wrong old password, 104 empty new password.
+    pub fn change_password(
+        &mut self,
+        username: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<(), ApiError> {
+        let user = self.user_mut(username)?;
+        if !user.password.verify(old) {
+            return Err(ApiError::new(ErrorCode::OldPasswordWrong, "Password Error"));
+        }
+        if new.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::EmptyCredentials,
+                "Password undefined",
+            ));
+        }
+        user.password = SecretHash::new(new);
+        Ok(())
+    }
+
+    /// The users as `GET /users/` lists them: never the password.
+    pub fn user_infos(&self) -> Vec<UserInfo> {
+        self.users
+            .iter()
+            .map(|u| UserInfo {
+                username: u.username.clone(),
+                tags: u.tags.clone(),
+            })
+            .collect()
     }
 }

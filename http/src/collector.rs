@@ -14,8 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::model::{
-    Banned, BrokerInfo, ConnectionInfo, ListenerInfo, NamedValues, NodeInfo, PublishParams,
-    RouteInfo, SessionInfo, ShardView, SubscribeParams, SubscriptionInfo, UnsubscribeParams,
+    BanKind, Banned, BrokerInfo, ConnectionInfo, ListenerInfo, NamedValues, NodeInfo,
+    PublishParams, RouteInfo, SessionInfo, ShardView, SubscribeParams, SubscriptionInfo,
+    UnsubscribeParams,
 };
 use crate::response::{ApiError, Paging};
 
@@ -64,12 +65,128 @@ pub enum ApiCall {
     Listeners,
     /// Every shard's view (`GET /stats`, `GET /metrics`) → [`ApiAnswer::Shards`].
     ShardViews,
-    /// The ban table changed: shards enforce `bans` from now on (and kick matching
-    /// connections) → `Done`.
-    SetBanned { bans: Vec<Banned> },
-    /// Turn a native plugin's feature on or off (`emqx_retainer`, `emqx_auth_clientid`, ...)
-    /// → `Done` or `Failed`.
-    SetPlugin { name: String, active: bool },
+
+    // ---- administration (issue 4). Answers are `Data` (already in the document's shape),
+    // `Banned`, `Done` or `Failed` with the code of api-notes item 3.
+    /// Ids of an auth table → `Data(["id", ...])`.
+    ListAuth { table: AuthTable },
+    /// One entry → `Data({clientid|username, password: <hash hex>})`, `Data({})` if unknown.
+    LookupAuth { table: AuthTable, id: String },
+    /// → `Done`; 113 if the id exists.
+    AddAuth {
+        table: AuthTable,
+        id: String,
+        password: String,
+    },
+    /// → `Done`; 105 if the id is unknown.
+    UpdateAuth {
+        table: AuthTable,
+        id: String,
+        password: String,
+    },
+    /// → `Done` (idempotent).
+    DeleteAuth { table: AuthTable, id: String },
+    /// `POST /auth` → `Done`; 104 empty, 105 unknown user, 103 wrong password.
+    AuthUser { username: String, password: String },
+    /// → `Done`; 104 empty, 113 exists.
+    CreateUser {
+        username: String,
+        password: String,
+        tags: String,
+    },
+    /// → `Data([{username, tags}])`.
+    ListUsers,
+    /// → `Done`; 105 unknown.
+    UpdateUser { username: String, tags: String },
+    /// → `Done`; 106 for the admin user, 105 unknown.
+    DeleteUser { username: String },
+    /// → `Done`; 105 unknown, 114 old password wrong, 104 empty new password.
+    ChangePwd {
+        username: String,
+        old: String,
+        new: String,
+    },
+    /// → `Data({"secret": ...})` (the only time the secret is shown); 102 if it exists.
+    AddApp(AppParams),
+    /// → `Data([{app_id, name, desc, status, expired}])`.
+    ListApps,
+    /// → `Data({app_id, name, desc, status, expired})`, `Data([])` if unknown (EMQ X).
+    LookupApp { app_id: String },
+    /// Fields left `None` keep their value → `Done`; 102 `not_found`.
+    UpdateApp { app_id: String, update: AppUpdate },
+    /// → `Done` (idempotent).
+    DelApp { app_id: String },
+    /// A page of bans → `Banned`.
+    ListBanned { paging: Paging },
+    /// Add (or replace) a ban; shards refuse and kick matching clients → `Data(echo)`.
+    CreateBanned(Banned),
+    /// → `Done` (idempotent).
+    DeleteBanned { who: String, kind: BanKind },
+    /// → `Data([{name, version, description, active}])`.
+    ListPlugins,
+    /// → `Done`; 404 unknown, 102 `not_supported`, 110 `already_started`.
+    LoadPlugin { name: String },
+    /// → `Done`; 404 unknown, 102 `not_supported`, 111 `not_started`.
+    UnloadPlugin { name: String },
+    /// Unload if loaded, then load → `Done`; 404, 102.
+    ReloadPlugin { name: String },
+    /// → `Data([{key, value, datatpye, app}])`.
+    ListConfigs,
+    /// → `Done`; 404 unknown app, 102 key not settable, 108 bad value.
+    SetConfig {
+        app: String,
+        key: String,
+        value: String,
+    },
+    /// → `Data([{key, value, desc, required}])`; 404 unknown plugin.
+    GetPluginConfigs { plugin: String },
+    /// All or nothing → `Done`; 404, 102, 108.
+    SetPluginConfigs {
+        plugin: String,
+        values: Vec<(String, String)>,
+    },
+    /// Present alarms `Data([{id, desc}])`, or the history `Data([{clear_at, desc, id}])`.
+    Alarms { history: bool },
+}
+
+/// Which auth plugin's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthTable {
+    ClientId,
+    Username,
+}
+
+impl AuthTable {
+    /// The id field's name in bodies and answers.
+    pub fn field(self) -> &'static str {
+        match self {
+            AuthTable::ClientId => "clientid",
+            AuthTable::Username => "username",
+        }
+    }
+}
+
+/// `POST /apps/` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppParams {
+    pub app_id: String,
+    pub name: String,
+    /// `None`: generate one.
+    pub secret: Option<String>,
+    pub desc: String,
+    pub status: bool,
+    /// Unix seconds; `None` never expires.
+    pub expired: Option<u64>,
+}
+
+/// `PUT /apps/:appid` body: `None` keeps the field.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppUpdate {
+    pub name: Option<String>,
+    pub desc: Option<String>,
+    pub status: Option<bool>,
+    /// `Some(None)`: never expires from now on.
+    pub expired: Option<Option<u64>>,
 }
 
 /// Rows of one page plus the total number of rows.
@@ -100,6 +217,10 @@ pub enum ApiAnswer {
     Values(NamedValues),
     Listeners(Vec<ListenerInfo>),
     Shards(Vec<ShardView>),
+    /// Administration data, already in the document's shape.
+    Data(serde_json::Value),
+    /// A page of bans.
+    Banned(Page<Banned>),
     /// An application error (HTTP 200 with its code, per api-notes item 3).
     Failed(ApiError),
 }
@@ -133,4 +254,9 @@ pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 pub trait Collector {
     /// Runs `call` against the broker (the shards it needs) and answers.
     fn call(&self, call: ApiCall) -> LocalBoxFuture<'_, Reply>;
+
+    /// Whether plugin `name` is loaded; the routes of an unloaded plugin answer 404.
+    fn plugin_active(&self, _name: &str) -> bool {
+        true
+    }
 }

@@ -16,9 +16,11 @@
 //! * [`response`]: envelope, error codes, statuses, pagination, wire bytes (pure).
 //! * [`render`]: Prometheus text for `GET /metrics` (pure).
 //! * [`model`]: serde types of the API, field for field as api-v3.md (pure).
+//! * [`admin`]: the administration routes' validation and shapes (pure over the seam).
 //! * [`collector`]: the broker seam (trait + call/answer enums).
 //! * [`server`]: the connection loop (I/O, runtime-agnostic).
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod collector;

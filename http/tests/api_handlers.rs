@@ -218,7 +218,9 @@ fn api_with(fake: Fake) -> Api<Fake> {
     Api {
         collector: fake,
         node: NODE.into(),
-        credentials: RefCell::new(CredentialStore::bootstrap(&Bootstrap::default())),
+        credentials: std::rc::Rc::new(RefCell::new(CredentialStore::bootstrap(
+            &Bootstrap::default(),
+        ))),
         clock: || 1_000,
     }
 }

@@ -160,8 +160,9 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, version: ProtocolVersion,
             Refusal::ServerUnavailable => 0x88,
             Refusal::BadCredentials => 0x86,
             Refusal::NotAuthorized => 0x87,
+            Refusal::Banned => 0x8A,
         },
-        _ => why as u8,
+        _ => why.code_v3(),
     };
     let ack = Packet::ConnAck(ConnAck {
         session_present: false,

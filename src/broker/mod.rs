@@ -1,12 +1,14 @@
 //! The broker: the pure MQTT core running on the per-core runtime of `shardmq-shards`.
 //!
 //! Owns: start-up and shutdown of the shard executors ([`start`]), and the glue modules:
-//! [`shard`] (one core's state and logic), [`conn`] (sockets), [`link`] (a connection's
+//! [`shard`] (one core's state and logic), [`enforce`] (the admin policy on a shard),
+//! [`conn`] (sockets), [`link`] (a connection's
 //! outbound side), [`route`] (routing tables), [`msg`] (the cross-shard protocol) and
 //! [`sys`] (`$SYS` topics).
 //! Must never: share mutable state between shards except through the mesh.
 
 pub mod conn;
+pub mod enforce;
 pub mod link;
 pub mod mgmt;
 pub mod msg;

@@ -2,12 +2,14 @@
 //!
 //! Owns: the cross-shard protocol. Each variant is listed in ARCHITECTURE.md with who
 //! sends it to whom and why; a new variant must be added there too.
-//! Must never: carry `Rc`s or anything tied to one executor; payloads are `Bytes` and are
-//! shared, not copied.
+//! Must never: carry `Rc`s or anything tied to one executor (the policy is an immutable
+//! `Arc`); payloads are `Bytes` and are shared, not copied.
 
 use bytes::BytesMut;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use crate::admin::policy::Policy;
 use crate::codec::{Connect, Str};
 use crate::metrics::{Metrics, Stats};
 use crate::session::Message;
@@ -36,7 +38,11 @@ pub enum ShardMsg {
     Adopt(Box<Adopt>),
     /// Any → one shard: ask for its part of a view (counters, client lists, ...).
     Collect { req: u64, query: Query },
-    /// The answer to `RouteAdd`, `RetainQuery` or `Collect`, by request id.
+    /// Management → every shard: enforce this admin policy from now on (bans, auth tables,
+    /// plugins, runtime settings), kick live clients a ban now matches. Answered with
+    /// [`ReplyData::Ack`] once in force.
+    Policy { req: u64, policy: Arc<Policy> },
+    /// The answer to `RouteAdd`, `RetainQuery`, `Policy` or `Collect`, by request id.
     Reply { req: u64, reply: Box<ReplyData> },
 }
 

@@ -13,15 +13,17 @@ use std::collections::HashMap;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::admin::policy::{Policy, Verdict};
 use crate::codec::{
     ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, Str, SubAck, SubOptions, UnsubAck,
 };
 use crate::config::{Config, SharedSubscriptionStrategy};
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats};
-use crate::session::{Action, CloseReason, Message, Session, SessionConfig};
+use crate::session::{Action, CloseReason, Message, Session};
 use crate::topic;
 use shardmq_shards::mesh::Mesh;
 use shardmq_shards::reply::{AwaitReplies, Replies};
@@ -67,10 +69,14 @@ pub struct Shard {
     pub clients: RefCell<HashMap<Str, Client>>,
     pub index: RefCell<LocalIndex>,
     pub routes: RefCell<RouteReplica>,
-    pub retained: RefCell<HashMap<Str, Message>>,
+    /// Retained messages whose topic this shard owns, with when they were stored (for
+    /// `retainer.expiry_interval`).
+    pub retained: RefCell<HashMap<Str, (Message, Instant)>>,
+    /// The admin policy in force (bans, auth tables, plugins, runtime settings), replaced
+    /// whole by `ShardMsg::Policy` from the management thread.
+    pub policy: RefCell<Arc<Policy>>,
     pub shutdown: ShutdownFlag,
     pub started: Instant,
-    session_cfg: SessionConfig,
     next_link_id: Cell<u64>,
     rng: Cell<u64>,
     /// Scratch buffer reused by every local delivery (no per-publish allocation).
@@ -86,6 +92,18 @@ pub enum Refusal {
     ServerUnavailable = 3,
     BadCredentials = 4,
     NotAuthorized = 5,
+    /// A ban matches (3.x: 5 "not authorized"; 5.0: 0x8A "banned").
+    Banned = 0x8A,
+}
+
+impl Refusal {
+    /// The CONNACK return code of MQTT 3.1 / 3.1.1.
+    pub fn code_v3(self) -> u8 {
+        match self {
+            Refusal::Banned => Refusal::NotAuthorized as u8,
+            other => other as u8,
+        }
+    }
 }
 
 impl Shard {
@@ -97,7 +115,7 @@ impl Shard {
         mesh: Rc<Mesh<ShardMsg>>,
         shutdown: ShutdownFlag,
     ) -> Rc<Shard> {
-        let session_cfg = super::session_config(&cfg);
+        let policy = Arc::new(Policy::from_config(&cfg));
         Rc::new(Shard {
             id,
             core,
@@ -114,7 +132,7 @@ impl Shard {
             retained: RefCell::new(HashMap::new()),
             shutdown,
             started: Instant::now(),
-            session_cfg,
+            policy: RefCell::new(policy),
             next_link_id: Cell::new(1),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
             scratch: RefCell::new(Vec::new()),
@@ -159,8 +177,18 @@ impl Shard {
         // The id length limit is checked by the accepting shard (`conn::handshake`) on the
         // id the client sent, so an id the broker assigned is never refused by it.
         let client_id = connect.client_id.clone();
-        if !self.cfg.mqtt.allow_anonymous && connect.username.is_none() {
-            return Err(Refusal::NotAuthorized);
+        let policy = self.policy.borrow().clone();
+        match policy.check_connect(
+            &client_id,
+            connect.username.as_deref(),
+            connect.password.as_deref(),
+            Some(peer.ip()),
+            unix_secs(),
+        ) {
+            Verdict::Accept => {}
+            Verdict::Banned => return Err(Refusal::Banned),
+            Verdict::BadCredentials => return Err(Refusal::BadCredentials),
+            Verdict::NotAuthorized => return Err(Refusal::NotAuthorized),
         }
         let now = Instant::now();
         let link_id = self.next_link_id.get();
@@ -205,7 +233,7 @@ impl Shard {
             let mut clients = self.clients.borrow_mut();
             let mut metrics = self.metrics.borrow_mut();
             let info = Client {
-                session: Session::new(connect, self.session_cfg.clone(), now),
+                session: Session::new(connect, policy.session.clone(), now),
                 link: Some(link.clone()),
                 username: connect.username.clone(),
                 peer: Some(peer),
@@ -550,9 +578,16 @@ impl Shard {
     /// returns the wait for that shard's acknowledgement, so that the publisher's PUBACK can
     /// wait until a new subscriber is sure to find the message.
     fn publish_tracked(self: &Rc<Self>, mut msg: Message) -> Option<AwaitReplies<ReplyData>> {
+        // The only per-message cost of `emqx_delayed_publish`: a prefix check.
+        if msg.topic.starts_with(super::enforce::DELAYED_PREFIX)
+            && self.policy.borrow().delayed_publish
+        {
+            self.delay_publish(msg);
+            return None;
+        }
         let mut stored = None;
         if msg.retain {
-            if self.cfg.retainer.enable {
+            if self.policy.borrow().retainer {
                 stored = self.set_retained(msg.clone());
             }
             // Ordinary deliveries carry RETAIN 0 [MQTT-3.3.1-9].
@@ -713,13 +748,19 @@ impl Shard {
     }
 
     fn store_retained(&self, msg: Message) {
+        let policy = self.policy.borrow().clone();
+        if !policy.retainer {
+            return;
+        }
+        let limits = policy.retainer_limits;
+        self.expire_retained(Instant::now());
         let mut retained = self.retained.borrow_mut();
         if msg.payload.is_empty() {
             retained.remove(&msg.topic);
             return;
         }
-        let limit = self.cfg.retainer.max_retained_messages as usize;
-        if msg.payload.len() > self.cfg.retainer.max_payload_size as usize
+        let limit = limits.max_retained_messages as usize;
+        if msg.payload.len() as u64 > limits.max_payload_size
             || (limit > 0
                 && !retained.contains_key(&msg.topic)
                 && retained.len() * self.shards >= limit)
@@ -728,15 +769,19 @@ impl Shard {
         }
         let mut msg = msg;
         msg.retain = true;
-        retained.insert(msg.topic.clone(), msg);
+        retained.insert(msg.topic.clone(), (msg, Instant::now()));
     }
 
     fn retained_matching(&self, filter: &str) -> Vec<Message> {
+        if !self.policy.borrow().retainer {
+            return Vec::new();
+        }
+        self.expire_retained(Instant::now());
         self.retained
             .borrow()
             .values()
-            .filter(|m| topic::matches(filter, &m.topic))
-            .cloned()
+            .filter(|(m, _)| topic::matches(filter, &m.topic))
+            .map(|(m, _)| m.clone())
             .collect()
     }
 
@@ -831,6 +876,16 @@ impl Shard {
                     ShardMsg::Reply {
                         req,
                         reply: Box::new(reply),
+                    },
+                );
+            }
+            ShardMsg::Policy { req, policy } => {
+                self.apply_policy(policy);
+                self.mesh.send(
+                    from,
+                    ShardMsg::Reply {
+                        req,
+                        reply: Box::new(ReplyData::Ack),
                     },
                 );
             }

@@ -46,6 +46,8 @@ pub struct Config {
     pub retainer: RetainerConfig,
     /// `[sys]`
     pub sys: SysConfig,
+    /// `[alarms]`
+    pub alarms: AlarmsConfig,
 }
 
 /// `[node]`: the node's identity.
@@ -54,6 +56,10 @@ pub struct Config {
 pub struct NodeConfig {
     /// EMQ X style `name@host`; used in `/nodes/:node/...` API paths.
     pub name: String,
+    /// Directory of the durable admin state (apps, users, auth tables, bans, plugin states,
+    /// changed configs), one JSON file per table. Relative paths are from the working
+    /// directory. Created when missing.
+    pub data_dir: String,
 }
 
 /// `[shards]`: which cores run a shard.
@@ -177,6 +183,29 @@ pub struct RetainerConfig {
     pub expiry_interval: u64,
 }
 
+/// `[alarms]`: the management thread's system monitors (emqx_os_mon / emqx_vm_mon). Ratios
+/// are fractions of 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// Milliseconds between two checks (at least 10).
+    pub check_interval_ms: u64,
+    /// `cpu_high_watermark` is raised when system CPU use reaches this ratio...
+    pub cpu_high_watermark: f64,
+    /// ...and cleared when it falls below this one.
+    pub cpu_low_watermark: f64,
+    /// `system_memory_high_watermark`: used / total system memory above this ratio.
+    pub sysmem_high_watermark: f64,
+    /// `process_memory_high_watermark`: this process's resident memory / total memory above
+    /// this ratio.
+    pub procmem_high_watermark: f64,
+    /// `too_many_connections`: live MQTT connections / `listeners.tcp.max_connections` at or
+    /// above this ratio raises...
+    pub connections_high_watermark: f64,
+    /// ...and below this one clears.
+    pub connections_low_watermark: f64,
+}
+
 /// `[sys]`: `$SYS` topic publishing. Durations are whole seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +220,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             name: "shardmq@127.0.0.1".to_owned(),
+            data_dir: "data".to_owned(),
         }
     }
 }
@@ -263,6 +293,20 @@ impl Default for RetainerConfig {
     }
 }
 
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            check_interval_ms: 5000,
+            cpu_high_watermark: 0.8,
+            cpu_low_watermark: 0.6,
+            sysmem_high_watermark: 0.7,
+            procmem_high_watermark: 0.05,
+            connections_high_watermark: 0.8,
+            connections_low_watermark: 0.6,
+        }
+    }
+}
+
 impl Default for SysConfig {
     fn default() -> Self {
         SysConfig {
@@ -301,6 +345,13 @@ impl Config {
                     format!("must look like name@host, got {:?}", self.node.name),
                 )
             }
+        }
+
+        if self.node.data_dir.is_empty() {
+            return fail("node.data_dir", "must name a directory".into());
+        }
+        if self.alarms.check_interval_ms < 10 {
+            return fail("alarms.check_interval_ms", "must be at least 10".into());
         }
 
         let mut seen = self.shards.cores.clone();

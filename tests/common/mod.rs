@@ -29,6 +29,8 @@ pub struct TestBroker {
     broker: Option<Broker>,
     pub addr: SocketAddr,
     pub node: String,
+    /// The admin state's data directory (removed when the broker is dropped).
+    _data: tempfile::TempDir,
 }
 
 impl TestBroker {
@@ -36,6 +38,8 @@ impl TestBroker {
     pub fn start(sets: &[&str]) -> TestBroker {
         let mut cfg = Config::default();
         cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+        let data = tempfile::tempdir().expect("a temp data dir");
+        cfg.node.data_dir = data.path().to_string_lossy().into_owned();
         for s in sets {
             cfg.apply_set(s)
                 .unwrap_or_else(|e| panic!("--set {s}: {e}"));
@@ -51,6 +55,7 @@ impl TestBroker {
             broker: Some(broker),
             addr,
             node,
+            _data: data,
         }
     }
 
@@ -521,4 +526,187 @@ impl Drop for Rumq {
             task.abort();
         }
     }
+}
+
+// ------------------------------------------------------------------ administration tests
+
+/// Basic auth of the bootstrap app `admin` / `public`.
+pub const ADMIN_AUTH: &str = "Basic YWRtaW46cHVibGlj";
+
+/// A broker with its REST API on loopback and its admin state in `data_dir`, which
+/// outlives it (so a test can start another broker on the same state).
+pub struct AdminNode {
+    broker: Option<Broker>,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub name: String,
+}
+
+/// An HTTP answer: status and JSON body (`Null` if not JSON).
+#[derive(Debug)]
+pub struct Http {
+    pub status: u16,
+    pub json: serde_json::Value,
+}
+
+impl AdminNode {
+    /// Two shards, random ports, these `--set` overrides.
+    pub fn start(data_dir: &std::path::Path, sets: &[&str]) -> AdminNode {
+        let mut cfg = Config::default();
+        cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+        cfg.management.bind = "127.0.0.1:0".parse().unwrap();
+        cfg.node.data_dir = data_dir.to_string_lossy().into_owned();
+        for s in sets {
+            cfg.apply_set(s)
+                .unwrap_or_else(|e| panic!("--set {s}: {e}"));
+        }
+        let name = cfg.node.name.clone();
+        let cores = shardmq_shards::preflight::available_cores();
+        let shard_cores = [cores[0], cores[1 % cores.len()]];
+        let broker = shardmq::broker::start(cfg, &shard_cores).expect("broker starts");
+        AdminNode {
+            mqtt: broker.mqtt_addr,
+            http: broker.http_addr,
+            broker: Some(broker),
+            name,
+        }
+    }
+
+    /// Stops the broker (its state stays in the data directory).
+    pub fn stop(mut self) {
+        if let Some(b) = self.broker.take() {
+            b.stop();
+        }
+    }
+
+    /// `METHOD /api/v3/<path>` with `auth` (an `Authorization` value) and an optional body.
+    pub fn call_as(
+        &self,
+        auth: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Http {
+        let url = format!(
+            "http://{}/api/v3/{}",
+            self.http,
+            path.trim_start_matches('/')
+        );
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build();
+        let mut req = agent.request(method, &url);
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        let result = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: transport error: {e}"),
+        };
+        let status = resp.status();
+        let text = resp.into_string().expect("body");
+        Http {
+            status,
+            json: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    /// As the bootstrap app.
+    pub fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Http {
+        self.call_as(Some(ADMIN_AUTH), method, path, body)
+    }
+
+    /// A call that must answer HTTP 200 with this `code`; returns the JSON.
+    pub fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        code: u64,
+    ) -> serde_json::Value {
+        let r = self.call(method, path, body);
+        assert_eq!(r.status, 200, "{method} {path}: {:?}", r.json);
+        assert_eq!(r.json["code"], code, "{method} {path}: {}", r.json);
+        r.json
+    }
+
+    /// `/nodes/<this node>/<rest>`.
+    pub fn node_path(&self, rest: &str) -> String {
+        format!("nodes/{}/{rest}", self.name)
+    }
+
+    /// Loads a plugin (must succeed).
+    pub fn load(&self, plugin: &str) {
+        self.expect(
+            "PUT",
+            &self.node_path(&format!("plugins/{plugin}/load")),
+            None,
+            0,
+        );
+    }
+
+    /// Unloads a plugin (must succeed).
+    pub fn unload(&self, plugin: &str) {
+        self.expect(
+            "PUT",
+            &self.node_path(&format!("plugins/{plugin}/unload")),
+            None,
+            0,
+        );
+    }
+
+    /// CONNECT (3.1.1, clean) with optional username/password; the client and CONNACK code.
+    pub fn connect(&self, id: &str, user: Option<&str>, password: Option<&str>) -> (Raw, u8) {
+        let mut c = connect_packet(id, true, 0, None, ProtocolVersion::V311);
+        c.username = user.map(Str::from);
+        c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+        let (raw, ack) = Raw::connect_with(self.mqtt, c);
+        (raw, ack.code)
+    }
+
+    /// The CONNACK code of a fresh connection (closed afterwards).
+    pub fn connack(&self, id: &str, user: Option<&str>, password: Option<&str>) -> u8 {
+        let (c, code) = self.connect(id, user, password);
+        if code == 0 {
+            c.disconnect();
+        }
+        code
+    }
+}
+
+impl Drop for AdminNode {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.stop();
+        }
+    }
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic(user: &str, password: &str) -> String {
+    use std::fmt::Write as _;
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{password}").into_bytes();
+    let mut out = String::from("Basic ");
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let _ = write!(out, "{}", T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -48,15 +48,21 @@ pub struct Broker {
     pub stats: RefCell<StatsWithMax>,
     pub http_conns: Cell<u64>,
     pub http_shutdowns: RefCell<BTreeMap<String, u64>>,
+    /// Apps, users, auth tables, bans, plugins, configs and alarms (`admin.rs`).
+    pub admin: super::admin::Admin,
 }
 
 impl Collector for Broker {
     fn call(&self, call: ApiCall) -> LocalBoxFuture<'_, Reply> {
         Box::pin(self.answer(call))
     }
+
+    fn plugin_active(&self, name: &str) -> bool {
+        self.admin.state.borrow().plugin_active(name)
+    }
 }
 
-fn all_shards(n: usize) -> Vec<usize> {
+pub(super) fn all_shards(n: usize) -> Vec<usize> {
     (0..n).collect()
 }
 
@@ -72,9 +78,13 @@ fn failed(code: u16, message: String) -> ApiAnswer {
 
 impl Broker {
     /// Sends `query()` to each shard in `to` and waits (with the deadline) for the replies.
-    async fn ask(&self, to: &[usize], query: impl Fn() -> Query) -> (Vec<ReplyData>, Coverage) {
+    pub(super) async fn ask(
+        &self,
+        to: &[usize],
+        query: impl Fn() -> Query,
+    ) -> (Vec<ReplyData>, Coverage) {
         let total = to.len() as u32;
-        let (req, mut waiter) = self.replies.register(to.len());
+        let (req, waiter) = self.replies.register(to.len());
         for &shard in to {
             self.mesh.send(
                 shard,
@@ -84,13 +94,22 @@ impl Broker {
                 },
             );
         }
+        self.wait(waiter, total as usize).await
+    }
+
+    /// Waits (with the deadline) for the replies of `total` shards.
+    pub(super) async fn wait(
+        &self,
+        mut waiter: shardmq_shards::reply::AwaitReplies<ReplyData>,
+        total: usize,
+    ) -> (Vec<ReplyData>, Coverage) {
         let replies = match either(&mut waiter, shardmq_shards::rt::sleep(COLLECT_DEADLINE)).await {
             Either::Left(r) => r,
             Either::Right(()) => waiter.take_partial(),
         };
         let coverage = Coverage {
             responded: replies.len() as u32,
-            total,
+            total: total as u32,
         };
         (replies, coverage)
     }
@@ -311,15 +330,13 @@ impl Broker {
                     cov,
                 )
             }
-            ApiCall::SetBanned { .. } | ApiCall::SetPlugin { .. } => {
-                (failed(102, "not_supported".into()), complete)
-            }
+            admin => self.admin_call(admin).await,
         };
         Reply { answer, coverage }
     }
 
     /// Node-wide metrics and stats: sums, except the replicated route table (one copy).
-    async fn totals(&self) -> ((Metrics, Stats), Coverage) {
+    pub(super) async fn totals(&self) -> ((Metrics, Stats), Coverage) {
         let (replies, cov) = self
             .ask(&all_shards(self.facts.shards), || Query::Counters)
             .await;
@@ -461,7 +478,7 @@ impl Broker {
     }
 }
 
-fn page<T>(mut rows: Vec<T>, paging: Paging) -> Page<T> {
+pub(super) fn page<T>(mut rows: Vec<T>, paging: Paging) -> Page<T> {
     let count = rows.len() as u64;
     let start = (paging.offset().min(count)) as usize;
     let end = (start as u64 + paging.limit).min(count) as usize;

@@ -1,13 +1,17 @@
 //! The management thread: one more glommio executor (pinned to `management.core`, one more
 //! mesh member) that serves the EMQ X v3 REST API and the per-core views over HTTP.
 //!
-//! Owns: the HTTP listener and its connections, the credential store, the node-level stat
+//! Owns: the HTTP listener and its connections, the admin state ([`admin`]: credentials,
+//! auth tables, bans, plugins, configs, persisted in `[node] data_dir`), the alarm
+//! monitors ([`alarms`]), the node-level stat
 //! high-water marks, and the [`Collector`](shardmq_http::Collector) that answers API calls by
 //! asking the shards ([`collector`]). It never touches a shard's memory: every question is a
 //! `Collect` message with a deadline, so a stuck shard gives a partial answer, not a hung
 //! request.
 //! Must never: block, or run on the message path (shards never wait for it).
 
+pub mod admin;
+pub mod alarms;
 pub mod collector;
 
 use std::cell::{Cell, RefCell};
@@ -19,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardmq_http::api::{system_clock, Api};
-use shardmq_http::auth::{Bootstrap, CredentialStore};
 use shardmq_http::{serve_connection, ConnEnd, Limits, ServerConfig};
 use shardmq_shards::mesh::MeshMember;
 use shardmq_shards::reply::Replies;
@@ -71,11 +74,18 @@ pub async fn run(
         }
     };
     let http_addr = listener.local_addr().unwrap_or(cfg.management.bind);
-    let boot = Bootstrap::default();
-    let credentials = CredentialStore::bootstrap(&boot);
-    for who in credentials.defaults_in_use(&boot) {
-        tracing::warn!("management API: {who} still uses its default secret; change it");
-    }
+    // The durable admin state: read once here (blocking, before serving anything).
+    let admin = match admin::Admin::load(cfg.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "management: loading the admin state from {:?}: {e}",
+                cfg.node.data_dir
+            )));
+            return;
+        }
+    };
+    let credentials = admin.credentials.clone();
     let broker = Broker {
         cfg: cfg.clone(),
         node: cfg.node.name.clone(),
@@ -87,13 +97,23 @@ pub async fn run(
         stats: RefCell::new(StatsWithMax::default()),
         http_conns: Cell::new(0),
         http_shutdowns: RefCell::new(BTreeMap::new()),
+        admin,
     };
     let api = Rc::new(Api {
         collector: broker,
         node: cfg.node.name.clone(),
-        credentials: RefCell::new(credentials),
+        credentials,
         clock: system_clock,
     });
+    // Every shard enforces the loaded policy before the broker reports ready.
+    let cov = api.collector.push_policy().await;
+    if !cov.is_complete() {
+        tracing::warn!(
+            "management: only {}/{} shards took the admin policy",
+            cov.responded,
+            cov.total
+        );
+    }
     let _ = ready.send(Ok(http_addr));
     let server_cfg = ServerConfig {
         limits: Limits {
@@ -135,6 +155,15 @@ pub async fn run(
             .detach();
         }
     });
+    let alarm_interval = Duration::from_millis(cfg.alarms.check_interval_ms);
+    let alarm_api = api.clone();
+    let alarm_stop = shutdown.clone();
+    let monitors = spawn_local(async move {
+        while !alarm_stop.is_set() {
+            alarm_api.collector.check_alarms().await;
+            rt::sleep(alarm_interval).await;
+        }
+    });
     let mut last_sample = Instant::now();
     while !shutdown.is_set() {
         rt::sleep(SHUTDOWN_POLL).await;
@@ -143,5 +172,6 @@ pub async fn run(
             api.collector.sample_stats().await;
         }
     }
+    drop(monitors);
     drop(accept);
 }

@@ -1,0 +1,281 @@
+//! `Policy`: the read-only snapshot of the admin state that shards enforce — bans, the auth
+//! tables of the loaded auth plugins, which native features are on, and the runtime
+//! settings. Built by the management thread, sent to every shard as `ShardMsg::Policy`, and
+//! swapped in whole; a shard never changes it.
+//!
+//! Owns: the CONNECT decision ([`Policy::check_connect`]) and the ban match. Pure. Must
+//! never: be mutated after it is sent, read the clock (callers pass `now`), or do I/O.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use shardmq_http::model::BanKind;
+
+use super::hash::PasswordHash;
+use crate::broker::session_config;
+use crate::config::Config;
+use crate::session::SessionConfig;
+
+/// One ban as shards check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub who: String,
+    pub kind: BanKind,
+    /// Unix seconds after which the ban no longer applies; `None` never expires.
+    pub until: Option<u64>,
+}
+
+impl Ban {
+    /// In force at `now` (a ban is valid up to and including `until`).
+    pub fn active(&self, now_unix: u64) -> bool {
+        self.until.is_none_or(|t| t >= now_unix)
+    }
+}
+
+/// Retained-message limits (`emqx_retainer`'s settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainerLimits {
+    /// Node-wide count (0 = unlimited); each shard keeps at most its share.
+    pub max_retained_messages: u64,
+    pub max_payload_size: u64,
+    /// Seconds a retained message lives (0 = until replaced).
+    pub expiry_interval: u64,
+}
+
+/// What CONNECT is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// A ban matches: CONNACK 5 (3.x) / 0x8A (5.0).
+    Banned,
+    /// A loaded auth table knows the id or username and the password is wrong or missing:
+    /// CONNACK 4 (3.x) / 0x86 (5.0).
+    BadCredentials,
+    /// No source authenticated the client, it has no username and anonymous clients are not
+    /// allowed: CONNACK 5 / 0x87.
+    NotAuthorized,
+}
+
+/// The snapshot shards enforce.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub bans: Vec<Ban>,
+    /// `Some` while `emqx_auth_clientid` is loaded: client id → password hash.
+    pub auth_clientid: Option<HashMap<String, PasswordHash>>,
+    /// `Some` while `emqx_auth_username` is loaded: username → password hash.
+    pub auth_username: Option<HashMap<String, PasswordHash>>,
+    /// `emqx_retainer` loaded: retained messages are stored and served.
+    pub retainer: bool,
+    pub retainer_limits: RetainerLimits,
+    /// `emqx_delayed_publish` loaded: `$delayed/<secs>/<topic>` is held, then published.
+    pub delayed_publish: bool,
+    /// `mqtt.allow_anonymous`: a client without a username that no source authenticated.
+    pub allow_anonymous: bool,
+    /// Limits of sessions created from now on.
+    pub session: SessionConfig,
+}
+
+impl Policy {
+    /// The policy of a configuration with no admin state: no bans, no auth plugin, the
+    /// retainer as `retainer.enable` says.
+    pub fn from_config(cfg: &Config) -> Policy {
+        Policy {
+            bans: Vec::new(),
+            auth_clientid: None,
+            auth_username: None,
+            retainer: cfg.retainer.enable,
+            retainer_limits: RetainerLimits {
+                max_retained_messages: cfg.retainer.max_retained_messages,
+                max_payload_size: u64::from(cfg.retainer.max_payload_size),
+                expiry_interval: cfg.retainer.expiry_interval,
+            },
+            delayed_publish: false,
+            allow_anonymous: cfg.mqtt.allow_anonymous,
+            session: session_config(cfg),
+        }
+    }
+
+    /// Whether a ban in force matches this client.
+    pub fn banned(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        ip: Option<IpAddr>,
+        now_unix: u64,
+    ) -> bool {
+        self.bans.iter().any(|b| {
+            b.active(now_unix)
+                && match b.kind {
+                    BanKind::ClientId => b.who == client_id,
+                    BanKind::Username => username == Some(b.who.as_str()),
+                    BanKind::IpAddress => ip.is_some_and(|ip| same_ip(&b.who, ip)),
+                }
+        })
+    }
+
+    /// The CONNECT decision: bans first; then the client id table, then the username table
+    /// (a known entry decides: right password accepts, wrong or missing refuses; an unknown
+    /// one falls through); then `allow_anonymous` for a client without a username.
+    pub fn check_connect(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        ip: Option<IpAddr>,
+        now_unix: u64,
+    ) -> Verdict {
+        if self.banned(client_id, username, ip, now_unix) {
+            return Verdict::Banned;
+        }
+        let sources = [
+            self.auth_clientid.as_ref().map(|t| (t, Some(client_id))),
+            self.auth_username.as_ref().map(|t| (t, username)),
+        ];
+        for (table, key) in sources.into_iter().flatten() {
+            let Some(hash) = key.and_then(|k| table.get(k)) else {
+                continue; // unknown: ignore, ask the next source
+            };
+            return match password {
+                Some(p) if hash.verify(p) => Verdict::Accept,
+                _ => Verdict::BadCredentials,
+            };
+        }
+        if username.is_none() && !self.allow_anonymous {
+            return Verdict::NotAuthorized;
+        }
+        Verdict::Accept
+    }
+}
+
+/// `who` names this address (`"10.0.0.1"`, `"::1"`, or an IPv4 address seen as IPv4-mapped
+/// IPv6).
+fn same_ip(who: &str, ip: IpAddr) -> bool {
+    let Ok(banned) = who.trim().parse::<IpAddr>() else {
+        return false;
+    };
+    let canon = |a: IpAddr| match a {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    canon(banned) == canon(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::hash::HashAlgo;
+
+    fn policy() -> Policy {
+        Policy::from_config(&Config::default())
+    }
+
+    fn table(entries: &[(&str, &str)]) -> HashMap<String, PasswordHash> {
+        entries
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.to_string(),
+                    PasswordHash::new(HashAlgo::Sha256, p.as_bytes()),
+                )
+            })
+            .collect()
+    }
+
+    const IP: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7)));
+
+    #[test]
+    fn bans_match_their_kind_and_expire_after_until() {
+        let mut p = policy();
+        p.bans = vec![
+            Ban {
+                who: "c1".into(),
+                kind: BanKind::ClientId,
+                until: None,
+            },
+            Ban {
+                who: "bob".into(),
+                kind: BanKind::Username,
+                until: Some(100),
+            },
+            Ban {
+                who: "10.0.0.7".into(),
+                kind: BanKind::IpAddress,
+                until: None,
+            },
+        ];
+        assert_eq!(p.check_connect("c1", None, None, None, 0), Verdict::Banned);
+        assert_eq!(
+            p.check_connect("c2", Some("bob"), None, None, 100),
+            Verdict::Banned
+        );
+        assert_eq!(
+            p.check_connect("c2", Some("bob"), None, None, 101),
+            Verdict::Accept
+        );
+        assert_eq!(
+            p.check_connect("c2", Some("c1"), None, None, 0),
+            Verdict::Accept
+        );
+        assert_eq!(p.check_connect("x", None, None, IP, 0), Verdict::Banned);
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(
+            p.check_connect("x", None, None, Some(mapped), 0),
+            Verdict::Banned
+        );
+        let other: IpAddr = "10.0.0.8".parse().unwrap();
+        assert_eq!(
+            p.check_connect("x", None, None, Some(other), 0),
+            Verdict::Accept
+        );
+    }
+
+    #[test]
+    fn a_known_id_decides_an_unknown_one_falls_through() {
+        let mut p = policy();
+        p.auth_clientid = Some(table(&[("dev1", "pw1")]));
+        p.auth_username = Some(table(&[("alice", "pw2")]));
+        let v = |id: &str, user: Option<&str>, pw: Option<&str>| {
+            p.check_connect(id, user, pw.map(str::as_bytes), None, 0)
+        };
+        assert_eq!(v("dev1", None, Some("pw1")), Verdict::Accept);
+        assert_eq!(v("dev1", None, Some("nope")), Verdict::BadCredentials);
+        assert_eq!(v("dev1", None, None), Verdict::BadCredentials);
+        // The client id decides before the username is looked at.
+        assert_eq!(v("dev1", Some("alice"), Some("pw1")), Verdict::Accept);
+        assert_eq!(v("other", Some("alice"), Some("pw2")), Verdict::Accept);
+        assert_eq!(
+            v("other", Some("alice"), Some("pw1")),
+            Verdict::BadCredentials
+        );
+        assert_eq!(v("other", Some("carol"), None), Verdict::Accept);
+        assert_eq!(v("other", None, None), Verdict::Accept);
+    }
+
+    #[test]
+    fn anonymous_means_no_username_and_no_source_that_accepted() {
+        let mut p = policy();
+        p.allow_anonymous = false;
+        assert_eq!(
+            p.check_connect("a", None, None, None, 0),
+            Verdict::NotAuthorized
+        );
+        assert_eq!(
+            p.check_connect("a", Some("u"), None, None, 0),
+            Verdict::Accept
+        );
+        p.auth_clientid = Some(table(&[("a", "pw")]));
+        assert_eq!(
+            p.check_connect("a", None, Some(b"pw"), None, 0),
+            Verdict::Accept
+        );
+        // An unloaded table is not consulted at all.
+        p.auth_clientid = None;
+        assert_eq!(
+            p.check_connect("a", None, Some(b"pw"), None, 0),
+            Verdict::NotAuthorized
+        );
+    }
+}
