@@ -12,9 +12,11 @@ pub mod enforce;
 pub mod link;
 pub mod mgmt;
 pub mod msg;
+pub mod publish;
 pub mod race;
 pub mod route;
 pub mod shard;
+pub mod subscribe;
 pub mod sys;
 pub mod views;
 

@@ -18,29 +18,25 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::admin::policy::{Policy, Verdict};
 use crate::codec::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, Str, SubAck, SubOptions, UnsubAck,
+    ConnAck, Connect, Packet, Properties, ProtocolVersion, Str, SubOptions, UnsubAck,
 };
-use crate::config::{Config, SharedSubscriptionStrategy};
+use crate::config::Config;
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats};
 use crate::session::{Action, CloseReason, Message, Session};
-use crate::topic;
 use shardmq_shards::mesh::Mesh;
-use shardmq_shards::reply::{AwaitReplies, Replies};
+use shardmq_shards::reply::Replies;
 use shardmq_shards::rt::spawn_local;
 use shardmq_shards::runtime::ShutdownFlag;
 
 use super::link::Link;
-use super::msg::{Forward, Query, ReplyData, ShardMsg};
+use super::msg::{Query, ReplyData, ShardMsg};
 use super::race::or_timeout;
-use super::route::{shards_in, LocalIndex, RouteChange, RouteReplica, ShardSet};
+use super::route::{LocalIndex, RouteReplica};
 
 /// How long a subscriber waits for every shard to acknowledge a new route before it
 /// answers SUBACK anyway (only a shard that is shutting down fails to answer).
-const ROUTE_ACK_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Bytes queued for one connection above which QoS 0 deliveries to it are dropped.
-const MAX_LINK_BACKLOG: usize = 1 << 20;
+pub(super) const ROUTE_ACK_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A client homed on this shard: its session, and its connection while online.
 pub struct Client {
@@ -80,7 +76,7 @@ pub struct Shard {
     next_link_id: Cell<u64>,
     rng: Cell<u64>,
     /// Scratch buffer reused by every local delivery (no per-publish allocation).
-    scratch: RefCell<Vec<(Str, SubOptions)>>,
+    pub(super) scratch: RefCell<Vec<(Str, SubOptions)>>,
     /// Emptied action lists, reused by `on_packet` and deliveries.
     action_pool: RefCell<Vec<Vec<Action>>>,
 }
@@ -140,7 +136,7 @@ impl Shard {
         })
     }
 
-    fn random(&self) -> u64 {
+    pub(super) fn random(&self) -> u64 {
         // xorshift64*: cheap, good enough to spread shared-subscription picks.
         let mut x = self.rng.get();
         x ^= x >> 12;
@@ -150,7 +146,7 @@ impl Shard {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn other_shards(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(super) fn other_shards(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.shards).filter(move |s| *s != self.id)
     }
 
@@ -318,7 +314,7 @@ impl Shard {
     }
 
     /// Removes every index entry of a session that is being discarded.
-    fn drop_subscriptions(self: &Rc<Self>, client_id: &Str, session: &Session) {
+    pub(super) fn drop_subscriptions(self: &Rc<Self>, client_id: &Str, session: &Session) {
         let filters: Vec<Str> = session.subscriptions().map(|(f, _)| Str::from(f)).collect();
         for f in filters {
             self.unsubscribe_one(client_id, &f);
@@ -346,11 +342,11 @@ impl Shard {
     }
 
     /// An empty action list, reused from earlier calls (no allocation per packet).
-    fn take_actions(&self) -> Vec<Action> {
+    pub(super) fn take_actions(&self) -> Vec<Action> {
         self.action_pool.borrow_mut().pop().unwrap_or_default()
     }
 
-    fn recycle_actions(&self, actions: Vec<Action>) {
+    pub(super) fn recycle_actions(&self, actions: Vec<Action>) {
         debug_assert!(actions.is_empty());
         let mut pool = self.action_pool.borrow_mut();
         if pool.len() < 16 {
@@ -424,402 +420,6 @@ impl Shard {
         }
         drop(pending);
         self.recycle_actions(actions);
-    }
-
-    // ---------------------------------------------------------------- subscribe
-
-    /// SUBSCRIBE, after the session accepted it: index the filters, wait until every shard
-    /// knows the new routes, answer SUBACK, then deliver matching retained messages.
-    ///
-    /// The index changes at once (a PUBLISH right behind the SUBSCRIBE already matches);
-    /// only the wait for the other shards, the SUBACK and the retained messages are deferred.
-    fn subscribe(
-        self: &Rc<Self>,
-        client_id: &Str,
-        packet_id: u16,
-        filters: Vec<(Str, Result<SubOptions, u8>)>,
-    ) {
-        self.subscribe_inner(client_id, Some(packet_id), filters)
-    }
-
-    /// A subscription made by the management API: like SUBSCRIBE, without a SUBACK.
-    pub fn subscribe_silently(
-        self: &Rc<Self>,
-        client_id: &Str,
-        filters: Vec<(Str, Result<SubOptions, u8>)>,
-    ) {
-        self.subscribe_inner(client_id, None, filters)
-    }
-
-    fn subscribe_inner(
-        self: &Rc<Self>,
-        client_id: &Str,
-        packet_id: Option<u16>,
-        filters: Vec<(Str, Result<SubOptions, u8>)>,
-    ) {
-        let client_id = client_id.clone();
-        let mut announce = Vec::new();
-        let mut codes = Vec::with_capacity(filters.len());
-        for (filter, result) in &filters {
-            match result {
-                Ok(opts) => {
-                    codes.push(opts.qos as u8);
-                    let (real, group) = split_shared(filter);
-                    let change = self.index.borrow_mut().add(&client_id, real, group, *opts);
-                    if change == RouteChange::Added {
-                        self.routes.borrow_mut().add(self.id, real, group);
-                        announce.push((Str::from(real), group.map(Str::from)));
-                    }
-                }
-                Err(code) => codes.push(*code),
-            }
-        }
-        let peers = self.shards - 1;
-        let mut acks = None;
-        if !announce.is_empty() && peers > 0 {
-            let (req, waiter) = self.replies.register(peers * announce.len());
-            acks = Some(waiter);
-            for (filter, group) in &announce {
-                for to in self.other_shards() {
-                    self.mesh.send(
-                        to,
-                        ShardMsg::RouteAdd {
-                            req,
-                            filter: filter.clone(),
-                            group: group.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        let me = self.clone();
-        spawn_local(async move {
-            me.finish_subscribe(client_id, packet_id, filters, codes, acks)
-                .await
-        })
-        .detach();
-    }
-
-    /// The deferred half of SUBSCRIBE: route acks, SUBACK, retained messages.
-    async fn finish_subscribe(
-        self: Rc<Self>,
-        client_id: Str,
-        packet_id: Option<u16>,
-        filters: Vec<(Str, Result<SubOptions, u8>)>,
-        codes: Vec<u8>,
-        acks: Option<shardmq_shards::reply::AwaitReplies<ReplyData>>,
-    ) {
-        if let Some(acks) = acks {
-            or_timeout(acks, ROUTE_ACK_DEADLINE).await;
-        }
-        let link = self
-            .clients
-            .borrow()
-            .get(&client_id)
-            .and_then(|c| c.link.clone());
-        if let (Some(link), Some(packet_id)) = (&link, packet_id) {
-            let ack = Packet::SubAck(SubAck {
-                packet_id,
-                codes,
-                properties: Properties::default(),
-            });
-            link.send(&ack, &mut self.metrics.borrow_mut());
-        }
-        // Retained messages, for ordinary subscriptions only [MQTT-3.3.1-6].
-        for (filter, result) in filters {
-            let Ok(opts) = result else { continue };
-            if split_shared(&filter).1.is_some() || opts.retain_handling == 2 {
-                continue;
-            }
-            let msgs = self.query_retained(&filter).await;
-            let mut actions = Vec::new();
-            {
-                let mut clients = self.clients.borrow_mut();
-                let Some(c) = clients.get_mut(&client_id) else {
-                    return;
-                };
-                let mut metrics = self.metrics.borrow_mut();
-                for mut m in msgs {
-                    m.retain = true;
-                    c.session
-                        .deliver(&m, opts, Instant::now(), &mut metrics, &mut actions);
-                }
-            }
-            self.apply(&client_id, actions);
-        }
-    }
-
-    pub(super) fn unsubscribe_one(self: &Rc<Self>, client_id: &Str, filter: &str) {
-        let (real, group) = split_shared(filter);
-        let change = self.index.borrow_mut().remove(client_id, real, group);
-        if change == RouteChange::Removed {
-            self.routes.borrow_mut().remove(self.id, real, group);
-            for to in self.other_shards() {
-                self.mesh.send(
-                    to,
-                    ShardMsg::RouteDel {
-                        filter: Str::from(real),
-                        group: group.map(Str::from),
-                    },
-                );
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------- publish
-
-    /// Routes an application message: stores it if retained, then delivers it to local
-    /// subscribers and forwards one copy to each other shard with subscribers.
-    pub fn publish(self: &Rc<Self>, msg: Message) {
-        drop(self.publish_tracked(msg));
-    }
-
-    /// [`Shard::publish`]; when the message is retained and stored on another shard, also
-    /// returns the wait for that shard's acknowledgement, so that the publisher's PUBACK can
-    /// wait until a new subscriber is sure to find the message.
-    fn publish_tracked(self: &Rc<Self>, mut msg: Message) -> Option<AwaitReplies<ReplyData>> {
-        // The only per-message cost of `emqx_delayed_publish`: a prefix check.
-        if msg.topic.starts_with(super::enforce::DELAYED_PREFIX)
-            && self.policy.borrow().delayed_publish
-        {
-            self.delay_publish(msg);
-            return None;
-        }
-        let mut stored = None;
-        if msg.retain {
-            if self.policy.borrow().retainer {
-                stored = self.set_retained(msg.clone());
-            }
-            // Ordinary deliveries carry RETAIN 0 [MQTT-3.3.1-9].
-            msg.retain = false;
-        }
-        let mut direct: ShardSet = 0;
-        let mut picks: Vec<(usize, Str, Str)> = Vec::new();
-        {
-            let routes = self.routes.borrow();
-            routes
-                .direct
-                .for_each_match(&msg.topic, |_, set| direct |= *set);
-            routes.shared.for_each_match(&msg.topic, |filter, groups| {
-                for (group, set) in groups {
-                    if let Some(shard) = self.pick_shard(*set) {
-                        picks.push((shard, Str::from(filter), group.clone()));
-                    }
-                }
-            });
-        }
-        let mut targets = direct;
-        for (s, _, _) in &picks {
-            targets |= 1 << *s;
-        }
-        if targets == 0 {
-            if !msg.topic.starts_with("$SYS/") {
-                self.metrics.borrow_mut().messages_dropped += 1;
-            }
-            return stored;
-        }
-        for shard in shards_in(targets) {
-            let shared: Vec<(Str, Str)> = picks
-                .iter()
-                .filter(|(s, _, _)| *s == shard)
-                .map(|(_, f, g)| (f.clone(), g.clone()))
-                .collect();
-            let to_subscribers = direct & (1 << shard) != 0;
-            if shard == self.id {
-                self.deliver_local(&msg, to_subscribers, &shared);
-            } else {
-                self.mesh.send(
-                    shard,
-                    ShardMsg::Forward(Box::new(Forward {
-                        msg: msg.clone(),
-                        to_subscribers,
-                        shared,
-                    })),
-                );
-            }
-        }
-        stored
-    }
-
-    fn pick_shard(&self, set: ShardSet) -> Option<usize> {
-        let n = set.count_ones() as u64;
-        if n == 0 {
-            return None;
-        }
-        shards_in(set).nth((self.random() % n) as usize)
-    }
-
-    /// Delivers `msg` to this shard's subscribers: every ordinary subscriber once (with the
-    /// highest QoS among its matching subscriptions), and one member of each shared group.
-    pub fn deliver_local(
-        self: &Rc<Self>,
-        msg: &Message,
-        to_subscribers: bool,
-        shared: &[(Str, Str)],
-    ) {
-        let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
-        targets.clear();
-        // Shared-group picks are kept apart: each group's copy is delivered even to a
-        // client that also gets the message through an ordinary subscription
-        // [MQTT 5.0 4.8.2], so they must not be merged by the de-duplication below.
-        let mut picked = Vec::new();
-        {
-            let mut index = self.index.borrow_mut();
-            if to_subscribers {
-                index.direct.for_each_match(&msg.topic, |_, subs| {
-                    for (client, opts) in subs {
-                        targets.push((client.clone(), *opts));
-                    }
-                });
-            }
-            for (filter, group) in shared {
-                let clients = self.clients.borrow();
-                if let Some(g) = index
-                    .shared
-                    .get_mut(filter)
-                    .and_then(|gs| gs.get_mut(group))
-                {
-                    if let Some(member) = pick_member(
-                        g,
-                        &clients,
-                        self.cfg.mqtt.shared_subscription_strategy,
-                        self.random(),
-                        msg,
-                    ) {
-                        picked.push(member);
-                    }
-                }
-            }
-        }
-        // One delivery per client for its ordinary subscriptions, at the highest granted
-        // QoS among its matches; then one per shared group that picked it.
-        targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
-        targets.dedup_by(|a, b| a.0 == b.0);
-        targets.append(&mut picked);
-        let now = Instant::now();
-        for (client_id, opts) in targets.drain(..) {
-            if opts.no_local && client_id == msg.publisher {
-                continue;
-            }
-            let mut actions = self.take_actions();
-            {
-                let mut clients = self.clients.borrow_mut();
-                let Some(c) = clients.get_mut(&client_id) else {
-                    continue;
-                };
-                let mut metrics = self.metrics.borrow_mut();
-                // A subscriber that does not read: QoS 0 is dropped (and counted) rather
-                // than queued without bound in its socket buffer; QoS 1/2 are bounded by the
-                // session's inflight window and queue.
-                let backlogged = c
-                    .link
-                    .as_ref()
-                    .is_some_and(|l| l.pending() > MAX_LINK_BACKLOG);
-                if backlogged && (msg.qos == QoS::AtMostOnce || opts.qos == QoS::AtMostOnce) {
-                    metrics.messages_dropped += 1;
-                    continue;
-                }
-                c.session
-                    .deliver(msg, opts, now, &mut metrics, &mut actions);
-            }
-            self.apply(&client_id, actions);
-        }
-        *self.scratch.borrow_mut() = targets;
-    }
-
-    // ---------------------------------------------------------------- retained
-
-    fn set_retained(self: &Rc<Self>, msg: Message) -> Option<AwaitReplies<ReplyData>> {
-        let owner = home_shard(&msg.topic, self.shards);
-        if owner == self.id {
-            self.store_retained(msg);
-            None
-        } else {
-            let (req, stored) = self.replies.register(1);
-            self.mesh.send(
-                owner,
-                ShardMsg::RetainSet {
-                    req,
-                    msg: Box::new(msg),
-                },
-            );
-            Some(stored)
-        }
-    }
-
-    fn store_retained(&self, msg: Message) {
-        let policy = self.policy.borrow().clone();
-        if !policy.retainer {
-            return;
-        }
-        let limits = policy.retainer_limits;
-        self.expire_retained(Instant::now());
-        let mut retained = self.retained.borrow_mut();
-        if msg.payload.is_empty() {
-            retained.remove(&msg.topic);
-            return;
-        }
-        let limit = limits.max_retained_messages as usize;
-        if msg.payload.len() as u64 > limits.max_payload_size
-            || (limit > 0
-                && !retained.contains_key(&msg.topic)
-                && retained.len() * self.shards >= limit)
-        {
-            return;
-        }
-        let mut msg = msg;
-        msg.retain = true;
-        retained.insert(msg.topic.clone(), (msg, Instant::now()));
-    }
-
-    fn retained_matching(&self, filter: &str) -> Vec<Message> {
-        if !self.policy.borrow().retainer {
-            return Vec::new();
-        }
-        self.expire_retained(Instant::now());
-        self.retained
-            .borrow()
-            .values()
-            .filter(|(m, _)| topic::matches(filter, &m.topic))
-            .map(|(m, _)| m.clone())
-            .collect()
-    }
-
-    /// Retained messages matching `filter`, from their owner shard(s).
-    async fn query_retained(self: &Rc<Self>, filter: &str) -> Vec<Message> {
-        let wildcard = filter.contains(['+', '#']);
-        let owners: Vec<usize> = if wildcard {
-            (0..self.shards).collect()
-        } else {
-            vec![home_shard(filter, self.shards)]
-        };
-        let mut found = Vec::new();
-        let remote: Vec<usize> = owners.iter().copied().filter(|s| *s != self.id).collect();
-        if owners.contains(&self.id) {
-            found.extend(self.retained_matching(filter));
-        }
-        if !remote.is_empty() {
-            let (req, replies) = self.replies.register(remote.len());
-            for s in remote {
-                self.mesh.send(
-                    s,
-                    ShardMsg::RetainQuery {
-                        req,
-                        filter: Str::from(filter),
-                    },
-                );
-            }
-            let replies = or_timeout(replies, ROUTE_ACK_DEADLINE)
-                .await
-                .unwrap_or_default();
-            for r in replies {
-                if let ReplyData::Retained(msgs) = r {
-                    found.extend(msgs);
-                }
-            }
-        }
-        found.sort_by(|a, b| a.topic.cmp(&b.topic));
-        found
     }
 
     // ---------------------------------------------------------------- peers
@@ -1054,46 +654,4 @@ pub fn unix_secs() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// `$share/g/f` → (`f`, Some(`g`)); `$queue/f` → (`f`, Some(`$queue`)); else (filter, None).
-/// The session has validated the filter already.
-pub fn split_shared(filter: &str) -> (&str, Option<&str>) {
-    match topic::parse_shared(filter) {
-        Ok(Some(s)) => (s.filter, Some(s.group)),
-        _ => (filter, None),
-    }
-}
-
-/// Picks one member of a shared group, preferring members that are online.
-fn pick_member(
-    g: &mut super::route::SharedGroup,
-    clients: &HashMap<Str, Client>,
-    strategy: SharedSubscriptionStrategy,
-    random: u64,
-    msg: &Message,
-) -> Option<(Str, SubOptions)> {
-    let n = g.members.len();
-    if n == 0 {
-        return None;
-    }
-    let start = match strategy {
-        SharedSubscriptionStrategy::RoundRobin => {
-            g.next = (g.next + 1) % n;
-            g.next
-        }
-        SharedSubscriptionStrategy::Random => (random % n as u64) as usize,
-        SharedSubscriptionStrategy::HashClientid => crate::home_shard(&msg.publisher, n),
-        SharedSubscriptionStrategy::HashTopic => crate::home_shard(&msg.topic, n),
-    };
-    let online = |i: usize| {
-        clients
-            .get(&g.members[i].0)
-            .is_some_and(|c| c.link.is_some())
-    };
-    let chosen = (0..n)
-        .map(|k| (start + k) % n)
-        .find(|&i| online(i))
-        .unwrap_or(start);
-    Some(g.members[chosen].clone())
 }

@@ -1,0 +1,319 @@
+//! Routing a PUBLISH: retained storage on the topic's owner shard, the shards with
+//! subscribers (from the route replica), one copy forwarded per other shard, and delivery to
+//! this shard's subscribers and shared-group members.
+//!
+//! Runs on every shard, on the message path. Must never: allocate per subscriber beyond the
+//! session's own queue, copy a payload, or hold a borrow across a call that re-enters the shard.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::codec::{QoS, Str, SubOptions};
+use crate::config::SharedSubscriptionStrategy;
+use crate::home_shard;
+use crate::session::Message;
+use crate::topic;
+use shardmq_shards::reply::AwaitReplies;
+
+use super::msg::{Forward, ReplyData, ShardMsg};
+use super::race::or_timeout;
+use super::route::{shards_in, ShardSet};
+use super::shard::{Client, Shard, ROUTE_ACK_DEADLINE};
+
+/// Bytes queued for one connection above which QoS 0 deliveries to it are dropped.
+const MAX_LINK_BACKLOG: usize = 1 << 20;
+
+impl Shard {
+    // ---------------------------------------------------------------- publish
+
+    /// Routes an application message: stores it if retained, then delivers it to local
+    /// subscribers and forwards one copy to each other shard with subscribers.
+    pub fn publish(self: &Rc<Self>, msg: Message) {
+        drop(self.publish_tracked(msg));
+    }
+
+    /// [`Shard::publish`]; when the message is retained and stored on another shard, also
+    /// returns the wait for that shard's acknowledgement, so that the publisher's PUBACK can
+    /// wait until a new subscriber is sure to find the message.
+    pub(super) fn publish_tracked(
+        self: &Rc<Self>,
+        mut msg: Message,
+    ) -> Option<AwaitReplies<ReplyData>> {
+        // The only per-message cost of `emqx_delayed_publish`: a prefix check.
+        if msg.topic.starts_with(super::enforce::DELAYED_PREFIX)
+            && self.policy.borrow().delayed_publish
+        {
+            self.delay_publish(msg);
+            return None;
+        }
+        let mut stored = None;
+        if msg.retain {
+            if self.policy.borrow().retainer {
+                stored = self.set_retained(msg.clone());
+            }
+            // Ordinary deliveries carry RETAIN 0 [MQTT-3.3.1-9].
+            msg.retain = false;
+        }
+        let mut direct: ShardSet = 0;
+        let mut picks: Vec<(usize, Str, Str)> = Vec::new();
+        {
+            let routes = self.routes.borrow();
+            routes
+                .direct
+                .for_each_match(&msg.topic, |_, set| direct |= *set);
+            routes.shared.for_each_match(&msg.topic, |filter, groups| {
+                for (group, set) in groups {
+                    if let Some(shard) = self.pick_shard(*set) {
+                        picks.push((shard, Str::from(filter), group.clone()));
+                    }
+                }
+            });
+        }
+        let mut targets = direct;
+        for (s, _, _) in &picks {
+            targets |= 1 << *s;
+        }
+        if targets == 0 {
+            if !msg.topic.starts_with("$SYS/") {
+                self.metrics.borrow_mut().messages_dropped += 1;
+            }
+            return stored;
+        }
+        for shard in shards_in(targets) {
+            let shared: Vec<(Str, Str)> = picks
+                .iter()
+                .filter(|(s, _, _)| *s == shard)
+                .map(|(_, f, g)| (f.clone(), g.clone()))
+                .collect();
+            let to_subscribers = direct & (1 << shard) != 0;
+            if shard == self.id {
+                self.deliver_local(&msg, to_subscribers, &shared);
+            } else {
+                self.mesh.send(
+                    shard,
+                    ShardMsg::Forward(Box::new(Forward {
+                        msg: msg.clone(),
+                        to_subscribers,
+                        shared,
+                    })),
+                );
+            }
+        }
+        stored
+    }
+
+    pub(super) fn pick_shard(&self, set: ShardSet) -> Option<usize> {
+        let n = set.count_ones() as u64;
+        if n == 0 {
+            return None;
+        }
+        shards_in(set).nth((self.random() % n) as usize)
+    }
+
+    /// Delivers `msg` to this shard's subscribers: every ordinary subscriber once (with the
+    /// highest QoS among its matching subscriptions), and one member of each shared group.
+    pub fn deliver_local(
+        self: &Rc<Self>,
+        msg: &Message,
+        to_subscribers: bool,
+        shared: &[(Str, Str)],
+    ) {
+        let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
+        targets.clear();
+        // Shared-group picks are kept apart: each group's copy is delivered even to a
+        // client that also gets the message through an ordinary subscription
+        // [MQTT 5.0 4.8.2], so they must not be merged by the de-duplication below.
+        let mut picked = Vec::new();
+        {
+            let mut index = self.index.borrow_mut();
+            if to_subscribers {
+                index.direct.for_each_match(&msg.topic, |_, subs| {
+                    for (client, opts) in subs {
+                        targets.push((client.clone(), *opts));
+                    }
+                });
+            }
+            for (filter, group) in shared {
+                let clients = self.clients.borrow();
+                if let Some(g) = index
+                    .shared
+                    .get_mut(filter)
+                    .and_then(|gs| gs.get_mut(group))
+                {
+                    if let Some(member) = pick_member(
+                        g,
+                        &clients,
+                        self.cfg.mqtt.shared_subscription_strategy,
+                        self.random(),
+                        msg,
+                    ) {
+                        picked.push(member);
+                    }
+                }
+            }
+        }
+        // One delivery per client for its ordinary subscriptions, at the highest granted
+        // QoS among its matches; then one per shared group that picked it.
+        targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
+        targets.dedup_by(|a, b| a.0 == b.0);
+        targets.append(&mut picked);
+        let now = Instant::now();
+        for (client_id, opts) in targets.drain(..) {
+            if opts.no_local && client_id == msg.publisher {
+                continue;
+            }
+            let mut actions = self.take_actions();
+            {
+                let mut clients = self.clients.borrow_mut();
+                let Some(c) = clients.get_mut(&client_id) else {
+                    continue;
+                };
+                let mut metrics = self.metrics.borrow_mut();
+                // A subscriber that does not read: QoS 0 is dropped (and counted) rather
+                // than queued without bound in its socket buffer; QoS 1/2 are bounded by the
+                // session's inflight window and queue.
+                let backlogged = c
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| l.pending() > MAX_LINK_BACKLOG);
+                if backlogged && (msg.qos == QoS::AtMostOnce || opts.qos == QoS::AtMostOnce) {
+                    metrics.messages_dropped += 1;
+                    continue;
+                }
+                c.session
+                    .deliver(msg, opts, now, &mut metrics, &mut actions);
+            }
+            self.apply(&client_id, actions);
+        }
+        *self.scratch.borrow_mut() = targets;
+    }
+
+    // ---------------------------------------------------------------- retained
+
+    pub(super) fn set_retained(self: &Rc<Self>, msg: Message) -> Option<AwaitReplies<ReplyData>> {
+        let owner = home_shard(&msg.topic, self.shards);
+        if owner == self.id {
+            self.store_retained(msg);
+            None
+        } else {
+            let (req, stored) = self.replies.register(1);
+            self.mesh.send(
+                owner,
+                ShardMsg::RetainSet {
+                    req,
+                    msg: Box::new(msg),
+                },
+            );
+            Some(stored)
+        }
+    }
+
+    pub(super) fn store_retained(&self, msg: Message) {
+        let policy = self.policy.borrow().clone();
+        if !policy.retainer {
+            return;
+        }
+        let limits = policy.retainer_limits;
+        self.expire_retained(Instant::now());
+        let mut retained = self.retained.borrow_mut();
+        if msg.payload.is_empty() {
+            retained.remove(&msg.topic);
+            return;
+        }
+        let limit = limits.max_retained_messages as usize;
+        if msg.payload.len() as u64 > limits.max_payload_size
+            || (limit > 0
+                && !retained.contains_key(&msg.topic)
+                && retained.len() * self.shards >= limit)
+        {
+            return;
+        }
+        let mut msg = msg;
+        msg.retain = true;
+        retained.insert(msg.topic.clone(), (msg, Instant::now()));
+    }
+
+    pub(super) fn retained_matching(&self, filter: &str) -> Vec<Message> {
+        if !self.policy.borrow().retainer {
+            return Vec::new();
+        }
+        self.expire_retained(Instant::now());
+        self.retained
+            .borrow()
+            .values()
+            .filter(|(m, _)| topic::matches(filter, &m.topic))
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    /// Retained messages matching `filter`, from their owner shard(s).
+    pub(super) async fn query_retained(self: &Rc<Self>, filter: &str) -> Vec<Message> {
+        let wildcard = filter.contains(['+', '#']);
+        let owners: Vec<usize> = if wildcard {
+            (0..self.shards).collect()
+        } else {
+            vec![home_shard(filter, self.shards)]
+        };
+        let mut found = Vec::new();
+        let remote: Vec<usize> = owners.iter().copied().filter(|s| *s != self.id).collect();
+        if owners.contains(&self.id) {
+            found.extend(self.retained_matching(filter));
+        }
+        if !remote.is_empty() {
+            let (req, replies) = self.replies.register(remote.len());
+            for s in remote {
+                self.mesh.send(
+                    s,
+                    ShardMsg::RetainQuery {
+                        req,
+                        filter: Str::from(filter),
+                    },
+                );
+            }
+            let replies = or_timeout(replies, ROUTE_ACK_DEADLINE)
+                .await
+                .unwrap_or_default();
+            for r in replies {
+                if let ReplyData::Retained(msgs) = r {
+                    found.extend(msgs);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.topic.cmp(&b.topic));
+        found
+    }
+}
+
+/// Picks one member of a shared group, preferring members that are online.
+fn pick_member(
+    g: &mut super::route::SharedGroup,
+    clients: &HashMap<Str, Client>,
+    strategy: SharedSubscriptionStrategy,
+    random: u64,
+    msg: &Message,
+) -> Option<(Str, SubOptions)> {
+    let n = g.members.len();
+    if n == 0 {
+        return None;
+    }
+    let start = match strategy {
+        SharedSubscriptionStrategy::RoundRobin => {
+            g.next = (g.next + 1) % n;
+            g.next
+        }
+        SharedSubscriptionStrategy::Random => (random % n as u64) as usize,
+        SharedSubscriptionStrategy::HashClientid => crate::home_shard(&msg.publisher, n),
+        SharedSubscriptionStrategy::HashTopic => crate::home_shard(&msg.topic, n),
+    };
+    let online = |i: usize| {
+        clients
+            .get(&g.members[i].0)
+            .is_some_and(|c| c.link.is_some())
+    };
+    let chosen = (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| online(i))
+        .unwrap_or(start);
+    Some(g.members[chosen].clone())
+}

@@ -1,0 +1,168 @@
+//! SUBSCRIBE and UNSUBSCRIBE on a shard: the local index, announcing new routes to the other
+//! shards (SUBACK waits for their acks), and the retained messages a new subscription gets.
+//!
+//! Runs on the client's home shard. Must never: send SUBACK before every shard knows the
+//! route (or the deadline passed), or hold a borrow across an await.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::codec::{Packet, Properties, Str, SubAck, SubOptions};
+use crate::topic;
+use shardmq_shards::rt::spawn_local;
+
+use super::msg::{ReplyData, ShardMsg};
+use super::race::or_timeout;
+use super::route::RouteChange;
+use super::shard::{Shard, ROUTE_ACK_DEADLINE};
+
+impl Shard {
+    // ---------------------------------------------------------------- subscribe
+
+    /// SUBSCRIBE, after the session accepted it: index the filters, wait until every shard
+    /// knows the new routes, answer SUBACK, then deliver matching retained messages.
+    ///
+    /// The index changes at once (a PUBLISH right behind the SUBSCRIBE already matches);
+    /// only the wait for the other shards, the SUBACK and the retained messages are deferred.
+    pub(super) fn subscribe(
+        self: &Rc<Self>,
+        client_id: &Str,
+        packet_id: u16,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    ) {
+        self.subscribe_inner(client_id, Some(packet_id), filters)
+    }
+
+    /// A subscription made by the management API: like SUBSCRIBE, without a SUBACK.
+    pub fn subscribe_silently(
+        self: &Rc<Self>,
+        client_id: &Str,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    ) {
+        self.subscribe_inner(client_id, None, filters)
+    }
+
+    pub(super) fn subscribe_inner(
+        self: &Rc<Self>,
+        client_id: &Str,
+        packet_id: Option<u16>,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+    ) {
+        let client_id = client_id.clone();
+        let mut announce = Vec::new();
+        let mut codes = Vec::with_capacity(filters.len());
+        for (filter, result) in &filters {
+            match result {
+                Ok(opts) => {
+                    codes.push(opts.qos as u8);
+                    let (real, group) = split_shared(filter);
+                    let change = self.index.borrow_mut().add(&client_id, real, group, *opts);
+                    if change == RouteChange::Added {
+                        self.routes.borrow_mut().add(self.id, real, group);
+                        announce.push((Str::from(real), group.map(Str::from)));
+                    }
+                }
+                Err(code) => codes.push(*code),
+            }
+        }
+        let peers = self.shards - 1;
+        let mut acks = None;
+        if !announce.is_empty() && peers > 0 {
+            let (req, waiter) = self.replies.register(peers * announce.len());
+            acks = Some(waiter);
+            for (filter, group) in &announce {
+                for to in self.other_shards() {
+                    self.mesh.send(
+                        to,
+                        ShardMsg::RouteAdd {
+                            req,
+                            filter: filter.clone(),
+                            group: group.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        let me = self.clone();
+        spawn_local(async move {
+            me.finish_subscribe(client_id, packet_id, filters, codes, acks)
+                .await
+        })
+        .detach();
+    }
+
+    /// The deferred half of SUBSCRIBE: route acks, SUBACK, retained messages.
+    pub(super) async fn finish_subscribe(
+        self: Rc<Self>,
+        client_id: Str,
+        packet_id: Option<u16>,
+        filters: Vec<(Str, Result<SubOptions, u8>)>,
+        codes: Vec<u8>,
+        acks: Option<shardmq_shards::reply::AwaitReplies<ReplyData>>,
+    ) {
+        if let Some(acks) = acks {
+            or_timeout(acks, ROUTE_ACK_DEADLINE).await;
+        }
+        let link = self
+            .clients
+            .borrow()
+            .get(&client_id)
+            .and_then(|c| c.link.clone());
+        if let (Some(link), Some(packet_id)) = (&link, packet_id) {
+            let ack = Packet::SubAck(SubAck {
+                packet_id,
+                codes,
+                properties: Properties::default(),
+            });
+            link.send(&ack, &mut self.metrics.borrow_mut());
+        }
+        // Retained messages, for ordinary subscriptions only [MQTT-3.3.1-6].
+        for (filter, result) in filters {
+            let Ok(opts) = result else { continue };
+            if split_shared(&filter).1.is_some() || opts.retain_handling == 2 {
+                continue;
+            }
+            let msgs = self.query_retained(&filter).await;
+            let mut actions = Vec::new();
+            {
+                let mut clients = self.clients.borrow_mut();
+                let Some(c) = clients.get_mut(&client_id) else {
+                    return;
+                };
+                let mut metrics = self.metrics.borrow_mut();
+                for mut m in msgs {
+                    m.retain = true;
+                    c.session
+                        .deliver(&m, opts, Instant::now(), &mut metrics, &mut actions);
+                }
+            }
+            self.apply(&client_id, actions);
+        }
+    }
+
+    pub(super) fn unsubscribe_one(self: &Rc<Self>, client_id: &Str, filter: &str) {
+        let (real, group) = split_shared(filter);
+        let change = self.index.borrow_mut().remove(client_id, real, group);
+        if change == RouteChange::Removed {
+            self.routes.borrow_mut().remove(self.id, real, group);
+            for to in self.other_shards() {
+                self.mesh.send(
+                    to,
+                    ShardMsg::RouteDel {
+                        filter: Str::from(real),
+                        group: group.map(Str::from),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// `$share/g/f` → (`f`, Some(`g`)); `$queue/f` → (`f`, Some(`$queue`)); else (filter, None).
+/// The session has validated the filter already.
+pub fn split_shared(filter: &str) -> (&str, Option<&str>) {
+    match topic::parse_shared(filter) {
+        Ok(Some(s)) => (s.filter, Some(s.group)),
+        _ => (filter, None),
+    }
+}
