@@ -53,7 +53,8 @@ pub struct Opts {
     /// Messages per second per publisher, open loop (default: unlimited; mixed: 10).
     #[arg(long, short = 'r')]
     pub rate: Option<f64>,
-    /// Unacknowledged QoS 1/2 publishes per publisher.
+    /// Unacknowledged QoS 1/2 publishes per publisher (Mosquitto silently drops QoS 2
+    /// publishes beyond its max_inflight_messages, 20 by default: use --window 20 there).
     #[arg(long, default_value_t = 32)]
     pub window: u32,
     /// Worker threads (each runs many connections).
