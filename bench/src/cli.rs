@@ -57,6 +57,11 @@ pub struct Opts {
     /// publishes beyond its max_inflight_messages, 20 by default: use --window 20 there).
     #[arg(long, default_value_t = 32)]
     pub window: u32,
+    /// QoS 0, unlimited pace: most deliveries outstanding (published, not yet received) per
+    /// publisher and subscriber copy, so that a broker that queues without limit is measured at
+    /// the rate it delivers, not the rate it swallows (0: no bound).
+    #[arg(long = "qos0-window", default_value_t = 256)]
+    pub qos0_window: u64,
     /// Worker threads (each runs many connections).
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,

@@ -58,6 +58,12 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
         warmup_ns: secs(opts.warmup),
         duration_ns: duration.map_or(u64::MAX, secs),
         concurrency: opts.concurrency().div_ceil(threads),
+        outstanding_limit: if opts.qos == 0 && opts.rate().is_none() {
+            opts.qos0_window * u64::from(plan.publishers) * plan.fanout
+        } else {
+            0
+        },
+        fanout: plan.fanout,
         client_prefix: format!("shardmq-bench-{}", std::process::id()),
     };
     let mut handles = Vec::new();

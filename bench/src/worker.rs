@@ -80,6 +80,10 @@ pub struct WorkerCfg {
     /// Warm-up and measured time, ns (`u64::MAX`: until the limit).
     pub warmup_ns: u64,
     pub duration_ns: u64,
+    /// QoS 0 unlimited only: pause publishing while sent × fanout − received is at least this
+    /// (0: never).
+    pub outstanding_limit: u64,
+    pub fanout: u64,
     /// Connection attempts in flight at once on this worker (0: no limit).
     pub concurrency: usize,
     pub client_prefix: String,
@@ -161,7 +165,17 @@ pub fn run(
                 });
             }
         }
-        if let Some(base) = schedule {
+        let throttled = cfg.outstanding_limit > 0 && {
+            let (sent, received) = shared.counters.iter().fold((0u64, 0u64), |(s, r), c| {
+                (s + c.sent.load(Relaxed), r + c.received.load(Relaxed))
+            });
+            (sent + sent_total - counters.sent.load(Relaxed)) * cfg.fanout
+                >= received + cfg.outstanding_limit
+        };
+        if throttled {
+            timeout = Duration::from_millis(1);
+        }
+        if let (Some(base), false) = (schedule, throttled) {
             for &i in &pubs {
                 let c = &mut conns[i];
                 let Some(p) = &c.publish else { continue };
