@@ -106,6 +106,12 @@ impl Opts {
         if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return Err("--rate must be positive".into());
         }
+        if self.timeout >= f64::from(crate::wire::KEEPALIVE_S) {
+            return Err(format!(
+                "--timeout must stay below the {} s keepalive (no PINGREQ is sent)",
+                crate::wire::KEEPALIVE_S
+            ));
+        }
         if self.window == 0 {
             return Err("--window must be at least 1".into());
         }

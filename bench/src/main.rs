@@ -35,6 +35,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if report.failed_connections > 0 {
+        return ExitCode::FAILURE;
+    }
     if opts.qos > 0 && report.lost > 0 {
         eprintln!(
             "shardmq-bench: {} QoS {} messages lost",

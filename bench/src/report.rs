@@ -56,6 +56,9 @@ pub struct Report {
     pub connect_s: f64,
     pub connects_per_s: f64,
     pub connack: Percentiles,
+    /// Connections that failed after the start (the first error is in `first_error`).
+    pub failed_connections: usize,
+    pub first_error: Option<String>,
     pub timeline: Vec<Second>,
 }
 
@@ -85,6 +88,13 @@ impl Report {
             self.connack.p50_us,
             self.connack.p99_us
         );
+        if let Some(e) = &self.first_error {
+            let _ = writeln!(
+                s,
+                "  FAILED    {} connections failed during the run; first: {e}",
+                self.failed_connections
+            );
+        }
         if self.publishers > 0 {
             let _ = writeln!(
                 s,

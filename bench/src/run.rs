@@ -281,6 +281,8 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
             0.0
         },
         connack: percentiles(&connack),
+        failed_connections: shared.failed.load(Relaxed),
+        first_error: shared.first_error.lock().map(|e| e.clone()).unwrap_or(None),
         timeline,
     };
     Ok((report, total_hist))

@@ -66,12 +66,17 @@ pub fn ack(out: &mut BytesMut, kind: u8, packet_id: u16) {
     out.put_u16(packet_id);
 }
 
-/// Appends a clean-session CONNECT without keepalive.
+/// Keepalive announced in CONNECT, in seconds. Some brokers (rumqttd) refuse 0. The generator
+/// sends no PINGREQ, so a connection must not stay silent longer than this: `--timeout`
+/// (default 300 s, which bounds `--hold` too) stays well below it.
+pub const KEEPALIVE_S: u16 = 900;
+
+/// Appends a clean-session CONNECT.
 pub fn connect(out: &mut BytesMut, version: ProtocolVersion, client_id: &str) {
     let c = Connect {
         protocol: version,
         clean_start: true,
-        keep_alive: 0,
+        keep_alive: KEEPALIVE_S,
         client_id: Str::from(client_id),
         ..Connect::default()
     };
