@@ -4,7 +4,9 @@
 #
 # Usage: bench/run.sh            (or `just bench`)
 # Knobs (environment): DUR=5 seconds measured per run, WARMUP=1, REPS=3, MODES="1shard all",
-#   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections, OUT=results folder.
+#   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections, OUT=results folder,
+#   PARTS="throughput idle rate" (which parts to run), RATE=total msgs/s of the fixed-rate run
+#   (default: half of Mosquitto's median 8-pairs QoS 1 rate measured in the same run).
 # Needs root for apt-get (Mosquitto) and a raised `ulimit -n` (done here).
 # Writes $OUT/runs.jsonl (one line per run) and prints the tables (bench/table.py).
 set -euo pipefail
@@ -16,6 +18,8 @@ REPS=${REPS:-3}
 MODES=${MODES:-"1shard all"}
 BROKERS=${BROKERS:-"shardmq mosquitto rumqttd"}
 IDLE=${IDLE:-10000}
+PARTS=${PARTS:-"throughput idle rate"}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 RUNS="$OUT/runs.jsonl"
@@ -167,7 +171,7 @@ run_idle() {
 # --- the suite ---------------------------------------------------------------------------
 COMMON=(--size 64 --warmup "$WARMUP" --duration "$DUR" --drain 10 --timeout 120)
 for mode in $MODES; do
-    for qos in 0 1; do
+    part throughput && for qos in 0 1; do
         for spec in "fanin16:fanin -n 16" "fanout16:fanout -n 16" "pairs8:pairs -n 8"; do
             sname="${spec%%:*}-q$qos"
             read -r -a args <<<"${spec#*:}"
@@ -178,11 +182,12 @@ for mode in $MODES; do
             done
         done
     done
-    for rep in $(seq 1 "$REPS"); do
+    part idle && for rep in $(seq 1 "$REPS"); do
         for b in $BROKERS; do run_idle "$mode" "$b" "$rep"; done
     done
-    # Fixed rate: half of Mosquitto's median 8-pairs QoS 0 rate, spread over 8 publishers.
-    half=$(jq -s --arg m "$mode" '[.[] | select(.mode == $m and .scenario == "pairs8-q0" and .broker == "mosquitto" and (.failed | not)) | .delivered_per_s] | sort | if length == 0 then 20000 else .[length / 2 | floor] / 2 end' "$RUNS")
+    part rate || continue
+    # Fixed rate (QoS 1): half of Mosquitto's median 8-pairs QoS 1 rate, over 8 publishers.
+    half=${RATE:-$(jq -s --arg m "$mode" '[.[] | select(.mode == $m and .scenario == "pairs8-q1" and .broker == "mosquitto" and (.failed | not)) | .delivered_per_s] | sort | if length == 0 then 20000 else .[length / 2 | floor] / 2 end' "$RUNS")}
     per_pub=$(echo "$half / 8" | bc -l)
     log "$mode fixed rate: $half msgs/s in total ($per_pub per publisher)"
     for rep in $(seq 1 "$REPS"); do
