@@ -52,7 +52,7 @@ def main(path):
             print(f"\n### ShardMQ vs {peer} — mode `{mode}` (medians)\n")
             print("| scenario | msgs/s ShardMQ | msgs/s peer | ratio | p50/p99/p99.9 µs ShardMQ"
                   " | p50/p99/p99.9 µs peer | CPU s/100k ShardMQ | CPU s/100k peer | CPU ratio"
-                  " | peak RSS MB S / P | lost S / P |")
+                  " | peak RSS MB S / P | lost S / P (sum of reps) |")
             print("|---|---:|---:|---:|---|---|---:|---:|---:|---|---|")
             for s in scenarios:
                 if s == "idle":
