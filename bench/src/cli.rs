@@ -89,6 +89,9 @@ pub struct Opts {
     /// Write the latency percentile distribution here (HdrHistogram .hgrm text, milliseconds).
     #[arg(long)]
     pub hdr: Option<PathBuf>,
+    /// Draw throughput over time and the latency distribution into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,

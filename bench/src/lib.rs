@@ -8,7 +8,7 @@
 //! Layout, in the order data flows: [`cli`] (options) → [`plan`] (scenario → clients) →
 //! [`run`] (phases) → [`worker`] (a thread's poll loop) → [`conn`] (one connection) →
 //! [`wire`] / [`payload`] (bytes) ; [`schedule`] (open-loop send times), [`track`] (loss,
-//! duplicates, order), [`stats`] (histograms), [`report`] / [`hgrm`] (output), [`clock`].
+//! duplicates, order), [`stats`] (histograms), [`report`] / [`hgrm`] / [`plot`] (output), [`clock`].
 //! Only the pure MQTT codec of `shardmq` is used (`default-features = false`).
 
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod conn;
 pub mod hgrm;
 pub mod payload;
 pub mod plan;
+pub mod plot;
 pub mod report;
 pub mod run;
 pub mod schedule;

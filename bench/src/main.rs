@@ -35,6 +35,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if let Some(path) = &opts.plot {
+        if let Err(e) = shardmq_bench::plot::draw(path, &report, &hist) {
+            eprintln!("shardmq-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if report.failed_connections > 0 {
         return ExitCode::FAILURE;
     }
