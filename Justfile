@@ -24,3 +24,8 @@ fuzz target="decode":
 # Pre-flight checks of this machine for the broker (io_uring, memlock, nofile).
 tune-check:
     cargo run --release -- --check
+
+# Side-by-side benchmark against Mosquitto and rumqttd (installs them if missing; see
+# BENCHMARKS.md). Knobs: DUR, WARMUP, REPS, MODES, BROKERS, IDLE (environment).
+bench:
+    bench/run.sh

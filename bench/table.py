@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Prints the side-by-side tables from bench/run.sh's runs.jsonl: medians of the repetitions,
+one Markdown table per peer and mode, with the ShardMQ/peer ratio of each column.
+
+Owns: the aggregation (medians) and the table layout. Never measures anything."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a, b, digits=2):
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.{digits}f}×"
+
+
+def main(path):
+    runs = [json.loads(line) for line in open(path) if line.strip()]
+    groups = defaultdict(list)
+    failed = defaultdict(int)
+    for r in runs:
+        key = (r["mode"], r["scenario"], r["broker"])
+        if r.get("failed"):
+            failed[key] += 1
+            continue
+        if "cpu_s" in r and r.get("delivered"):
+            r["cpu_per_100k"] = r["cpu_s"] / r["delivered"] * 1e5
+        r["hwm_mb"] = r["hwm_kb"] / 1024 if "hwm_kb" in r else None
+        groups[key].append(r)
+    modes = sorted({k[0] for k in groups} | {k[0] for k in failed})
+    scenarios = []
+    for r in runs:
+        if r["scenario"] not in scenarios:
+            scenarios.append(r["scenario"])
+    peers = [b for b in ("mosquitto", "rumqttd") if any(k[2] == b for k in groups)]
+    for mode in modes:
+        for peer in peers:
+            print(f"\n### ShardMQ vs {peer} — mode `{mode}` (medians)\n")
+            print("| scenario | msgs/s ShardMQ | msgs/s peer | ratio | p50/p99/p99.9 µs ShardMQ"
+                  " | p50/p99/p99.9 µs peer | CPU s/100k ShardMQ | CPU s/100k peer | CPU ratio"
+                  " | peak RSS MB S / P | lost S / P (sum of reps) |")
+            print("|---|---:|---:|---:|---|---|---:|---:|---:|---|---|")
+            for s in scenarios:
+                if s == "idle":
+                    continue
+                a, b = groups.get((mode, s, "shardmq"), []), groups.get((mode, s, peer), [])
+                if not a and not b:
+                    continue
+                lat = lambda rows: "/".join(fmt(med(rows, k)) for k in ("p50_us", "p99_us", "p999_us"))
+                fa, fb = failed[(mode, s, "shardmq")], failed[(mode, s, peer)]
+                note = f" ({fa}/{fb} failed)" if fa or fb else ""
+                print(f"| {s}{note} | {fmt(med(a, 'delivered_per_s'))} | {fmt(med(b, 'delivered_per_s'))}"
+                      f" | {ratio(med(a, 'delivered_per_s'), med(b, 'delivered_per_s'))}"
+                      f" | {lat(a)} | {lat(b)} | {fmt(med(a, 'cpu_per_100k'), 3)}"
+                      f" | {fmt(med(b, 'cpu_per_100k'), 3)}"
+                      f" | {ratio(med(a, 'cpu_per_100k'), med(b, 'cpu_per_100k'))}"
+                      f" | {fmt(med(a, 'hwm_mb'), 1)} / {fmt(med(b, 'hwm_mb'), 1)}"
+                      f" | {fmt(sum(r['lost'] for r in a))} / {fmt(sum(r['lost'] for r in b))} |")
+            a, b = groups.get((mode, "idle", "shardmq"), []), groups.get((mode, "idle", peer), [])
+            if a or b:
+                print(f"\nIdle connections ({mode}): bytes/connection ShardMQ {fmt(med(a, 'bytes_per_conn'))}"
+                      f", {peer} {fmt(med(b, 'bytes_per_conn'))} (ratio {ratio(med(a, 'bytes_per_conn'), med(b, 'bytes_per_conn'))});"
+                      f" connects/s ShardMQ {fmt(med(a, 'connects_per_s'))}, {peer} {fmt(med(b, 'connects_per_s'))}"
+                      f" (ratio {ratio(med(a, 'connects_per_s'), med(b, 'connects_per_s'))})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

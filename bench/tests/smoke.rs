@@ -1,0 +1,49 @@
+//! Smoke test: a real in-process ShardMQ broker with 2 shards on a free loopback port, and a
+//! short QoS 1 fan-in against it. Asserts delivery and accounting only, never timing.
+
+use clap::Parser;
+use shardmq::config::Config;
+use shardmq_bench::cli::Opts;
+
+#[test]
+fn fanin_qos1_against_an_in_process_broker_loses_nothing() {
+    let mut cfg = Config::default();
+    cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.max_mqueue = 100_000;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let broker = shardmq::broker::start(cfg, &[0, 1 % cores]).expect("broker starts");
+    let port = broker.mqtt_addr.port().to_string();
+    let opts = Opts::parse_from([
+        "shardmq-bench",
+        "fanin",
+        "--port",
+        &port,
+        "--qos",
+        "1",
+        "-n",
+        "4",
+        "--count",
+        "500",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "2",
+        "--drain",
+        "10",
+        "--timeout",
+        "30",
+    ]);
+    let mut progress = Vec::new();
+    let result = shardmq_bench::run::run(&opts, &mut progress);
+    broker.stop();
+    let (report, hist) = result.expect("run succeeds");
+    assert_eq!(report.publishers, 4);
+    assert!(report.sent > 0, "something was published");
+    assert_eq!(report.lost, 0, "{}", report.summary());
+    assert_eq!(report.delivered, report.sent, "{}", report.summary());
+    assert_eq!(report.duplicates, 0);
+    assert_eq!(report.foreign, 0);
+    assert_eq!(hist.len(), report.measured);
+}
