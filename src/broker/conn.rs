@@ -28,8 +28,13 @@ use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
 use super::shard::{Refusal, Shard};
 
-/// Size of one read. A larger packet is assembled over several reads.
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked of one read: starts small (an idle connection holds little memory), doubles
+/// while reads fill it, halves when they come back mostly empty. Larger packets are
+/// assembled over several reads.
+const MIN_READ_CHUNK: usize = 1024;
+const MAX_READ_CHUNK: usize = 64 * 1024;
+/// An output buffer that grew past this is given back after the write.
+const MAX_IDLE_OUT: usize = 64 * 1024;
 
 /// A connection that dispatched this many packets from one read gives the other tasks of
 /// its shard a turn before reading again.
@@ -143,7 +148,7 @@ async fn read_first_packet(
             }
             Err(_) => return Err(ConnectError::Other),
         }
-        let n = read_some(stream, buf)
+        let n = read_some(stream, buf, MIN_READ_CHUNK)
             .await
             .map_err(|_| ConnectError::Other)?;
         if n == 0 {
@@ -237,7 +242,8 @@ async fn drive(
 ) -> CloseReason {
     let max = shard.cfg.mqtt.max_packet_size as usize;
     let version = link.version;
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::new();
+    let mut chunk = MIN_READ_CHUNK;
     loop {
         // Dispatch every complete packet already buffered.
         let mut dispatched = 0usize;
@@ -268,8 +274,8 @@ async fn drive(
             }
             link.counters.wrote(out.len());
             out.clear();
-            if out.capacity() > 4 * READ_CHUNK {
-                out = BytesMut::with_capacity(READ_CHUNK);
+            if out.capacity() > MAX_IDLE_OUT {
+                out = BytesMut::new();
             }
         }
         if let Some(reason) = link.close_reason() {
@@ -284,15 +290,28 @@ async fn drive(
         if link.pending() > 0 {
             continue;
         }
+        // Flow control: this client fed a backlogged subscriber; wait until one drains (or
+        // at most `flow::MAX_PAUSE`) before reading more of its input.
+        if link.throttled.replace(false) {
+            let epoch = shard.flow.epoch();
+            let _ = or_timeout(shard.flow.released_after(epoch), super::flow::MAX_PAUSE).await;
+        }
         // Back-pressure: while a peer's outbox is over its mark, stop reading input.
         if shard.mesh.congested() {
             shard.mesh.wait_uncongested().await;
         }
-        match either(read_some(stream, buf), link.wait()).await {
+        match either(read_some(stream, buf, chunk), link.wait()).await {
             Either::Left(Ok(0)) | Either::Left(Err(_)) => {
                 return link.close_reason().unwrap_or(CloseReason::SocketClosed);
             }
             Either::Left(Ok(n)) => {
+                chunk = if n == chunk {
+                    (chunk * 2).min(MAX_READ_CHUNK)
+                } else if n < chunk / 4 {
+                    (chunk / 2).max(MIN_READ_CHUNK)
+                } else {
+                    chunk
+                };
                 shard.metrics.borrow_mut().bytes_received += n as u64;
                 link.counters.read(n);
             }
@@ -301,15 +320,12 @@ async fn drive(
     }
 }
 
-/// Reads once into the spare capacity of `buf`. If the future is dropped while waiting
-/// (it loses a race against a wake-up), `buf` is left exactly as it was.
-async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
+/// Reads at most `want` bytes once, appending them to `buf`. Only those `want` bytes are
+/// zero-filled before the read. If the future is dropped while waiting (it loses a race
+/// against a wake-up), `buf` is left exactly as it was.
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
     let start = buf.len();
-    let capacity = buf.capacity();
-    buf.resize(capacity, 0);
+    buf.resize(start + want, 0);
     let mut guard = TruncateOnDrop { buf, len: start };
     let res = stream.read(&mut guard.buf[start..]).await;
     if let Ok(n) = res {

@@ -28,6 +28,9 @@ pub struct Link {
     close: RefCell<Option<CloseReason>>,
     /// Per-connection figures for the management API (EMQ X `recv_*` / `send_*`).
     pub counters: LinkCounters,
+    /// Set when this client's messages were queued for a backlogged subscriber: its
+    /// connection waits for a flow-control release before reading more (see `flow`).
+    pub throttled: Cell<bool>,
 }
 
 /// Per-connection traffic figures, as EMQ X reports them per connection.
@@ -80,6 +83,7 @@ impl Link {
             woken: Cell::new(false),
             close: RefCell::new(None),
             counters: LinkCounters::default(),
+            throttled: Cell::new(false),
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod conn;
 pub mod enforce;
+pub mod flow;
 pub mod link;
 pub mod mgmt;
 pub mod msg;

@@ -42,6 +42,11 @@ pub enum ShardMsg {
     /// plugins, runtime settings), kick live clients a ban now matches. Answered with
     /// [`ReplyData::Ack`] once in force.
     Policy { req: u64, policy: Arc<Policy> },
+    /// A subscriber on the sending shard is backlogged and `publisher` (homed on the
+    /// receiving shard) feeds it: throttle that publisher's connection (see `flow`).
+    SlowDown { publisher: Str },
+    /// The sending shard's backlogged subscribers drained: wake the publishers it throttled.
+    FlowRelease,
     /// The answer to `RouteAdd`, `RetainQuery`, `Policy` or `Collect`, by request id.
     Reply { req: u64, reply: Box<ReplyData> },
 }

@@ -159,6 +159,7 @@ impl Shard {
         targets.dedup_by(|a, b| a.0 == b.0);
         targets.append(&mut picked);
         let now = Instant::now();
+        let mut feeds_backlog = false;
         for (client_id, opts) in targets.drain(..) {
             if opts.no_local && client_id == msg.publisher {
                 continue;
@@ -173,20 +174,52 @@ impl Shard {
                 // A subscriber that does not read: QoS 0 is dropped (and counted) rather
                 // than queued without bound in its socket buffer; QoS 1/2 are bounded by the
                 // session's inflight window and queue.
-                let backlogged = c
+                let unread = c
                     .link
                     .as_ref()
                     .is_some_and(|l| l.pending() > MAX_LINK_BACKLOG);
-                if backlogged && (msg.qos == QoS::AtMostOnce || opts.qos == QoS::AtMostOnce) {
+                if unread && (msg.qos == QoS::AtMostOnce || opts.qos == QoS::AtMostOnce) {
                     metrics.messages_dropped += 1;
                     continue;
                 }
                 c.session
                     .deliver(msg, opts, now, &mut metrics, &mut actions);
+                drop(metrics);
+                self.note_backlog(c);
+                feeds_backlog |= c.backlogged;
             }
             self.apply(&client_id, actions);
         }
         *self.scratch.borrow_mut() = targets;
+        if feeds_backlog {
+            self.throttle_publisher(&msg.publisher);
+        }
+    }
+
+    /// Flow control: `publisher` fed a backlogged subscriber here. Throttle its connection,
+    /// directly when it is homed here, else by asking its home shard (once per episode).
+    fn throttle_publisher(&self, publisher: &Str) {
+        if publisher.is_empty() {
+            return; // the API, a will or `$SYS`: nothing to slow down
+        }
+        let home = home_shard(publisher, self.shards);
+        if home == self.id {
+            let link = self
+                .clients
+                .borrow()
+                .get(publisher)
+                .and_then(|c| c.link.clone());
+            if let Some(link) = link {
+                link.throttled.set(true);
+            }
+        } else if self.flow.signal_remote(publisher, home) {
+            self.mesh.send(
+                home,
+                ShardMsg::SlowDown {
+                    publisher: publisher.clone(),
+                },
+            );
+        }
     }
 
     // ---------------------------------------------------------------- retained

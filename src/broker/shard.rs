@@ -32,7 +32,7 @@ use shardmq_shards::runtime::ShutdownFlag;
 use super::link::Link;
 use super::msg::{Query, ReplyData, ShardMsg};
 use super::race::or_timeout;
-use super::route::{LocalIndex, RouteReplica};
+use super::route::{shards_in, LocalIndex, RouteReplica};
 
 /// How long a subscriber waits for every shard to acknowledge a new route before it
 /// answers SUBACK anyway (only a shard that is shutting down fails to answer).
@@ -47,6 +47,8 @@ pub struct Client {
     pub connected_at: SystemTime,
     pub keep_alive: u16,
     pub protocol: ProtocolVersion,
+    /// Counted in `Shard::flow` as backlogged (see `flow`).
+    pub backlogged: bool,
 }
 
 /// One core's broker state.
@@ -77,6 +79,8 @@ pub struct Shard {
     rng: Cell<u64>,
     /// Scratch buffer reused by every local delivery (no per-publish allocation).
     pub(super) scratch: RefCell<Vec<(Str, SubOptions)>>,
+    /// Flow control: backlogged sessions and throttled publishers.
+    pub flow: super::flow::Flow,
     /// Emptied action lists, reused by `on_packet` and deliveries.
     action_pool: RefCell<Vec<Vec<Action>>>,
 }
@@ -133,6 +137,7 @@ impl Shard {
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
             scratch: RefCell::new(Vec::new()),
             action_pool: RefCell::new(Vec::new()),
+            flow: Default::default(),
         })
     }
 
@@ -236,6 +241,7 @@ impl Shard {
                 connected_at: SystemTime::now(),
                 keep_alive: connect.keep_alive,
                 protocol: connect.protocol,
+                backlogged: false,
             };
             match clients.get_mut(&client_id) {
                 Some(c) if session_present => {
@@ -246,6 +252,7 @@ impl Shard {
                     c.connected_at = info.connected_at;
                     c.keep_alive = info.keep_alive;
                     c.protocol = info.protocol;
+                    self.note_backlog(c);
                 }
                 _ => {
                     clients.insert(client_id.clone(), info);
@@ -283,6 +290,7 @@ impl Shard {
             }
             c.link = None;
             c.session.connection_lost(now);
+            self.note_backlog(c);
             let will = if reason.publishes_will() {
                 c.session.take_will()
             } else {
@@ -337,8 +345,25 @@ impl Shard {
             let mut metrics = self.metrics.borrow_mut();
             c.session
                 .handle(packet, Instant::now(), &mut metrics, &mut actions);
+            if c.backlogged {
+                self.note_backlog(c);
+            }
         }
         self.apply(client_id, actions);
+    }
+
+    /// Re-evaluates whether `c` counts as backlogged for flow control; when it drained,
+    /// releases the publishers throttled on its account (here and on the shards asked).
+    pub(super) fn note_backlog(&self, c: &mut Client) {
+        let (now, released) = self
+            .flow
+            .observe(c.backlogged, c.session.queued(), c.link.is_some());
+        c.backlogged = now;
+        if released {
+            for shard in shards_in(self.flow.release()) {
+                self.mesh.send(shard, ShardMsg::FlowRelease);
+            }
+        }
     }
 
     /// An empty action list, reused from earlier calls (no allocation per packet).
@@ -490,6 +515,19 @@ impl Shard {
                 );
             }
             ShardMsg::Reply { req, reply } => self.replies.deliver(req, *reply),
+            ShardMsg::SlowDown { publisher } => {
+                if let Some(link) = self
+                    .clients
+                    .borrow()
+                    .get(&publisher)
+                    .and_then(|c| c.link.clone())
+                {
+                    link.throttled.set(true);
+                }
+            }
+            ShardMsg::FlowRelease => {
+                self.flow.release();
+            }
         }
     }
 
@@ -588,6 +626,7 @@ impl Shard {
                 } else {
                     c.session
                         .tick(now, &mut self.metrics.borrow_mut(), &mut actions);
+                    self.note_backlog(c);
                     false
                 }
             };

@@ -385,6 +385,11 @@ impl Session {
         next
     }
 
+    /// Messages waiting in the queue behind the inflight window.
+    pub fn queued(&self) -> usize {
+        self.mqueue.len()
+    }
+
     /// True while a connection is attached.
     pub fn is_online(&self) -> bool {
         self.online
