@@ -13,10 +13,10 @@
 //! sessions (they cannot drain), or throttle a publisher that feeds no backlogged subscriber.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codec::Str;
 
@@ -33,8 +33,9 @@ pub struct Flow {
     backlogged: Cell<usize>,
     epoch: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
-    /// Remote publishers told to slow down since the last release, and their shards.
-    signaled: RefCell<HashSet<Str>>,
+    /// Remote publishers told to slow down since the last release (with when), and their
+    /// shards.
+    signaled: RefCell<HashMap<Str, Instant>>,
     signaled_shards: Cell<u128>,
 }
 
@@ -68,11 +69,18 @@ impl Flow {
         self.signaled_shards.replace(0)
     }
 
-    /// Records that `publisher` on `shard` was asked to slow down; false if it already was
-    /// since the last release (no need to ask again).
-    pub fn signal_remote(&self, publisher: &Str, shard: usize) -> bool {
-        if !self.signaled.borrow_mut().insert(publisher.clone()) {
-            return false;
+    /// Records that `publisher` on `shard` is asked to slow down at `now`; false if it was
+    /// asked less than half a [`MAX_PAUSE`] ago (its pause is still running). A throttled
+    /// publisher pauses at most `MAX_PAUSE` per signal, so a subscriber that stays
+    /// backlogged keeps signalling, at most twice per pause.
+    pub fn signal_remote(&self, publisher: &Str, shard: usize, now: Instant) -> bool {
+        let mut signaled = self.signaled.borrow_mut();
+        match signaled.get_mut(publisher) {
+            Some(at) if now.duration_since(*at) < MAX_PAUSE / 2 => return false,
+            Some(at) => *at = now,
+            None => {
+                signaled.insert(publisher.clone(), now);
+            }
         }
         self.signaled_shards
             .set(self.signaled_shards.get() | (1 << shard));
@@ -128,14 +136,25 @@ mod tests {
     }
 
     #[test]
-    fn remote_publishers_are_signaled_once_per_episode() {
+    fn remote_publishers_are_signaled_once_per_pause() {
         let flow = Flow::default();
         let p = Str::from("p");
-        assert!(flow.signal_remote(&p, 3));
-        assert!(!flow.signal_remote(&p, 3));
+        let t = Instant::now();
+        assert!(flow.signal_remote(&p, 3, t));
+        assert!(
+            !flow.signal_remote(&p, 3, t + MAX_PAUSE / 4),
+            "its pause is running"
+        );
+        assert!(
+            flow.signal_remote(&p, 3, t + MAX_PAUSE),
+            "still backlogged: ask again"
+        );
         let e = flow.epoch();
         assert_eq!(flow.release(), 1 << 3);
         assert_ne!(flow.epoch(), e);
-        assert!(flow.signal_remote(&p, 3), "a new episode signals again");
+        assert!(
+            flow.signal_remote(&p, 3, t + MAX_PAUSE),
+            "a new episode signals again"
+        );
     }
 }

@@ -192,13 +192,13 @@ impl Shard {
         }
         *self.scratch.borrow_mut() = targets;
         if feeds_backlog {
-            self.throttle_publisher(&msg.publisher);
+            self.throttle_publisher(&msg.publisher, now);
         }
     }
 
     /// Flow control: `publisher` fed a backlogged subscriber here. Throttle its connection,
-    /// directly when it is homed here, else by asking its home shard (once per episode).
-    fn throttle_publisher(&self, publisher: &Str) {
+    /// directly when it is homed here, else by asking its home shard (at most twice per pause).
+    fn throttle_publisher(&self, publisher: &Str, now: Instant) {
         if publisher.is_empty() {
             return; // the API, a will or `$SYS`: nothing to slow down
         }
@@ -212,7 +212,7 @@ impl Shard {
             if let Some(link) = link {
                 link.throttled.set(true);
             }
-        } else if self.flow.signal_remote(publisher, home) {
+        } else if self.flow.signal_remote(publisher, home, now) {
             self.mesh.send(
                 home,
                 ShardMsg::SlowDown {
