@@ -12,11 +12,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::codec::{
-    self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
+    self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, Str,
 };
 use crate::home_shard;
 use crate::session::CloseReason;
@@ -31,7 +31,7 @@ use super::shard::{Refusal, Shard};
 /// Bytes asked of one read: starts small (an idle connection holds little memory), doubles
 /// while reads fill it, halves when they come back mostly empty. Larger packets are
 /// assembled over several reads.
-const MIN_READ_CHUNK: usize = 1024;
+const MIN_READ_CHUNK: usize = 512;
 const MAX_READ_CHUNK: usize = 64 * 1024;
 /// An output buffer that grew past this is given back after the write.
 const MAX_IDLE_OUT: usize = 64 * 1024;
@@ -60,14 +60,14 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let Ok(peer) = stream.peer_addr() else { return };
-    let mut buf = BytesMut::with_capacity(1024);
+    let mut buf = BytesMut::with_capacity(MIN_READ_CHUNK);
     let idle = Duration::from_secs(shard.cfg.mqtt.idle_timeout.max(1));
     let first = or_timeout(read_first_packet(&shard, &mut stream, &mut buf), idle).await;
     if let Some(Ok(packet)) = &first {
         shard.metrics.borrow_mut().count_received(packet);
     }
     let mut connect = match first {
-        Some(Ok(Packet::Connect(c))) => *c,
+        Some(Ok(Packet::Connect(c))) => own_strings(*c),
         Some(Err(ConnectError::UnsupportedVersion)) => {
             // CONNACK 0x01 "unacceptable protocol version" [MQTT-3.1.2-2].
             let ack = Packet::ConnAck(ConnAck {
@@ -126,6 +126,21 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         ),
         Err(e) => tracing::warn!("handing a connection to shard {home} failed: {e}"),
     }
+}
+
+/// The CONNECT's strings are slices of the first read buffer; the session keeps some of them
+/// for its whole life. Copying them (a few bytes) lets that buffer go, so an idle client
+/// holds only what it needs.
+fn own_strings(mut c: Connect) -> Connect {
+    let own = |s: &Str| Str::from(s.as_str());
+    c.client_id = own(&c.client_id);
+    c.username = c.username.as_ref().map(own);
+    c.password = c.password.as_ref().map(|p| Bytes::copy_from_slice(p));
+    if let Some(w) = &mut c.will {
+        w.topic = own(&w.topic);
+        w.payload = Bytes::copy_from_slice(&w.payload);
+    }
+    c
 }
 
 enum ConnectError {
