@@ -36,9 +36,10 @@ const MAX_READ_CHUNK: usize = 64 * 1024;
 /// An output buffer that grew past this is given back after the write.
 const MAX_IDLE_OUT: usize = 64 * 1024;
 
-/// A connection that dispatched this many packets from one read gives the other tasks of
-/// its shard a turn before reading again.
-const YIELD_AFTER_PACKETS: usize = 16;
+/// A connection handles at most this many packets per turn, then writes its output and lets
+/// the shard's other tasks run (the subscribers whose acks drain the queues, the inbox that
+/// may carry a `SlowDown`).
+const BATCH_PACKETS: usize = 32;
 
 /// Accepts connections on this shard's `SO_REUSEPORT` listener until shutdown.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
@@ -261,9 +262,12 @@ async fn drive(
     let mut chunk = MIN_READ_CHUNK;
     loop {
         // Dispatch every complete packet already buffered.
+        // At most `BATCH_PACKETS` per turn, and none once this client is throttled: the rest
+        // stays buffered until the next turn, so flow control acts within a batch.
         let mut dispatched = 0usize;
         loop {
-            if link.close_reason().is_some() {
+            if link.close_reason().is_some() || link.throttled.get() || dispatched == BATCH_PACKETS
+            {
                 break;
             }
             match codec::decode(buf, version, max) {
@@ -299,17 +303,21 @@ async fn drive(
         // Fairness: glommio reads without yielding while the socket has data, so a busy
         // publisher would keep its shard until its socket is empty. After a batch, let the
         // shard's other connections (e.g. the subscribers whose acks drain the queues) run.
-        if dispatched >= YIELD_AFTER_PACKETS {
+        if dispatched == BATCH_PACKETS {
             futures_lite::future::yield_now().await;
         }
         if link.pending() > 0 {
             continue;
         }
         // Flow control: this client fed a backlogged subscriber; wait until one drains (or
-        // at most `flow::MAX_PAUSE`) before reading more of its input.
+        // at most `flow::MAX_PAUSE`) before handling more of its input.
         if link.throttled.replace(false) {
             let epoch = shard.flow.epoch();
             let _ = or_timeout(shard.flow.released_after(epoch), super::flow::MAX_PAUSE).await;
+            continue;
+        }
+        if dispatched == BATCH_PACKETS {
+            continue; // more may be buffered: handle it before reading
         }
         // Back-pressure: while a peer's outbox is over its mark, stop reading input.
         if shard.mesh.congested() {
