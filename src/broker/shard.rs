@@ -260,7 +260,7 @@ impl Shard {
             }
         }
         self.apply(&client_id, actions);
-        self.publish_client_event(connect, peer, true, "normal");
+        self.publish_client_event(connect, peer);
         Ok(link)
     }
 
@@ -642,13 +642,7 @@ impl Shard {
 
     // ---------------------------------------------------------------- $SYS events
 
-    fn publish_client_event(
-        self: &Rc<Self>,
-        connect: &Connect,
-        peer: SocketAddr,
-        _connected: bool,
-        _reason: &str,
-    ) {
+    fn publish_client_event(self: &Rc<Self>, connect: &Connect, peer: SocketAddr) {
         let payload = serde_json::json!({
             "clientid": connect.client_id.as_str(),
             "username": connect.username.as_ref().map(|u| u.as_str()),

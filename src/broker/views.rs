@@ -13,7 +13,7 @@ use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
 use super::msg::{ClientFilter, Query, ReplyData, ShardFigures};
 use super::shard::{Client, Shard};
 use crate::codec::{Packet, ProtocolVersion, QoS, Str, SubOptions, Subscribe, Unsubscribe};
-use crate::session::{CloseReason, Message};
+use crate::session::CloseReason;
 
 impl Shard {
     /// This shard's answer to `query`.
@@ -285,11 +285,6 @@ impl Shard {
         c.session
             .handle_api(packet, Instant::now(), &mut metrics, &mut actions);
         Ok(actions)
-    }
-
-    /// A publish from the API (the message's publisher is empty).
-    pub fn api_message(topic: &str, payload: Vec<u8>, qos: QoS, retain: bool) -> Message {
-        Message::new(Str::from(topic), payload, qos, retain)
     }
 }
 
