@@ -642,7 +642,21 @@ impl Shard {
 
     // ---------------------------------------------------------------- $SYS events
 
+    /// True when some shard has a subscriber for `topic` (a `$SYS` event nobody listens to
+    /// is not even formatted: connects and disconnects are on the connection-storm path).
+    fn has_subscribers(&self, topic: &str) -> bool {
+        let routes = self.routes.borrow();
+        routes.direct.has_match(topic) || routes.shared.has_match(topic)
+    }
+
     fn publish_client_event(self: &Rc<Self>, connect: &Connect, peer: SocketAddr) {
+        let topic = format!(
+            "$SYS/brokers/{}/clients/{}/connected",
+            self.node, connect.client_id
+        );
+        if !self.has_subscribers(&topic) {
+            return;
+        }
         let payload = serde_json::json!({
             "clientid": connect.client_id.as_str(),
             "username": connect.username.as_ref().map(|u| u.as_str()),
@@ -654,10 +668,6 @@ impl Shard {
             "clean_start": connect.clean_start,
             "keepalive": connect.keep_alive,
         });
-        let topic = format!(
-            "$SYS/brokers/{}/clients/{}/connected",
-            self.node, connect.client_id
-        );
         self.publish(Message::system(topic, payload.to_string()));
     }
 
@@ -667,16 +677,19 @@ impl Shard {
         username: Option<Str>,
         reason: CloseReason,
     ) {
+        let topic = format!(
+            "$SYS/brokers/{}/clients/{}/disconnected",
+            self.node, client_id
+        );
+        if !self.has_subscribers(&topic) {
+            return;
+        }
         let payload = serde_json::json!({
             "clientid": client_id.as_str(),
             "username": username.as_ref().map(|u| u.as_str()),
             "reason": reason.as_str(),
             "ts": unix_secs(),
         });
-        let topic = format!(
-            "$SYS/brokers/{}/clients/{}/disconnected",
-            self.node, client_id
-        );
         self.publish(Message::system(topic, payload.to_string()));
     }
 }
