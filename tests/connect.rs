@@ -226,11 +226,7 @@ fn mqtt_3_1_0_2_second_connect_closes_the_connection() {
 #[test]
 fn rumqttc_connects_with_clean_and_persistent_sessions() {
     let broker = TestBroker::default_broker();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let (c, ack) = Rumq::connect(broker.addr, "rq-persist", false).await;
         assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
         assert!(!ack.session_present);

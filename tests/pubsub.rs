@@ -224,11 +224,7 @@ fn publish_to_a_topic_without_subscribers_is_fine() {
 #[test]
 fn pubsub_with_rumqttc_across_shards() {
     let broker = TestBroker::default_broker();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut subs = Vec::new();
         for shard in 0..SHARDS {
             let (mut s, _) = Rumq::connect(broker.addr, &id_on_shard("rps", shard), true).await;

@@ -199,11 +199,7 @@ fn mqtt_4_4_0_1_resumed_session_redelivers_unacked_publish_with_dup_and_pubrel()
 #[test]
 fn qos1_and_qos2_with_rumqttc_across_shards() {
     let broker = TestBroker::default_broker();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let (mut sub, _) = Rumq::connect(broker.addr, &id_on_shard("rq-sub", 0), true).await;
         let ack = sub.subscribe("rq/#", rumqttc::QoS::ExactlyOnce).await;
         assert_eq!(

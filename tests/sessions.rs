@@ -153,11 +153,7 @@ fn repeated_takeovers_keep_one_session_whichever_shard_accepts() {
 #[test]
 fn persistent_session_with_rumqttc_receives_what_was_published_offline() {
     let broker = TestBroker::default_broker();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let id = id_on_shard("rq-offline", 1);
         let (mut sub, _) = Rumq::connect(broker.addr, &id, false).await;
         sub.subscribe("rqo/#", rumqttc::QoS::AtLeastOnce).await;

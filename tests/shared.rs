@@ -138,11 +138,7 @@ fn a_member_that_unsubscribes_gets_no_more_messages() {
 #[test]
 fn shared_subscription_with_rumqttc_members_on_both_shards() {
     let broker = TestBroker::default_broker();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut ms = Vec::new();
         for shard in 0..SHARDS {
             let (mut m, _) =

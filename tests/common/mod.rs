@@ -413,6 +413,16 @@ pub fn recv_publishes_acking(client: &mut Raw, n: usize) -> Vec<Publish> {
 
 // ---------------------------------------------------------------- rumqttc
 
+/// Runs an async test body (the rumqttc clients) on a current-thread tokio runtime.
+#[allow(dead_code)]
+pub fn block_on<T>(body: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(body)
+}
+
 /// A `rumqttc` client whose event loop runs in a task, with the incoming packets on a
 /// channel.
 pub struct Rumq {
