@@ -28,6 +28,11 @@ macro_rules! metric_set {
             pub fn merge(&mut self, other: &$name) {
                 $(self.$field += other.$field;)*
             }
+
+            /// The field-by-field maximum of `self` and `other`.
+            pub fn max_of(&self, other: &$name) -> $name {
+                $name { $($field: self.$field.max(other.$field),)* }
+            }
         }
     };
 }
@@ -111,12 +116,7 @@ impl StatsWithMax {
     /// Records a new sample, raising the maxima.
     pub fn observe(&mut self, now: Stats) {
         self.count = now;
-        let cur = now.entries();
-        let mut max = self.max.entries();
-        for (m, c) in max.iter_mut().zip(cur.iter()) {
-            m.1 = m.1.max(c.1);
-        }
-        self.max = Stats::from_values(max.iter().map(|e| e.1));
+        self.max = self.max.max_of(&now);
     }
 
     /// `("connections/count", n), ("connections/max", m), ...` in EMQ X naming.
@@ -127,33 +127,6 @@ impl StatsWithMax {
             out.push((format!("{name}/max"), m));
         }
         out
-    }
-}
-
-impl Stats {
-    fn from_values(mut it: impl Iterator<Item = u64>) -> Stats {
-        let mut s = Stats::default();
-        for (name, _) in Stats::default().entries() {
-            let v = it.next().unwrap_or(0);
-            s.set(name, v);
-        }
-        s
-    }
-
-    fn set(&mut self, name: &str, v: u64) {
-        match name {
-            "connections" => self.connections = v,
-            "sessions" => self.sessions = v,
-            "sessions/persistent" => self.sessions_persistent = v,
-            "topics" => self.topics = v,
-            "routes" => self.routes = v,
-            "subscribers" => self.subscribers = v,
-            "subscriptions" => self.subscriptions = v,
-            "subscriptions/shared" => self.subscriptions_shared = v,
-            "suboptions" => self.suboptions = v,
-            "retained" => self.retained = v,
-            _ => {}
-        }
     }
 }
 
