@@ -7,13 +7,16 @@
 //! Must never: interpret MQTT beyond framing and CONNECT (the session does that), hold a
 //! shard borrow across an await, or panic on anything a peer sends.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWriteExt};
 
 use crate::codec::{
     self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, Str,
@@ -28,13 +31,8 @@ use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
 use super::shard::{Refusal, Shard};
 
-/// Bytes asked of one read: starts small (an idle connection holds little memory), doubles
-/// while reads fill it, halves when they come back mostly empty. Larger packets are
-/// assembled over several reads.
-const MIN_READ_CHUNK: usize = 512;
-const MAX_READ_CHUNK: usize = 64 * 1024;
-/// An output buffer that grew past this is given back after the write.
-const MAX_IDLE_OUT: usize = 64 * 1024;
+/// An output buffer that grew past this is given back when the connection goes idle.
+const MAX_IDLE_OUT: usize = 1024;
 
 /// A connection handles at most this many packets per turn, then writes its output and lets
 /// the shard's other tasks run (the subscribers whose acks drain the queues, the inbox that
@@ -61,7 +59,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let Ok(peer) = stream.peer_addr() else { return };
-    let mut buf = BytesMut::with_capacity(MIN_READ_CHUNK);
+    let mut buf = BytesMut::new();
     let idle = Duration::from_secs(shard.cfg.mqtt.idle_timeout.max(1));
     let first = or_timeout(read_first_packet(&shard, &mut stream, &mut buf), idle).await;
     if let Some(Ok(packet)) = &first {
@@ -85,6 +83,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         }
         _ => return, // timeout, socket error, malformed, or a first packet other than CONNECT
     };
+    release_if_empty(&mut buf);
     if connect.client_id.len() > usize::from(shard.cfg.mqtt.max_clientid_len) {
         // Only ids the client chose are limited; an assigned one (below) may be longer.
         refuse(
@@ -164,7 +163,7 @@ async fn read_first_packet(
             }
             Err(_) => return Err(ConnectError::Other),
         }
-        let n = read_some(stream, buf, MIN_READ_CHUNK)
+        let n = read_some(stream, &shard.read_scratch, buf)
             .await
             .map_err(|_| ConnectError::Other)?;
         if n == 0 {
@@ -203,15 +202,16 @@ pub async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
     serve(shard, stream, adopt.connect, adopt.rest, adopt.peer).await;
 }
 
-/// Serves one client connection on its home shard until it closes.
+/// Accepts (or refuses) a client's CONNECT on its home shard, then runs the connection as a
+/// task of its own: the handshake's state (the CONNECT, its timers, the hand-over) is freed,
+/// and a connected client holds only the small [`run`] future.
 async fn serve(
     shard: Rc<Shard>,
     mut stream: TcpStream,
     connect: Connect,
-    mut buf: BytesMut,
+    buf: BytesMut,
     peer: SocketAddr,
 ) {
-    let client_id = connect.client_id.clone();
     let link = match shard.connect_client(&connect, peer) {
         Ok(link) => link,
         Err(why) => {
@@ -221,12 +221,24 @@ async fn serve(
     };
     // The CONNECT, and whatever arrived with it, was read before the link existed: count
     // it in the connection's figures (EMQ X's recv_pkt / recv_oct include it).
+    let client_id = connect.client_id.clone();
     let version = connect.protocol;
     let connect = Packet::Connect(Box::new(connect));
     link.counters
         .read(codec::encoded_len(&connect, version).unwrap_or(0) + buf.len());
     link.counters.received(&connect);
     drop(connect);
+    spawn_local(run(shard, stream, link, client_id, buf)).detach();
+}
+
+/// Drives one accepted connection until it closes, then tells the shard.
+async fn run(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    link: Rc<Link>,
+    client_id: Str,
+    mut buf: BytesMut,
+) {
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
     // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
     if link.version == ProtocolVersion::V5 {
@@ -259,7 +271,6 @@ async fn drive(
     let max = shard.cfg.mqtt.max_packet_size as usize;
     let version = link.version;
     let mut out = BytesMut::new();
-    let mut chunk = MIN_READ_CHUNK;
     loop {
         // Dispatch every complete packet already buffered.
         // At most `BATCH_PACKETS` per turn, and none once this client is throttled: the rest
@@ -293,9 +304,6 @@ async fn drive(
             }
             link.counters.wrote(out.len());
             out.clear();
-            if out.capacity() > MAX_IDLE_OUT {
-                out = BytesMut::new();
-            }
         }
         if let Some(reason) = link.close_reason() {
             return reason;
@@ -319,22 +327,20 @@ async fn drive(
         if dispatched == BATCH_PACKETS {
             continue; // more may be buffered: handle it before reading
         }
+        // Going idle: hold no memory the next read does not need.
+        release_if_empty(buf);
+        if out.capacity() > MAX_IDLE_OUT {
+            out = BytesMut::new();
+        }
         // Back-pressure: while a peer's outbox is over its mark, stop reading input.
         if shard.mesh.congested() {
             shard.mesh.wait_uncongested().await;
         }
-        match either(read_some(stream, buf, chunk), link.wait()).await {
+        match either(read_some(stream, &shard.read_scratch, buf), link.wait()).await {
             Either::Left(Ok(0)) | Either::Left(Err(_)) => {
                 return link.close_reason().unwrap_or(CloseReason::SocketClosed);
             }
             Either::Left(Ok(n)) => {
-                chunk = if n == chunk {
-                    (chunk * 2).min(MAX_READ_CHUNK)
-                } else if n < chunk / 4 {
-                    (chunk / 2).max(MIN_READ_CHUNK)
-                } else {
-                    chunk
-                };
                 shard.metrics.borrow_mut().bytes_received += n as u64;
                 link.counters.read(n);
             }
@@ -343,28 +349,29 @@ async fn drive(
     }
 }
 
-/// Reads at most `want` bytes once, appending them to `buf`. Only those `want` bytes are
-/// zero-filled before the read. If the future is dropped while waiting (it loses a race
-/// against a wake-up), `buf` is left exactly as it was.
-async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + want, 0);
-    let mut guard = TruncateOnDrop { buf, len: start };
-    let res = stream.read(&mut guard.buf[start..]).await;
-    if let Ok(n) = res {
-        guard.len = start + n;
-    }
-    res
+/// Reads once whatever the socket holds, up to the shard's scratch buffer, and appends it
+/// to `buf`, which so grows by exactly what arrived. Waiting holds no buffer of the
+/// connection's own (glommio waits for readiness, then reads): an idle connection costs no
+/// read memory. Dropping the future while it waits (it lost a race against a wake-up) loses
+/// nothing. The scratch is borrowed only inside one poll, never across an await.
+async fn read_some(
+    stream: &mut TcpStream,
+    scratch: &RefCell<Box<[u8]>>,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    futures_lite::future::poll_fn(|cx| {
+        let mut scratch = scratch.borrow_mut();
+        let n = ready!(Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]))?;
+        buf.extend_from_slice(&scratch[..n]);
+        Poll::Ready(Ok(n))
+    })
+    .await
 }
 
-/// Shrinks a buffer back to `len` when dropped, however the owning future ends.
-struct TruncateOnDrop<'a> {
-    buf: &'a mut BytesMut,
-    len: usize,
-}
-
-impl Drop for TruncateOnDrop<'_> {
-    fn drop(&mut self) {
-        self.buf.truncate(self.len);
+/// An emptied read buffer may still share its allocation with packets already dispatched
+/// (or with nothing at all): let it go, so that an idle connection pins none of it.
+fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
     }
 }

@@ -78,7 +78,7 @@ impl Link {
         Link {
             id,
             version,
-            out: RefCell::new(BytesMut::with_capacity(256)),
+            out: RefCell::new(BytesMut::new()),
             waker: RefCell::new(None),
             woken: Cell::new(false),
             close: RefCell::new(None),

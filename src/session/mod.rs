@@ -208,7 +208,8 @@ pub struct Session {
     client_id: Str,
     protocol: ProtocolVersion,
     clean_start: bool,
-    will: Option<LastWill>,
+    /// Boxed: most clients set no will, and an idle session should stay small.
+    will: Option<Box<LastWill>>,
     cfg: SessionConfig,
     created_at: Instant,
     keepalive: Keepalive,
@@ -277,7 +278,7 @@ impl Session {
     fn take_connect(&mut self, connect: &Connect, now: Instant) {
         self.protocol = connect.protocol;
         self.clean_start = connect.clean_start;
-        self.will = connect.will.clone();
+        self.will = connect.will.clone().map(Box::new);
         self.keepalive = Keepalive::new(connect.keep_alive, self.cfg.keepalive_multiplier, now);
         self.online = true;
         self.offline_since = None;
@@ -413,7 +414,7 @@ impl Session {
     /// The will, for the glue to publish (with [`Message::from_will`]) when
     /// [`CloseReason::publishes_will`]; `None` once taken or discarded.
     pub fn take_will(&mut self) -> Option<LastWill> {
-        self.will.take()
+        self.will.take().map(|w| *w)
     }
 
     /// The session's own record of its subscriptions (the glue keeps the indexes).
