@@ -3,7 +3,8 @@
 //! Owns: starting one pinned glommio executor per configured core ([`runtime`]), the
 //! lock-free cross-shard mesh with its back-pressure rules ([`mesh`]), request/reply
 //! rendezvous between executors ([`reply`]), handing a live socket from one executor to
-//! another ([`handoff`]) and the start-up pre-flight checks ([`preflight`]).
+//! another ([`handoff`]), binding the per-shard listeners ([`listen`]) and the start-up
+//! pre-flight checks ([`preflight`]).
 //! It re-exports the few runtime primitives the broker needs ([`rt`]) so that glommio
 //! appears in this crate's manifest only.
 //!
@@ -11,6 +12,7 @@
 //! peer's channel from the task that drains our own inbox (see [`mesh`]).
 
 pub mod handoff;
+pub mod listen;
 pub mod mesh;
 pub mod preflight;
 pub mod reply;

@@ -17,6 +17,15 @@ use glommio::{LocalExecutorBuilder, Placement};
 /// RLIMIT_MEMLOCK on old kernels) is wasted; glommio's floor is 64 KiB.
 const IO_MEMORY: usize = 256 * 1024;
 
+/// Submission-queue depth of each of the executor's io_uring rings (glommio's default is
+/// 128). The kernel sizes a ring's cancellation hash table from its completion-queue size:
+/// 2^(log2(2 × depth) − 5) buckets, at most 256, reached at depth 4096. Every socket that
+/// waits for input holds a poll request in that table, and glommio cancels and re-arms a
+/// timeout on the main ring each time it polls for I/O; the kernel looks for that timeout
+/// among the polls of one bucket first. With 8 buckets and 15 k connections that walk took
+/// 42 % of a shard's CPU during a connection storm; 256 buckets make it 32 times shorter.
+const RING_DEPTH: usize = 4096;
+
 /// Spawns a glommio executor pinned to `core`, running the future that `make` builds on
 /// that thread. The thread ends when the future returns.
 pub fn spawn_pinned<G, F>(name: &str, core: usize, make: G) -> io::Result<JoinHandle<()>>
@@ -27,6 +36,7 @@ where
     let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
         .name(name)
         .io_memory(IO_MEMORY)
+        .ring_depth(RING_DEPTH)
         .spawn(make)
         .map_err(|e| io::Error::other(format!("starting executor {name} on core {core}: {e}")))?;
     // ExecutorJoinHandle wraps a std JoinHandle; turn it into one the caller can store.

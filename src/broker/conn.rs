@@ -7,16 +7,13 @@
 //! Must never: interpret MQTT beyond framing and CONNECT (the session does that), hold a
 //! shard borrow across an await, or panic on anything a peer sends.
 
-use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::codec::{
     self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, Str,
@@ -31,8 +28,14 @@ use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
 use super::shard::{Refusal, Shard};
 
+/// Bytes asked of one read: starts small (an idle connection holds little memory), doubles
+/// while reads fill it, halves when they come back mostly empty. Larger packets are
+/// assembled over several reads. (Reading into a per-shard scratch buffer and copying out
+/// saved another 0.5 KB per idle connection but cost 2-4 % of QoS 1 fan-in throughput.)
+const MIN_READ_CHUNK: usize = 512;
+const MAX_READ_CHUNK: usize = 64 * 1024;
 /// An output buffer that grew past this is given back when the connection goes idle.
-const MAX_IDLE_OUT: usize = 1024;
+const MAX_IDLE_OUT: usize = 16 * 1024;
 
 /// A connection handles at most this many packets per turn, then writes its output and lets
 /// the shard's other tasks run (the subscribers whose acks drain the queues, the inbox that
@@ -163,7 +166,7 @@ async fn read_first_packet(
             }
             Err(_) => return Err(ConnectError::Other),
         }
-        let n = read_some(stream, &shard.read_scratch, buf)
+        let n = read_some(stream, buf, MIN_READ_CHUNK)
             .await
             .map_err(|_| ConnectError::Other)?;
         if n == 0 {
@@ -271,6 +274,7 @@ async fn drive(
     let max = shard.cfg.mqtt.max_packet_size as usize;
     let version = link.version;
     let mut out = BytesMut::new();
+    let mut chunk = MIN_READ_CHUNK;
     loop {
         // Dispatch every complete packet already buffered.
         // At most `BATCH_PACKETS` per turn, and none once this client is throttled: the rest
@@ -328,7 +332,6 @@ async fn drive(
             continue; // more may be buffered: handle it before reading
         }
         // Going idle: hold no memory the next read does not need.
-        release_if_empty(buf);
         if out.capacity() > MAX_IDLE_OUT {
             out = BytesMut::new();
         }
@@ -336,11 +339,18 @@ async fn drive(
         if shard.mesh.congested() {
             shard.mesh.wait_uncongested().await;
         }
-        match either(read_some(stream, &shard.read_scratch, buf), link.wait()).await {
+        match either(read_some(stream, buf, chunk), link.wait()).await {
             Either::Left(Ok(0)) | Either::Left(Err(_)) => {
                 return link.close_reason().unwrap_or(CloseReason::SocketClosed);
             }
             Either::Left(Ok(n)) => {
+                chunk = if n == chunk {
+                    (chunk * 2).min(MAX_READ_CHUNK)
+                } else if n < chunk / 4 {
+                    (chunk / 2).max(MIN_READ_CHUNK)
+                } else {
+                    chunk
+                };
                 shard.metrics.borrow_mut().bytes_received += n as u64;
                 link.counters.read(n);
             }
@@ -349,29 +359,36 @@ async fn drive(
     }
 }
 
-/// Reads once whatever the socket holds, up to the shard's scratch buffer, and appends it
-/// to `buf`, which so grows by exactly what arrived. Waiting holds no buffer of the
-/// connection's own (glommio waits for readiness, then reads): an idle connection costs no
-/// read memory. Dropping the future while it waits (it lost a race against a wake-up) loses
-/// nothing. The scratch is borrowed only inside one poll, never across an await.
-async fn read_some(
-    stream: &mut TcpStream,
-    scratch: &RefCell<Box<[u8]>>,
-    buf: &mut BytesMut,
-) -> io::Result<usize> {
-    futures_lite::future::poll_fn(|cx| {
-        let mut scratch = scratch.borrow_mut();
-        let n = ready!(Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]))?;
-        buf.extend_from_slice(&scratch[..n]);
-        Poll::Ready(Ok(n))
-    })
-    .await
-}
-
-/// An emptied read buffer may still share its allocation with packets already dispatched
-/// (or with nothing at all): let it go, so that an idle connection pins none of it.
+/// An emptied read buffer may still share its allocation with the CONNECT: let it go, so
+/// that an idle connection pins none of it.
 fn release_if_empty(buf: &mut BytesMut) {
     if buf.is_empty() && buf.capacity() > 0 {
         *buf = BytesMut::new();
+    }
+}
+
+/// Reads at most `want` bytes once, appending them to `buf`. Only those `want` bytes are
+/// zero-filled before the read. If the future is dropped while waiting (it loses a race
+/// against a wake-up), `buf` is left exactly as it was.
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let mut guard = TruncateOnDrop { buf, len: start };
+    let res = stream.read(&mut guard.buf[start..]).await;
+    if let Ok(n) = res {
+        guard.len = start + n;
+    }
+    res
+}
+
+/// Shrinks a buffer back to `len` when dropped, however the owning future ends.
+struct TruncateOnDrop<'a> {
+    buf: &'a mut BytesMut,
+    len: usize,
+}
+
+impl Drop for TruncateOnDrop<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
     }
 }

@@ -140,7 +140,7 @@ pub fn start_with(cfg: Config, cores: &[usize], management_core: usize) -> io::R
                 );
                 let handler = shard.clone();
                 mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));
-                let listener = match bind_listener(mqtt_addr) {
+                let listener = match bind_listener(mqtt_addr, cfg.listeners.tcp.backlog) {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready.send(Err(format!("shard {id}: binding {mqtt_addr}: {e}")));
@@ -198,8 +198,12 @@ pub fn start_with(cfg: Config, cores: &[usize], management_core: usize) -> io::R
     })
 }
 
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    // glommio's bind sets SO_REUSEPORT, so every shard binds the same address and the
-    // kernel spreads incoming connections across shards.
-    Ok(TcpListener::bind(addr)?)
+/// Seconds a connection that sends nothing may wait in the kernel before a shard accepts it
+/// anyway (and `mqtt.idle_timeout` starts counting). See `listen::bind_reuseport`.
+const DEFER_ACCEPT_SECS: u32 = 5;
+
+/// Binds one shard's MQTT listener: the same address on every shard (`SO_REUSEPORT`), the
+/// configured backlog, and a connection is accepted once its CONNECT has arrived.
+fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    shardmq_shards::listen::bind_reuseport(addr, backlog, DEFER_ACCEPT_SECS)
 }

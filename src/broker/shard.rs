@@ -76,9 +76,6 @@ pub struct Shard {
     pub shutdown: ShutdownFlag,
     pub started: Instant,
     next_link_id: Cell<u64>,
-    /// Every socket read lands here first and is appended to its connection's buffer
-    /// (`conn::read_some`), so that no idle connection holds a read buffer.
-    pub read_scratch: RefCell<Box<[u8]>>,
     rng: Cell<u64>,
     /// Scratch buffer reused by every local delivery (no per-publish allocation).
     pub(super) scratch: RefCell<Vec<(Str, SubOptions)>>,
@@ -109,9 +106,6 @@ impl Refusal {
     }
 }
 
-/// Bytes one socket read may return (the shard's read scratch buffer).
-const READ_SCRATCH: usize = 64 * 1024;
-
 impl Shard {
     pub fn new(
         id: usize,
@@ -140,7 +134,6 @@ impl Shard {
             started: Instant::now(),
             policy: RefCell::new(policy),
             next_link_id: Cell::new(1),
-            read_scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
             scratch: RefCell::new(Vec::new()),
             action_pool: RefCell::new(Vec::new()),

@@ -1,0 +1,48 @@
+//! Binding a shard's listening socket: `SO_REUSEPORT` (every shard binds the same address and
+//! the kernel spreads new connections across them), the configured backlog, and
+//! `TCP_DEFER_ACCEPT`.
+//!
+//! Must never: be called outside an executor thread (the listener belongs to the executor
+//! that binds it).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+
+use glommio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds `addr` for the calling executor with `SO_REUSEPORT` and a listen queue of
+/// `backlog` (the kernel caps it at `net.core.somaxconn`). With `defer_accept_secs` > 0 the
+/// kernel hands a connection over only once its first bytes have arrived (or that many
+/// seconds passed): a protocol whose client speaks first (MQTT's CONNECT) then reads its first
+/// packet at once, instead of paying a failed read, a poll request and a wake-up for it.
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    backlog: u32,
+    defer_accept_secs: u32,
+) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if defer_accept_secs > 0 {
+        let secs = libc::c_int::try_from(defer_accept_secs).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid socket and a c_int option value of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&secs as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    // SAFETY: a bound, listening socket; its ownership passes to the listener.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
