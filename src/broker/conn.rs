@@ -281,8 +281,7 @@ async fn drive(
         // stays buffered until the next turn, so flow control acts within a batch.
         let mut dispatched = 0usize;
         loop {
-            if link.close_reason().is_some() || link.throttled.get() || dispatched == BATCH_PACKETS
-            {
+            if link.close_reason().is_some() || link.is_throttled() || dispatched == BATCH_PACKETS {
                 break;
             }
             match codec::decode(buf, version, max) {
@@ -321,10 +320,9 @@ async fn drive(
         if link.pending() > 0 {
             continue;
         }
-        // Flow control: this client fed a backlogged subscriber; wait until one drains (or
-        // at most `flow::MAX_PAUSE`) before handling more of its input.
-        if link.throttled.replace(false) {
-            let epoch = shard.flow.epoch();
+        // Flow control: this client fed a backlogged subscriber; wait until one drains or
+        // stalls (`flow::MAX_PAUSE` is only a safety net) before handling more of its input.
+        if let Some(epoch) = link.take_throttle() {
             let _ = or_timeout(shard.flow.released_after(epoch), super::flow::MAX_PAUSE).await;
             continue;
         }

@@ -1,16 +1,19 @@
 //! Flow control on one shard: publishers slow down while subscribers they feed cannot keep up.
 //!
 //! Owns: which online sessions are *backlogged* (their queue, behind a full inflight window,
-//! holds at least [`HIGH`] messages, until it drains to [`LOW`]), the release epoch that
-//! throttled publishers wait on, and which remote publishers were asked to slow down.
+//! holds at least [`HIGH`] messages, until it drains to [`LOW`], and they still make
+//! progress), the release epoch that throttled publishers wait on, and which remote
+//! publishers were asked to slow down.
 //! A publisher whose message was queued for a backlogged subscriber gets its `Link`
 //! throttled: before reading more input its connection waits for the next release (some
-//! backlogged session on this shard, or on the shard that asked, drained) or [`MAX_PAUSE`],
-//! whichever comes first. So a QoS 1/2 fan-in runs at the subscriber's pace instead of
-//! overflowing its queue, while a subscriber that stops reading only slows — never stops —
-//! the publishers that feed it, and nobody else.
-//! Must never: block a connection for longer than [`MAX_PAUSE`] per batch, count offline
-//! sessions (they cannot drain), or throttle a publisher that feeds no backlogged subscriber.
+//! backlogged session on this shard, or on the shard that asked, drained or stalled). So a
+//! QoS 1/2 fan-in runs at the subscriber's pace instead of overflowing its queue, however
+//! many publishers on however many shards feed it. A subscriber that stops reading holds
+//! its publishers for at most [`STALL`] (plus one housekeeping tick): then it no longer
+//! counts as backlogged, its queue overflows and drops, counted, as in EMQ X.
+//! Must never: count offline or stalled sessions (they cannot drain), throttle a publisher
+//! that feeds no backlogged subscriber, or let a release that happened before a publisher
+//! started waiting go unnoticed (waits are for a release after the throttle's epoch).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -24,8 +27,15 @@ use crate::codec::Str;
 pub const HIGH: usize = 256;
 /// Queue length at which a backlogged session counts as drained again.
 pub const LOW: usize = 64;
-/// The longest a throttled publisher waits for a release before reading one more batch.
-pub const MAX_PAUSE: Duration = Duration::from_millis(10);
+/// A backlogged session whose queue has not shrunk for this long counts as stalled: it no
+/// longer holds publishers back (the shard's tick notices it within a tick).
+pub const STALL: Duration = Duration::from_secs(1);
+/// The longest a throttled publisher waits for a release, a safety net only: every
+/// backlogged session is released when it drains, stalls or goes offline.
+pub const MAX_PAUSE: Duration = Duration::from_secs(2);
+/// A remote publisher is asked to slow down at most once per this interval while the same
+/// backlog lasts (its pause, once it takes effect, lasts until the release).
+const RESIGNAL: Duration = Duration::from_millis(2);
 
 /// One shard's flow-control state.
 #[derive(Default)]
@@ -40,11 +50,12 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// The new backlog state of a session, given its previous state, its queue length and
-    /// whether it is online; returns `(now_backlogged, released)` where `released` is true
-    /// when this session just drained (the caller then calls [`Flow::release`]).
-    pub fn observe(&self, was: bool, queued: usize, online: bool) -> (bool, bool) {
-        let now = online && (queued >= HIGH || (was && queued > LOW));
+    /// The new backlog state of a session, given its previous state, its queue length,
+    /// whether it is online and whether it stalled ([`STALL`]); returns
+    /// `(now_backlogged, released)` where `released` is true when this session just drained
+    /// or stalled (the caller then calls [`Flow::release`]).
+    pub fn observe(&self, was: bool, queued: usize, online: bool, stalled: bool) -> (bool, bool) {
+        let now = online && !stalled && (queued >= HIGH || (was && queued > LOW));
         match (was, now) {
             (false, true) => self.backlogged.set(self.backlogged.get() + 1),
             (true, false) => self.backlogged.set(self.backlogged.get().saturating_sub(1)),
@@ -70,13 +81,13 @@ impl Flow {
     }
 
     /// Records that `publisher` on `shard` is asked to slow down at `now`; false if it was
-    /// asked less than half a [`MAX_PAUSE`] ago (its pause is still running). A throttled
-    /// publisher pauses at most `MAX_PAUSE` per signal, so a subscriber that stays
-    /// backlogged keeps signalling, at most twice per pause.
+    /// asked less than [`RESIGNAL`] ago (the request is still on its way). A publisher whose
+    /// pause ended early (a release of another backlog on its shard) is asked again by the
+    /// next message it sends here.
     pub fn signal_remote(&self, publisher: &Str, shard: usize, now: Instant) -> bool {
         let mut signaled = self.signaled.borrow_mut();
         match signaled.get_mut(publisher) {
-            Some(at) if now.duration_since(*at) < MAX_PAUSE / 2 => return false,
+            Some(at) if now.duration_since(*at) < RESIGNAL => return false,
             Some(at) => *at = now,
             None => {
                 signaled.insert(publisher.clone(), now);
@@ -113,47 +124,73 @@ mod tests {
     #[test]
     fn backlog_has_hysteresis_and_ignores_offline_sessions() {
         let flow = Flow::default();
-        assert_eq!(flow.observe(false, HIGH - 1, true), (false, false));
-        assert_eq!(flow.observe(false, HIGH, true), (true, false));
+        assert_eq!(flow.observe(false, HIGH - 1, true, false), (false, false));
+        assert_eq!(flow.observe(false, HIGH, true, false), (true, false));
         assert_eq!(flow.backlogged(), 1);
         assert_eq!(
-            flow.observe(true, LOW + 1, true),
+            flow.observe(true, LOW + 1, true, false),
             (true, false),
             "still above LOW"
         );
-        assert_eq!(flow.observe(true, LOW, true), (false, true), "drained");
+        assert_eq!(
+            flow.observe(true, LOW, true, false),
+            (false, true),
+            "drained"
+        );
         assert_eq!(flow.backlogged(), 0);
         assert_eq!(
-            flow.observe(false, 10 * HIGH, false),
+            flow.observe(false, 10 * HIGH, false, false),
             (false, false),
             "offline"
         );
         assert_eq!(
-            flow.observe(true, 10 * HIGH, false),
+            flow.observe(true, 10 * HIGH, false, false),
             (false, true),
             "went offline"
         );
     }
 
     #[test]
-    fn remote_publishers_are_signaled_once_per_pause() {
+    fn a_stalled_session_releases_its_publishers_and_holds_none() {
+        let flow = Flow::default();
+        assert_eq!(flow.observe(false, HIGH, true, false), (true, false));
+        assert_eq!(
+            flow.observe(true, 10 * HIGH, true, true),
+            (false, true),
+            "stalled: released although its queue is long"
+        );
+        assert_eq!(flow.backlogged(), 0);
+        assert_eq!(
+            flow.observe(false, 10 * HIGH, true, true),
+            (false, false),
+            "a stalled session never holds publishers"
+        );
+        assert_eq!(
+            flow.observe(false, 10 * HIGH, true, false),
+            (true, false),
+            "progress again: backlogged again"
+        );
+    }
+
+    #[test]
+    fn remote_publishers_are_signaled_once_per_resignal_interval() {
         let flow = Flow::default();
         let p = Str::from("p");
         let t = Instant::now();
         assert!(flow.signal_remote(&p, 3, t));
         assert!(
-            !flow.signal_remote(&p, 3, t + MAX_PAUSE / 4),
-            "its pause is running"
+            !flow.signal_remote(&p, 3, t + RESIGNAL / 4),
+            "the request is on its way"
         );
         assert!(
-            flow.signal_remote(&p, 3, t + MAX_PAUSE),
+            flow.signal_remote(&p, 3, t + RESIGNAL),
             "still backlogged: ask again"
         );
         let e = flow.epoch();
         assert_eq!(flow.release(), 1 << 3);
         assert_ne!(flow.epoch(), e);
         assert!(
-            flow.signal_remote(&p, 3, t + MAX_PAUSE),
+            flow.signal_remote(&p, 3, t + RESIGNAL),
             "a new episode signals again"
         );
     }

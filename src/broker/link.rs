@@ -28,9 +28,11 @@ pub struct Link {
     close: RefCell<Option<CloseReason>>,
     /// Per-connection figures for the management API (EMQ X `recv_*` / `send_*`).
     pub counters: LinkCounters,
-    /// Set when this client's messages were queued for a backlogged subscriber: its
-    /// connection waits for a flow-control release before reading more (see `flow`).
-    pub throttled: Cell<bool>,
+    /// Set when this client's messages were queued for a backlogged subscriber, to the
+    /// shard's flow-control epoch at that moment: its connection waits for a release after
+    /// that epoch before reading more (see `flow`). Keeping the epoch means a release that
+    /// comes before the connection starts waiting is not missed.
+    throttled: Cell<Option<u64>>,
 }
 
 /// Per-connection traffic figures, as EMQ X reports them per connection.
@@ -83,7 +85,7 @@ impl Link {
             woken: Cell::new(false),
             close: RefCell::new(None),
             counters: LinkCounters::default(),
-            throttled: Cell::new(false),
+            throttled: Cell::new(None),
         }
     }
 
@@ -123,6 +125,24 @@ impl Link {
             into.extend_from_slice(&out);
             out.clear();
         }
+    }
+
+    /// Flow control: this client fed a backlogged subscriber while the shard's release epoch
+    /// was `epoch`. The first throttle since the last pause counts.
+    pub fn throttle(&self, epoch: u64) {
+        if self.throttled.get().is_none() {
+            self.throttled.set(Some(epoch));
+        }
+    }
+
+    /// Whether the connection must pause before handling more input.
+    pub fn is_throttled(&self) -> bool {
+        self.throttled.get().is_some()
+    }
+
+    /// Takes the pending throttle: the epoch to wait past, if any.
+    pub fn take_throttle(&self) -> Option<u64> {
+        self.throttled.take()
     }
 
     /// Asks the connection task to close the socket (after flushing what is queued).

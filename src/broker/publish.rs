@@ -210,7 +210,7 @@ impl Shard {
                 .get(publisher)
                 .and_then(|c| c.link.clone());
             if let Some(link) = link {
-                link.throttled.set(true);
+                link.throttle(self.flow.epoch());
             }
         } else if self.flow.signal_remote(publisher, home, now) {
             self.mesh.send(

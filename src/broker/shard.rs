@@ -29,6 +29,7 @@ use shardmq_shards::reply::Replies;
 use shardmq_shards::rt::spawn_local;
 use shardmq_shards::runtime::ShutdownFlag;
 
+use super::flow;
 use super::link::Link;
 use super::msg::{Query, ReplyData, ShardMsg};
 use super::race::or_timeout;
@@ -49,6 +50,11 @@ pub struct Client {
     pub protocol: ProtocolVersion,
     /// Counted in `Shard::flow` as backlogged (see `flow`).
     pub backlogged: bool,
+    /// Flow control's view of progress: the queue length last seen, and when a long queue
+    /// (over `flow::LOW`) last shrank or became long. A backlogged session whose queue has
+    /// not shrunk for `flow::STALL` no longer holds its publishers back.
+    pub queued_seen: usize,
+    pub drained_at: Instant,
 }
 
 /// One core's broker state.
@@ -242,6 +248,8 @@ impl Shard {
                 keep_alive: connect.keep_alive,
                 protocol: connect.protocol,
                 backlogged: false,
+                queued_seen: 0,
+                drained_at: now,
             };
             match clients.get_mut(&client_id) {
                 Some(c) if session_present => {
@@ -252,6 +260,7 @@ impl Shard {
                     c.connected_at = info.connected_at;
                     c.keep_alive = info.keep_alive;
                     c.protocol = info.protocol;
+                    c.queued_seen = 0; // back online: its stall clock starts afresh
                     self.note_backlog(c);
                 }
                 _ => {
@@ -352,12 +361,26 @@ impl Shard {
         self.apply(client_id, actions);
     }
 
-    /// Re-evaluates whether `c` counts as backlogged for flow control; when it drained,
-    /// releases the publishers throttled on its account (here and on the shards asked).
+    /// Re-evaluates whether `c` counts as backlogged for flow control; when it drained or
+    /// stalled, releases the publishers throttled on its account (here and on the shards
+    /// asked).
     pub(super) fn note_backlog(&self, c: &mut Client) {
+        let queued = c.session.queued();
+        // Only a queue long enough to matter is watched (and needs the clock): its stall
+        // clock starts when it grows past LOW and restarts each time it shrinks.
+        let mut stalled = false;
+        if queued > flow::LOW {
+            let now = Instant::now();
+            if c.queued_seen <= flow::LOW || queued < c.queued_seen {
+                c.drained_at = now;
+            } else {
+                stalled = now.duration_since(c.drained_at) >= flow::STALL;
+            }
+        }
+        c.queued_seen = queued;
         let (now, released) = self
             .flow
-            .observe(c.backlogged, c.session.queued(), c.link.is_some());
+            .observe(c.backlogged, queued, c.link.is_some(), stalled);
         c.backlogged = now;
         if released {
             for shard in shards_in(self.flow.release()) {
@@ -522,7 +545,7 @@ impl Shard {
                     .get(&publisher)
                     .and_then(|c| c.link.clone())
                 {
-                    link.throttled.set(true);
+                    link.throttle(self.flow.epoch());
                 }
             }
             ShardMsg::FlowRelease => {
@@ -611,6 +634,7 @@ impl Shard {
             .filter(|(_, c)| {
                 c.session.next_deadline().is_some_and(|d| d <= now)
                     || (c.link.is_none() && c.session.expired(now))
+                    || c.backlogged // flow control: has it stalled?
             })
             .map(|(id, _)| id.clone())
             .collect();

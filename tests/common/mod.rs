@@ -36,6 +36,12 @@ pub struct TestBroker {
 impl TestBroker {
     /// A broker with two shards on 127.0.0.1 (random port) and these `--set` overrides.
     pub fn start(sets: &[&str]) -> TestBroker {
+        Self::start_with_shards(SHARDS, sets)
+    }
+
+    /// A broker with `shards` shards (more shards than cores share them) and these `--set`
+    /// overrides. Ids from [`id_on_shard`] assume [`SHARDS`]; use `shardmq::home_shard`.
+    pub fn start_with_shards(shards: usize, sets: &[&str]) -> TestBroker {
         let mut cfg = Config::default();
         cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
         let data = tempfile::tempdir().expect("a temp data dir");
@@ -48,7 +54,7 @@ impl TestBroker {
         let node = cfg.node.name.clone();
         let cores = shardmq_shards::preflight::available_cores();
         assert!(!cores.is_empty(), "no core available");
-        let shard_cores = [cores[0], cores[1 % cores.len()]];
+        let shard_cores: Vec<usize> = (0..shards).map(|i| cores[i % cores.len()]).collect();
         let broker = shardmq::broker::start(cfg, &shard_cores).expect("broker starts");
         let addr = broker.mqtt_addr;
         TestBroker {
@@ -572,7 +578,7 @@ impl AdminNode {
         }
         let name = cfg.node.name.clone();
         let cores = shardmq_shards::preflight::available_cores();
-        let shard_cores = [cores[0], cores[1 % cores.len()]];
+        let shard_cores: Vec<usize> = (0..SHARDS).map(|i| cores[i % cores.len()]).collect();
         let broker = shardmq::broker::start(cfg, &shard_cores).expect("broker starts");
         AdminNode {
             mqtt: broker.mqtt_addr,
