@@ -4,6 +4,8 @@
 //! never does I/O and never looks at the clock. Cloning is cheap (refcounted `Bytes`/`Str`),
 //! so one message can sit in many sessions' queues without copying its payload.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::codec::{LastWill, Properties, Publish, QoS, Str};
@@ -16,8 +18,10 @@ pub struct Message {
     pub qos: QoS,
     pub retain: bool,
     /// 5.0 properties that travel with the message (never the per-connection topic alias
-    /// or the per-subscription identifiers).
-    pub properties: Properties,
+    /// or the per-subscription identifiers); `None` when there are none (always for 3.x).
+    /// Shared, not inline: a message is cloned into every subscriber's queue, and inline
+    /// properties made it 504 bytes to copy instead of 112.
+    pub properties: Option<Arc<Properties>>,
     /// Client id of the publisher; empty for messages from the API, `$SYS` or the broker.
     pub publisher: Str,
 }
@@ -35,7 +39,7 @@ impl Message {
             payload: payload.into(),
             qos,
             retain,
-            properties: Properties::default(),
+            properties: None,
             publisher: Str::default(),
         }
     }
@@ -43,9 +47,14 @@ impl Message {
     /// The message a client PUBLISH carries (retain as published; connection-scoped
     /// properties removed).
     pub fn from_publish(publish: &Publish, publisher: &Str) -> Message {
-        let mut properties = publish.properties.clone();
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
+        let properties = if publish.properties.is_empty() {
+            None
+        } else {
+            let mut properties = publish.properties.clone();
+            properties.topic_alias = None;
+            properties.subscription_identifiers.clear();
+            shared(properties)
+        };
         Message {
             topic: publish.topic.clone(),
             payload: publish.payload.clone(),
@@ -61,6 +70,7 @@ impl Message {
         let mut properties = will.properties.clone();
         // Will properties that are not message properties.
         properties.will_delay_interval = None;
+        let properties = shared(properties);
         Message {
             topic: will.topic.clone(),
             payload: will.payload.clone(),
@@ -80,7 +90,7 @@ impl Message {
             topic: self.topic.clone(),
             packet_id,
             payload: self.payload.clone(),
-            properties: self.properties.clone(),
+            properties: self.properties.as_deref().cloned().unwrap_or_default(),
         }
     }
 
@@ -98,4 +108,9 @@ impl Message {
     pub fn is_sys(&self) -> bool {
         self.topic.starts_with("$SYS/")
     }
+}
+
+/// `None` for an empty set, so that a message without properties carries no allocation.
+fn shared(properties: Properties) -> Option<Arc<Properties>> {
+    (!properties.is_empty()).then(|| Arc::new(properties))
 }
