@@ -51,20 +51,21 @@ fn main() -> ExitCode {
     let cores = config.shard_cores(&available);
     let management_core = config.management_core(&available);
     let node = config.node.name.clone();
-    let broker = match shardmq::broker::start_with(config, &cores, management_core) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("shardmq: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let stop = broker.shutdown_flag();
+    // Signal handlers first: a SIGTERM as soon as the broker listens must stop it cleanly.
+    let stop = shardmq_shards::runtime::ShutdownFlag::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, stop.as_arc()) {
             eprintln!("shardmq: cannot install the signal handler: {e}");
             return ExitCode::FAILURE;
         }
     }
+    let broker = match shardmq::broker::start_with_shutdown(config, &cores, management_core, stop) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("shardmq: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
         "{node} {} listening for MQTT on {} with {} shards on cores {cores:?}; REST API on {} (core {management_core})",
         shardmq::broker::sys::VERSION,

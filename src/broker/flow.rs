@@ -10,7 +10,9 @@
 //! QoS 1/2 fan-in runs at the subscriber's pace instead of overflowing its queue, however
 //! many publishers on however many shards feed it. A subscriber that stops reading holds
 //! its publishers for at most [`STALL`] (plus one housekeeping tick): then it no longer
-//! counts as backlogged, its queue overflows and drops, counted, as in EMQ X.
+//! counts as backlogged, its queue overflows and drops, counted, as in EMQ X. While a
+//! session holds publishers back, its queue may take `max_mqueue` messages more before it
+//! drops (what they sent before the hold landed; `Session::hold_publishers`).
 //! Must never: count offline or stalled sessions (they cannot drain), throttle a publisher
 //! that feeds no backlogged subscriber, or let a release that happened before a publisher
 //! started waiting go unnoticed (waits are for a release after the throttle's epoch).

@@ -99,6 +99,18 @@ pub fn start(cfg: Config, cores: &[usize]) -> io::Result<Broker> {
 /// MQTT address with `SO_REUSEPORT`, plus the management executor on `management_core`
 /// serving the REST API. Returns once everything listens (or one part failed).
 pub fn start_with(cfg: Config, cores: &[usize], management_core: usize) -> io::Result<Broker> {
+    start_with_shutdown(cfg, cores, management_core, ShutdownFlag::new())
+}
+
+/// [`start_with`] on a shutdown flag the caller made: the binary registers its signal
+/// handlers on it before anything listens, so a SIGTERM that comes during start-up stops
+/// the broker cleanly instead of killing it.
+pub fn start_with_shutdown(
+    cfg: Config,
+    cores: &[usize],
+    management_core: usize,
+    shutdown: ShutdownFlag,
+) -> io::Result<Broker> {
     let shards = cores.len();
     if shards == 0 || shards > route::MAX_SHARDS {
         return Err(io::Error::other(format!(
@@ -112,7 +124,6 @@ pub fn start_with(cfg: Config, cores: &[usize], management_core: usize) -> io::R
         mqtt_addr = StdListener::bind(mqtt_addr)?.local_addr()?;
     }
     let cfg = std::sync::Arc::new(cfg);
-    let shutdown = ShutdownFlag::new();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (mgmt_tx, mgmt_rx) = mpsc::channel::<Result<SocketAddr, String>>();
     let mut threads = Vec::new();

@@ -354,7 +354,9 @@ impl Shard {
             let mut metrics = self.metrics.borrow_mut();
             c.session
                 .handle(packet, Instant::now(), &mut metrics, &mut actions);
-            if c.backlogged {
+            // A watched queue (see `note_backlog`) must see the acks that shrink it, or a
+            // subscriber that acks more slowly than it is fed would look stalled.
+            if c.backlogged || c.queued_seen > flow::LOW {
                 self.note_backlog(c);
             }
         }
@@ -381,6 +383,10 @@ impl Shard {
         let (now, released) = self
             .flow
             .observe(c.backlogged, queued, c.link.is_some(), stalled);
+        if now != c.backlogged {
+            // Messages its publishers sent before the hold lands must not be dropped.
+            c.session.hold_publishers(now);
+        }
         c.backlogged = now;
         if released {
             for shard in shards_in(self.flow.release()) {

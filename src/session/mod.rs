@@ -96,6 +96,9 @@ impl Default for SessionConfig {
 }
 
 /// What the glue must do, in order, after a session call.
+// `Send` is the common action and holds a whole packet; boxing it would allocate per packet,
+// and actions live in reused vectors, so their size costs nothing per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Write this packet to the client.
@@ -409,6 +412,15 @@ impl Session {
             None => false,
             Some(since) => now.saturating_duration_since(since) >= self.session_expiry,
         }
+    }
+
+    /// Flow control (the glue's): while this session's publishers are held back, messages
+    /// they sent before the hold took effect may still arrive. `held` lets the queue take
+    /// as many again as its bound before it drops (the oldest first, as always); `false`
+    /// restores the plain bound. An unbounded queue is unaffected.
+    pub fn hold_publishers(&mut self, held: bool) {
+        let extra = if held { self.cfg.max_mqueue } else { 0 };
+        self.mqueue.set_headroom(extra);
     }
 
     /// The will, for the glue to publish (with [`Message::from_will`]) when

@@ -17,6 +17,9 @@ pub struct MQueue {
     items: VecDeque<Message>,
     /// 0 means unbounded.
     max_len: usize,
+    /// Extra room above `max_len` while flow control holds this client's publishers back
+    /// (see [`MQueue::set_headroom`]).
+    headroom: usize,
     /// QoS 0 messages currently queued (so that overflow finds them without a scan when none).
     qos0_len: usize,
     dropped: u64,
@@ -28,6 +31,7 @@ impl MQueue {
         MQueue {
             items: VecDeque::new(),
             max_len,
+            headroom: 0,
             qos0_len: 0,
             dropped: 0,
         }
@@ -35,7 +39,7 @@ impl MQueue {
 
     /// Appends `msg`; if the queue was full, drops and returns the message that made room.
     pub fn push(&mut self, msg: Message) -> Option<Message> {
-        let dropped = if self.max_len > 0 && self.items.len() >= self.max_len {
+        let dropped = if self.max_len > 0 && self.items.len() >= self.max_len + self.headroom {
             let victim = if self.qos0_len > 0 {
                 self.items
                     .iter()
@@ -58,6 +62,13 @@ impl MQueue {
         }
         self.items.push_back(msg);
         dropped
+    }
+
+    /// Lets the queue hold `extra` messages beyond its bound before it drops, until set back
+    /// to 0. For messages already acknowledged to publishers that are being held back: they
+    /// were in flight when the hold began, and dropping them would lose them.
+    pub fn set_headroom(&mut self, extra: usize) {
+        self.headroom = extra;
     }
 
     /// The oldest message.
@@ -107,6 +118,30 @@ impl MQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headroom_defers_drops_until_it_is_taken_back() {
+        let mut q = MQueue::new(2);
+        q.set_headroom(2);
+        for i in 0..4 {
+            assert_eq!(q.push(m(&format!("t{i}"), QoS::AtLeastOnce)), None);
+        }
+        assert_eq!(
+            q.push(m("t4", QoS::AtLeastOnce))
+                .map(|d| d.topic.to_string()),
+            Some("t0".to_string()),
+            "full at bound + headroom: the oldest goes"
+        );
+        q.set_headroom(0);
+        assert_eq!(
+            q.push(m("t5", QoS::AtLeastOnce))
+                .map(|d| d.topic.to_string()),
+            Some("t1".to_string()),
+            "over the plain bound again: every push drops one"
+        );
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.dropped(), 2);
+    }
 
     fn m(topic: &str, qos: QoS) -> Message {
         Message::new(topic, "", qos, false)
