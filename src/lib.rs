@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod fastmap;
 pub mod metrics;
 pub mod session;
 pub mod topic;

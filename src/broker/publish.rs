@@ -5,7 +5,7 @@
 //! Runs on every shard, on the message path. Must never: allocate per subscriber beyond the
 //! session's own queue, copy a payload, or hold a borrow across a call that re-enters the shard.
 
-use std::collections::HashMap;
+use crate::fastmap::FastMap;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -321,7 +321,7 @@ impl Shard {
 /// Picks one member of a shared group, preferring members that are online.
 fn pick_member(
     g: &mut super::route::SharedGroup,
-    clients: &HashMap<Str, Client>,
+    clients: &FastMap<Str, Client>,
     strategy: SharedSubscriptionStrategy,
     random: u64,
     msg: &Message,

@@ -21,6 +21,7 @@ use crate::codec::{
     ConnAck, Connect, Packet, Properties, ProtocolVersion, Str, SubOptions, UnsubAck,
 };
 use crate::config::Config;
+use crate::fastmap::FastMap;
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats};
 use crate::session::{Action, CloseReason, Message, Session};
@@ -70,7 +71,7 @@ pub struct Shard {
     pub mesh: Rc<Mesh<ShardMsg>>,
     pub replies: Rc<Replies<ReplyData>>,
     pub metrics: RefCell<Metrics>,
-    pub clients: RefCell<HashMap<Str, Client>>,
+    pub clients: RefCell<FastMap<Str, Client>>,
     pub index: RefCell<LocalIndex>,
     pub routes: RefCell<RouteReplica>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
@@ -132,7 +133,7 @@ impl Shard {
             mesh,
             replies: Rc::new(Replies::default()),
             metrics: RefCell::new(Metrics::default()),
-            clients: RefCell::new(HashMap::new()),
+            clients: RefCell::new(FastMap::default()),
             index: RefCell::new(LocalIndex::default()),
             routes: RefCell::new(RouteReplica::default()),
             retained: RefCell::new(HashMap::new()),

@@ -6,7 +6,7 @@
 //! allocate per match, or recurse on trie depth (filters are client-controlled, so a deep
 //! one must not be able to blow the stack: walks, pruning and drops are iterative).
 
-use std::collections::HashMap;
+use crate::fastmap::FastMap;
 
 /// Frames kept on the stack by [`TopicTrie::for_each_match`] before it spills to the heap.
 const INLINE_FRAMES: usize = 16;
@@ -25,7 +25,7 @@ struct Node<V> {
     /// The full filter and its value, if a filter ends at this node.
     value: Option<(Box<str>, V)>,
     /// Children by literal level (including the empty level).
-    levels: HashMap<Box<str>, Node<V>>,
+    levels: FastMap<Box<str>, Node<V>>,
     /// The `+` child.
     plus: Option<Box<Node<V>>>,
     /// The `#` child; `#` is always the last level, so this node only ever holds a value.
@@ -57,7 +57,7 @@ impl<V> Node<V> {
     fn new() -> Self {
         Self {
             value: None,
-            levels: HashMap::new(),
+            levels: FastMap::default(),
             plus: None,
             hash: None,
         }
