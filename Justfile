@@ -29,3 +29,8 @@ tune-check:
 # BENCHMARKS.md). Knobs: DUR, WARMUP, REPS, MODES, BROKERS, IDLE (environment).
 bench:
     bench/run.sh
+
+# Throughput against shard count (ShardMQ on 1, 2, 4, 8 cores, the generator on the others;
+# needs a machine with at least 16 cores; see BENCHMARKS.md).
+bench-scale:
+    bench/scale.sh
