@@ -6,7 +6,10 @@
 # Knobs (environment): DUR=5 seconds measured per run, WARMUP=1, REPS=3, MODES="1shard all",
 #   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections, OUT=results folder,
 #   PARTS="throughput idle rate" (which parts to run), RATE=total msgs/s of the fixed-rate run
-#   (default: half of Mosquitto's median 8-pairs QoS 1 rate measured in the same run).
+#   (default: half of Mosquitto's median 8-pairs QoS 1 rate measured in the same run),
+#   QOS="0 1" (throughput scenarios' QoS levels), INFLIGHT=32 (the QoS 1/2 window towards each
+#   client, set alike on every broker: ShardMQ mqtt.max_inflight, Mosquitto
+#   max_inflight_messages, rumqttd max_inflight_count; 32 is EMQ X's and Mosquitto's usual).
 # Needs root for apt-get (Mosquitto) and a raised `ulimit -n` (done here).
 # Writes $OUT/runs.jsonl (one line per run) and prints the tables (bench/table.py).
 set -euo pipefail
@@ -19,6 +22,8 @@ MODES=${MODES:-"1shard all"}
 BROKERS=${BROKERS:-"shardmq mosquitto rumqttd"}
 IDLE=${IDLE:-10000}
 PARTS=${PARTS:-"throughput idle rate"}
+QOS=${QOS:-"0 1"}
+INFLIGHT=${INFLIGHT:-32}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -70,7 +75,7 @@ start_broker() {
         local shards=$NPROC
         [ "$mode" = 1shard ] && shards=1
         $pin "$SHARDMQ" --mqtt "127.0.0.1:$BPORT" --http "127.0.0.1:$(free_port)" --shards "$shards" \
-            --set mqtt.max_mqueue=100000 >"$OUT/shardmq.log" 2>&1 &
+            --set mqtt.max_mqueue=100000 --set mqtt.max_inflight="$INFLIGHT" >"$OUT/shardmq.log" 2>&1 &
         ;;
     mosquitto)
         cat >"$OUT/mosquitto.conf" <<CONF
@@ -78,13 +83,13 @@ listener $BPORT 127.0.0.1
 allow_anonymous true
 persistence false
 max_queued_messages 100000
-max_inflight_messages 32
+max_inflight_messages $INFLIGHT
 max_connections -1
 CONF
         $pin "$MOSQUITTO" -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1 &
         ;;
     rumqttd)
-        sed -e "s/@PORT@/$BPORT/" -e "s/@CONSOLE@/$(free_port)/" "$ROOT/bench/rumqttd.toml" >"$OUT/rumqttd.toml"
+        sed -e "s/@PORT@/$BPORT/" -e "s/@CONSOLE@/$(free_port)/" -e "s/@INFLIGHT@/$INFLIGHT/" "$ROOT/bench/rumqttd.toml" >"$OUT/rumqttd.toml"
         $pin "$RUMQTTD" --config "$OUT/rumqttd.toml" >"$OUT/rumqttd.log" 2>&1 &
         ;;
     esac
@@ -171,7 +176,7 @@ run_idle() {
 # --- the suite ---------------------------------------------------------------------------
 COMMON=(--size 64 --warmup "$WARMUP" --duration "$DUR" --drain 10 --timeout 120)
 for mode in $MODES; do
-    part throughput && for qos in 0 1; do
+    part throughput && for qos in $QOS; do
         for spec in "fanin16:fanin -n 16" "fanout16:fanout -n 16" "pairs8:pairs -n 8"; do
             sname="${spec%%:*}-q$qos"
             read -r -a args <<<"${spec#*:}"

@@ -7,7 +7,8 @@
 # Knobs (environment): SHARDS="1 2 4 8", GEN_CORES (default: the upper half of the cores),
 #   DUR=4 seconds measured, WARMUP=1, N=64 clients per side, PEERS="mosquitto rumqttd",
 #   BIN (folder holding shardmq and shardmq-bench; default target/release),
-#   MOSQUITTO, RUMQTTD (binaries), OUT (results folder).
+#   MOSQUITTO, RUMQTTD (binaries), OUT (results folder), INFLIGHT=32 (the QoS 1 window towards
+#   each client, set alike on every broker).
 # Writes $OUT/scale.jsonl (one line per run) and prints a table.
 set -uo pipefail
 
@@ -17,6 +18,7 @@ SHARDS=${SHARDS:-"1 2 4 8"}
 DUR=${DUR:-4}
 WARMUP=${WARMUP:-1}
 N=${N:-64}
+INFLIGHT=${INFLIGHT:-32}
 PEERS=${PEERS:-"mosquitto rumqttd"}
 BIN=${BIN:-$ROOT/target/release}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
@@ -55,15 +57,15 @@ run() {
     case $broker in
     shardmq)
         taskset -c "$cores" "$BIN/shardmq" --mqtt "127.0.0.1:$port" --http "127.0.0.1:$(free_port)" \
-            --set mqtt.max_mqueue=100000 >"$OUT/broker.log" 2>&1 &
+            --set mqtt.max_mqueue=100000 --set mqtt.max_inflight="$INFLIGHT" >"$OUT/broker.log" 2>&1 &
         ;;
     mosquitto)
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 32\nmax_connections -1\n' \
-            "$port" >"$OUT/mosquitto.conf"
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages %s\nmax_connections -1\n' \
+            "$port" "$INFLIGHT" >"$OUT/mosquitto.conf"
         taskset -c "$cores" "$MOSQUITTO" -c "$OUT/mosquitto.conf" >"$OUT/broker.log" 2>&1 &
         ;;
     rumqttd)
-        sed -e "s/@PORT@/$port/" -e "s/@CONSOLE@/$(free_port)/" "${RUMQTTD_TOML:-$ROOT/bench/rumqttd.toml}" >"$OUT/rumqttd.toml"
+        sed -e "s/@PORT@/$port/" -e "s/@CONSOLE@/$(free_port)/" -e "s/@INFLIGHT@/$INFLIGHT/" "${RUMQTTD_TOML:-$ROOT/bench/rumqttd.toml}" >"$OUT/rumqttd.toml"
         taskset -c "$cores" "$RUMQTTD" --config "$OUT/rumqttd.toml" >"$OUT/broker.log" 2>&1 &
         ;;
     esac
