@@ -31,15 +31,7 @@ RUNS="$OUT/scale.jsonl"
 : >"$RUNS"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log() { echo "[scale] $*" >&2; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
+. "$ROOT/bench/lib.sh"
 
 SCENARIOS=(
     "pairs-q0:pairs -n $N --qos 0"

@@ -74,26 +74,9 @@ fn a_publisher_on_another_shard_is_slowed_to_the_subscribers_pace() {
     let mut publisher = broker.client(&id_on_shard("xflow-pub", 0), true);
     // The publisher keeps up to WINDOW messages unacknowledged, like a client library does.
     let sender = std::thread::spawn(move || {
-        let mut next = 0;
-        while next < TOTAL {
-            let burst = WINDOW.min(TOTAL - next);
-            let mut bytes = bytes::BytesMut::new();
-            for i in next..next + burst {
-                let p = publish(
-                    "xflow/t",
-                    &i.to_be_bytes(),
-                    QoS::AtLeastOnce,
-                    false,
-                    Some((i % 60000 + 1) as u16),
-                );
-                encode(&p, ProtocolVersion::V311, &mut bytes).unwrap();
-            }
-            publisher.send_bytes(&bytes);
-            for _ in 0..burst {
-                assert!(matches!(publisher.recv(), Packet::PubAck(_)));
-            }
-            next += burst;
-        }
+        publish_windowed(&mut publisher, "xflow/t", TOTAL, WINDOW, |i| {
+            i.to_be_bytes().to_vec()
+        })
     });
     let got = recv_publishes_acking(&mut sub, TOTAL as usize);
     let seqs: Vec<u32> = got
@@ -117,26 +100,9 @@ fn a_subscriber_that_stops_acknowledging_holds_its_publishers_only_until_it_stal
     sub.subscribe(1, &[("stall/t", QoS::AtLeastOnce)]);
     let mut publisher = broker.client(&id_on_shard("stall-pub", 0), true);
     let started = std::time::Instant::now();
-    let mut next = 0;
-    while next < TOTAL {
-        let burst = WINDOW.min(TOTAL - next);
-        let mut bytes = bytes::BytesMut::new();
-        for i in next..next + burst {
-            let p = publish(
-                "stall/t",
-                &i.to_be_bytes(),
-                QoS::AtLeastOnce,
-                false,
-                Some((i + 1) as u16),
-            );
-            encode(&p, ProtocolVersion::V311, &mut bytes).unwrap();
-        }
-        publisher.send_bytes(&bytes);
-        for _ in 0..burst {
-            assert!(matches!(publisher.recv(), Packet::PubAck(_)));
-        }
-        next += burst;
-    }
+    publish_windowed(&mut publisher, "stall/t", TOTAL, WINDOW, |i| {
+        i.to_be_bytes().to_vec()
+    });
     let took = started.elapsed();
     assert!(
         took < std::time::Duration::from_secs(10),

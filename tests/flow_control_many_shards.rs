@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use shardmq::codec::{encode, Packet, ProtocolVersion, QoS};
+use shardmq::codec::QoS;
 
 #[test]
 fn many_publishers_on_many_shards_are_held_to_one_subscribers_pace() {
@@ -35,28 +35,9 @@ fn many_publishers_on_many_shards_are_held_to_one_subscribers_pace() {
         let mut publisher = broker.client(&id, true);
         let topic = format!("manyflow/{p}");
         senders.push(std::thread::spawn(move || {
-            let mut next = 0;
-            while next < PER_PUBLISHER {
-                let burst = WINDOW.min(PER_PUBLISHER - next);
-                let mut bytes = bytes::BytesMut::new();
-                for i in next..next + burst {
-                    let mut payload = p.to_be_bytes().to_vec();
-                    payload.extend_from_slice(&i.to_be_bytes());
-                    let packet = publish(
-                        &topic,
-                        &payload,
-                        QoS::AtLeastOnce,
-                        false,
-                        Some((i + 1) as u16),
-                    );
-                    encode(&packet, ProtocolVersion::V311, &mut bytes).unwrap();
-                }
-                publisher.send_bytes(&bytes);
-                for _ in 0..burst {
-                    assert!(matches!(publisher.recv(), Packet::PubAck(_)));
-                }
-                next += burst;
-            }
+            publish_windowed(&mut publisher, &topic, PER_PUBLISHER, WINDOW, |i| {
+                [p.to_be_bytes(), i.to_be_bytes()].concat()
+            })
         }));
     }
     assert!(

@@ -392,6 +392,38 @@ enum Event {
     Closed,
 }
 
+/// Publishes `total` QoS 1 messages on `topic` as a client with an inflight window does:
+/// bursts of `window` in one write, then every PUBACK of the burst before the next.
+/// `payload(i)` is message i's payload.
+pub fn publish_windowed(
+    client: &mut Raw,
+    topic: &str,
+    total: u32,
+    window: u32,
+    payload: impl Fn(u32) -> Vec<u8>,
+) {
+    let mut next = 0;
+    while next < total {
+        let burst = window.min(total - next);
+        let mut bytes = bytes::BytesMut::new();
+        for i in next..next + burst {
+            let p = publish(
+                topic,
+                &payload(i),
+                QoS::AtLeastOnce,
+                false,
+                Some((i % 60000 + 1) as u16),
+            );
+            shardmq::codec::encode(&p, ProtocolVersion::V311, &mut bytes).unwrap();
+        }
+        client.send_bytes(&bytes);
+        for _ in 0..burst {
+            assert!(matches!(client.recv(), Packet::PubAck(_)));
+        }
+        next += burst;
+    }
+}
+
 /// Receives PUBLISHes on `client` until `n` arrived, acknowledging QoS 1/2 ones
 /// (PUBACK, or PUBREC → PUBREL ← PUBCOMP), and returns them.
 pub fn recv_publishes_acking(client: &mut Raw, n: usize) -> Vec<Publish> {
