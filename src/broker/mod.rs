@@ -70,11 +70,6 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// The flag that stops the broker (for signal handlers).
-    pub fn shutdown_flag(&self) -> ShutdownFlag {
-        self.shutdown.clone()
-    }
-
     /// Asks every shard to stop and waits until they have.
     pub fn stop(self) {
         self.shutdown.trigger();
