@@ -39,6 +39,52 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// backlog lasts (its pause, once it takes effect, lasts until the release).
 const RESIGNAL: Duration = Duration::from_millis(2);
 
+/// One session's progress as flow control watches it (kept with the session's client on its
+/// shard): the queue length last seen, and when a long queue (over [`LOW`]) last shrank or
+/// became long.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    queued_seen: usize,
+    drained_at: Instant,
+}
+
+impl Progress {
+    /// A session that has queued nothing yet.
+    pub fn new(now: Instant) -> Progress {
+        Progress {
+            queued_seen: 0,
+            drained_at: now,
+        }
+    }
+
+    /// Forgets what was seen (the session came back online): its stall clock starts afresh.
+    pub fn restart(&mut self) {
+        self.queued_seen = 0;
+    }
+
+    /// Whether the queue is long enough to be watched: every ack must then be observed, or a
+    /// subscriber that acks more slowly than it is fed would look stalled.
+    pub fn watched(&self) -> bool {
+        self.queued_seen > LOW
+    }
+
+    /// Records the queue length now; returns whether the session has stalled (a long queue
+    /// that has not shrunk for [`STALL`]). Only a long queue reads the clock (`now`).
+    pub fn observe(&mut self, queued: usize, now: impl FnOnce() -> Instant) -> bool {
+        let mut stalled = false;
+        if queued > LOW {
+            let now = now();
+            if self.queued_seen <= LOW || queued < self.queued_seen {
+                self.drained_at = now;
+            } else {
+                stalled = now.duration_since(self.drained_at) >= STALL;
+            }
+        }
+        self.queued_seen = queued;
+        stalled
+    }
+}
+
 /// One shard's flow-control state.
 #[derive(Default)]
 pub struct Flow {
@@ -171,6 +217,24 @@ mod tests {
             flow.observe(false, 10 * HIGH, true, false),
             (true, false),
             "progress again: backlogged again"
+        );
+    }
+
+    #[test]
+    fn a_long_queue_stalls_only_when_it_stops_shrinking() {
+        let t = Instant::now();
+        let mut p = Progress::new(t);
+        assert!(!p.observe(LOW, || unreachable!("a short queue needs no clock")));
+        assert!(!p.observe(HIGH, || t), "just became long: its clock starts");
+        assert!(p.watched());
+        assert!(!p.observe(HIGH + 1, || t + STALL / 2));
+        assert!(!p.observe(HIGH, || t + STALL / 2 * 3), "shrank: progress");
+        assert!(!p.observe(HIGH + 5, || t + STALL * 2 - STALL / 4));
+        assert!(p.observe(HIGH + 5, || t + STALL * 3), "no shrink for STALL");
+        p.restart();
+        assert!(
+            !p.observe(HIGH + 5, || t + STALL * 4),
+            "back online: starts afresh"
         );
     }
 

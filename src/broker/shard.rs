@@ -51,11 +51,8 @@ pub struct Client {
     pub protocol: ProtocolVersion,
     /// Counted in `Shard::flow` as backlogged (see `flow`).
     pub backlogged: bool,
-    /// Flow control's view of progress: the queue length last seen, and when a long queue
-    /// (over `flow::LOW`) last shrank or became long. A backlogged session whose queue has
-    /// not shrunk for `flow::STALL` no longer holds its publishers back.
-    pub queued_seen: usize,
-    pub drained_at: Instant,
+    /// Flow control's view of the session's progress (stall detection).
+    pub progress: flow::Progress,
 }
 
 /// One core's broker state.
@@ -249,8 +246,7 @@ impl Shard {
                 keep_alive: connect.keep_alive,
                 protocol: connect.protocol,
                 backlogged: false,
-                queued_seen: 0,
-                drained_at: now,
+                progress: flow::Progress::new(now),
             };
             match clients.get_mut(&client_id) {
                 Some(c) if session_present => {
@@ -261,7 +257,7 @@ impl Shard {
                     c.connected_at = info.connected_at;
                     c.keep_alive = info.keep_alive;
                     c.protocol = info.protocol;
-                    c.queued_seen = 0; // back online: its stall clock starts afresh
+                    c.progress.restart(); // back online
                     self.note_backlog(c);
                 }
                 _ => {
@@ -355,9 +351,7 @@ impl Shard {
             let mut metrics = self.metrics.borrow_mut();
             c.session
                 .handle(packet, Instant::now(), &mut metrics, &mut actions);
-            // A watched queue (see `note_backlog`) must see the acks that shrink it, or a
-            // subscriber that acks more slowly than it is fed would look stalled.
-            if c.backlogged || c.queued_seen > flow::LOW {
+            if c.backlogged || c.progress.watched() {
                 self.note_backlog(c);
             }
         }
@@ -369,18 +363,7 @@ impl Shard {
     /// asked).
     pub(super) fn note_backlog(&self, c: &mut Client) {
         let queued = c.session.queued();
-        // Only a queue long enough to matter is watched (and needs the clock): its stall
-        // clock starts when it grows past LOW and restarts each time it shrinks.
-        let mut stalled = false;
-        if queued > flow::LOW {
-            let now = Instant::now();
-            if c.queued_seen <= flow::LOW || queued < c.queued_seen {
-                c.drained_at = now;
-            } else {
-                stalled = now.duration_since(c.drained_at) >= flow::STALL;
-            }
-        }
-        c.queued_seen = queued;
+        let stalled = c.progress.observe(queued, Instant::now);
         let (now, released) = self
             .flow
             .observe(c.backlogged, queued, c.link.is_some(), stalled);
