@@ -3,7 +3,8 @@
 //! Owns: starting one pinned glommio executor per configured core ([`runtime`]), the
 //! lock-free cross-shard mesh with its back-pressure rules ([`mesh`]), request/reply
 //! rendezvous between executors ([`reply`]), handing a live socket from one executor to
-//! another ([`handoff`]), binding the per-shard listeners ([`listen`]) and the start-up
+//! another ([`handoff`]), socket I/O on a readiness ring of each executor's own ([`sockio`]),
+//! binding the per-shard listeners ([`listen`]) and the start-up
 //! pre-flight checks ([`preflight`]).
 //! It re-exports the few runtime primitives the broker needs ([`rt`]) so that glommio
 //! appears in this crate's manifest only.
@@ -17,6 +18,7 @@ pub mod mesh;
 pub mod preflight;
 pub mod reply;
 pub mod runtime;
+pub mod sockio;
 
 /// Index of a mesh member: shards are `0..shards`, the management executor is `shards`.
 pub type ShardId = usize;

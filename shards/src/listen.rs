@@ -7,9 +7,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
-use glommio::net::TcpListener;
+use crate::sockio::Listener;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds `addr` for the calling executor with `SO_REUSEPORT` and a listen queue of
@@ -21,7 +21,7 @@ pub fn bind_reuseport(
     addr: SocketAddr,
     backlog: u32,
     defer_accept_secs: u32,
-) -> io::Result<TcpListener> {
+) -> io::Result<Listener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
@@ -43,6 +43,6 @@ pub fn bind_reuseport(
     }
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    // SAFETY: a bound, listening socket; its ownership passes to the listener.
-    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+    // SAFETY: a bound, listening socket whose ownership passes to the listener.
+    Listener::register(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
 }

@@ -20,10 +20,12 @@ const IO_MEMORY: usize = 256 * 1024;
 /// Submission-queue depth of each of the executor's io_uring rings (glommio's default is
 /// 128). The kernel sizes a ring's cancellation hash table from its completion-queue size:
 /// 2^(log2(2 × depth) − 5) buckets, at most 256, reached at depth 4096. Every socket that
-/// waits for input holds a poll request in that table, and glommio cancels and re-arms a
-/// timeout on the main ring each time it polls for I/O; the kernel looks for that timeout
-/// among the polls of one bucket first. With 8 buckets and 15 k connections that walk took
-/// 42 % of a shard's CPU during a connection storm; 256 buckets make it 32 times shorter.
+/// waits for input through glommio holds a poll request in that table, and glommio cancels
+/// and re-arms a timeout on the main ring each time it polls for I/O; the kernel looks for
+/// that timeout among the polls of one bucket first. With 8 buckets and 15 k connections that
+/// walk took 42 % of a shard's CPU during a connection storm. MQTT sockets now wait on the
+/// shard's own readiness ring ([`crate::sockio`]) instead; the depth stays for whatever
+/// still polls through glommio (the management thread's HTTP sockets).
 const RING_DEPTH: usize = 4096;
 
 /// Spawns a glommio executor pinned to `core`, running the future that `make` builds on

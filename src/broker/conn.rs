@@ -13,7 +13,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::codec::{
     self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, Str,
@@ -21,7 +20,8 @@ use crate::codec::{
 use crate::home_shard;
 use crate::session::CloseReason;
 use shardmq_shards::handoff::SocketInTransit;
-use shardmq_shards::rt::{self, spawn_local, TcpListener, TcpStream};
+use shardmq_shards::rt::{self, spawn_local};
+use shardmq_shards::sockio::{Listener, Socket};
 
 use super::link::Link;
 use super::msg::{Adopt, ShardMsg};
@@ -37,15 +37,19 @@ const MAX_READ_CHUNK: usize = 64 * 1024;
 /// An output buffer that grew past this is given back when the connection goes idle.
 const MAX_IDLE_OUT: usize = 16 * 1024;
 
+/// How long a takeover waits for the old connection to handle what its socket holds (it may
+/// be stuck writing to a client that stopped reading).
+const TAKEOVER_DRAIN_WAIT: Duration = Duration::from_millis(100);
+
 /// A connection handles at most this many packets per turn, then writes its output and lets
 /// the shard's other tasks run (the subscribers whose acks drain the queues, the inbox that
 /// may carry a `SlowDown`).
 const BATCH_PACKETS: usize = 32;
 
 /// Accepts connections on this shard's `SO_REUSEPORT` listener until shutdown.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
     loop {
-        match listener.accept().await {
+        match listener.accept().await.and_then(Socket::register) {
             Ok(stream) => {
                 let shard = shard.clone();
                 spawn_local(async move { handshake(shard, stream).await }).detach();
@@ -59,7 +63,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 /// Reads the CONNECT, then serves the connection here or hands it to its home shard.
-async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn handshake(shard: Rc<Shard>, mut stream: Socket) {
     let _ = stream.set_nodelay(true);
     let Ok(peer) = stream.peer_addr() else { return };
     let mut buf = BytesMut::new();
@@ -153,7 +157,7 @@ enum ConnectError {
 
 async fn read_first_packet(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut BytesMut,
 ) -> Result<Packet, ConnectError> {
     let max = shard.cfg.mqtt.max_packet_size as usize;
@@ -176,7 +180,7 @@ async fn read_first_packet(
     }
 }
 
-async fn refuse(shard: &Shard, stream: &mut TcpStream, version: ProtocolVersion, why: Refusal) {
+async fn refuse(shard: &Shard, stream: &mut Socket, version: ProtocolVersion, why: Refusal) {
     let code = match version {
         ProtocolVersion::V5 => match why {
             Refusal::IdentifierRejected => 0x85,
@@ -201,7 +205,13 @@ async fn refuse(shard: &Shard, stream: &mut TcpStream, version: ProtocolVersion,
 
 /// Entry point on the home shard for a connection another shard accepted.
 pub async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
-    let stream = adopt.socket.attach();
+    let stream = match adopt.socket.attach() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("adopting a connection failed: {e}");
+            return;
+        }
+    };
     serve(shard, stream, adopt.connect, adopt.rest, adopt.peer).await;
 }
 
@@ -210,11 +220,18 @@ pub async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
 /// and a connected client holds only the small [`run`] future.
 async fn serve(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Socket,
     connect: Connect,
     buf: BytesMut,
     peer: SocketAddr,
 ) {
+    // Takeover: what the old connection's client sent before it reconnected (acks above
+    // all) is still in that socket; let the old connection handle it while it owns the
+    // session, so that the new one is not sent again what was already acknowledged.
+    if let Some(old) = shard.live_link(&connect.client_id) {
+        old.ask_drain();
+        let _ = or_timeout(old.wait_drained(), TAKEOVER_DRAIN_WAIT).await;
+    }
     let link = match shard.connect_client(&connect, peer) {
         Ok(link) => link,
         Err(why) => {
@@ -237,13 +254,14 @@ async fn serve(
 /// Drives one accepted connection until it closes, then tells the shard.
 async fn run(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Socket,
     link: Rc<Link>,
     client_id: Str,
     mut buf: BytesMut,
 ) {
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
-    // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
+    link.drained(); // a takeover waiting on this connection may go on
+                    // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
     if link.version == ProtocolVersion::V5 {
         if let Some(code) = reason.disconnect_reason_code() {
             let bye = Packet::Disconnect(Disconnect {
@@ -259,14 +277,14 @@ async fn run(
     if !out.is_empty() {
         let _ = or_timeout(stream.write_all(&out), Duration::from_secs(1)).await;
     }
-    let _ = stream.close().await;
+    let _ = stream.shutdown_write();
     shard.connection_closed(&client_id, &link, reason);
 }
 
 /// The read/decode/dispatch/write loop. Returns why the connection ends.
 async fn drive(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     link: &Rc<Link>,
     client_id: &crate::codec::Str,
     buf: &mut BytesMut,
@@ -276,6 +294,10 @@ async fn drive(
     let mut out = BytesMut::new();
     let mut chunk = MIN_READ_CHUNK;
     loop {
+        if link.drain_asked() {
+            drain(shard, stream, link, client_id, buf, max);
+            link.drained();
+        }
         // Dispatch every complete packet already buffered.
         // At most `BATCH_PACKETS` per turn, and none once this client is throttled: the rest
         // stays buffered until the next turn, so flow control acts within a batch.
@@ -357,6 +379,47 @@ async fn drive(
     }
 }
 
+/// A takeover is waiting: read what the socket holds now, without waiting for more, and
+/// handle every complete packet regardless of flow control (it is bounded by what the
+/// kernel buffered). The caller writes the replies.
+fn drain(
+    shard: &Rc<Shard>,
+    stream: &mut Socket,
+    link: &Rc<Link>,
+    client_id: &Str,
+    buf: &mut BytesMut,
+    max: usize,
+) {
+    loop {
+        let start = buf.len();
+        buf.resize(start + MAX_READ_CHUNK, 0);
+        let res = stream.try_read(&mut buf[start..]);
+        let n = *res.as_ref().unwrap_or(&0);
+        buf.truncate(start + n);
+        if n > 0 {
+            shard.metrics.borrow_mut().bytes_received += n as u64;
+            link.counters.read(n);
+        }
+        while link.close_reason().is_none() {
+            match codec::decode(buf, link.version, max) {
+                Ok(Some(packet)) => {
+                    shard.metrics.borrow_mut().count_received(&packet);
+                    link.counters.received(&packet);
+                    shard.on_packet(client_id, link.id, packet);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    link.close(CloseReason::Malformed(e));
+                    break;
+                }
+            }
+        }
+        if n < MAX_READ_CHUNK || link.close_reason().is_some() {
+            return;
+        }
+    }
+}
+
 /// An emptied read buffer may still share its allocation with the CONNECT: let it go, so
 /// that an idle connection pins none of it.
 fn release_if_empty(buf: &mut BytesMut) {
@@ -368,7 +431,7 @@ fn release_if_empty(buf: &mut BytesMut) {
 /// Reads at most `want` bytes once, appending them to `buf`. Only those `want` bytes are
 /// zero-filled before the read. If the future is dropped while waiting (it loses a race
 /// against a wake-up), `buf` is left exactly as it was.
-async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+async fn read_some(stream: &mut Socket, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
     let start = buf.len();
     buf.resize(start + want, 0);
     let mut guard = TruncateOnDrop { buf, len: start };

@@ -33,6 +33,17 @@ pub struct Link {
     /// that epoch before reading more (see `flow`). Keeping the epoch means a release that
     /// comes before the connection starts waiting is not missed.
     throttled: Cell<Option<u64>>,
+    /// A takeover asked the connection task to handle what its socket already holds.
+    drain: Cell<Drain>,
+    drain_waker: RefCell<Option<Waker>>,
+}
+
+/// Where a takeover's request to drain the old connection stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Drain {
+    NotAsked,
+    Asked,
+    Done,
 }
 
 /// Per-connection traffic figures, as EMQ X reports them per connection.
@@ -86,6 +97,8 @@ impl Link {
             close: RefCell::new(None),
             counters: LinkCounters::default(),
             throttled: Cell::new(None),
+            drain: Cell::new(Drain::NotAsked),
+            drain_waker: RefCell::new(None),
         }
     }
 
@@ -143,6 +156,42 @@ impl Link {
     /// Takes the pending throttle: the epoch to wait past, if any.
     pub fn take_throttle(&self) -> Option<u64> {
         self.throttled.take()
+    }
+
+    /// A newer connection of the same client is taking over: asks the connection task to
+    /// handle the input its socket holds now (what the client sent before it reconnected:
+    /// acks, publishes) while it still owns the session.
+    pub fn ask_drain(&self) {
+        if self.drain.get() == Drain::NotAsked {
+            self.drain.set(Drain::Asked);
+            self.wake();
+        }
+    }
+
+    /// Whether a drain was asked and not done yet.
+    pub fn drain_asked(&self) -> bool {
+        self.drain.get() == Drain::Asked
+    }
+
+    /// The connection task handled its input (or ended): the takeover may go on.
+    pub fn drained(&self) {
+        self.drain.set(Drain::Done);
+        if let Some(w) = self.drain_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Completes once [`Link::drained`] was called.
+    pub async fn wait_drained(&self) {
+        poll_fn(|cx| {
+            if self.drain.get() == Drain::Done {
+                Poll::Ready(())
+            } else {
+                *self.drain_waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Asks the connection task to close the socket (after flushing what is queued).

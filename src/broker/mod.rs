@@ -28,11 +28,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, TcpListenerConfig};
 use crate::session::SessionConfig;
 use shardmq_shards::mesh::full_mesh;
-use shardmq_shards::rt::{self, spawn_local, TcpListener};
+use shardmq_shards::rt::{self, spawn_local};
 use shardmq_shards::runtime::{spawn_pinned, ShutdownFlag};
+use shardmq_shards::sockio::Listener;
 
 use msg::ShardMsg;
 use shard::Shard;
@@ -146,7 +147,7 @@ pub fn start_with_shutdown(
                 );
                 let handler = shard.clone();
                 mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));
-                let listener = match bind_listener(mqtt_addr, cfg.listeners.tcp.backlog) {
+                let listener = match bind_listener(mqtt_addr, &cfg.listeners.tcp) {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready.send(Err(format!("shard {id}: binding {mqtt_addr}: {e}")));
@@ -204,12 +205,8 @@ pub fn start_with_shutdown(
     })
 }
 
-/// Seconds a connection that sends nothing may wait in the kernel before a shard accepts it
-/// anyway (and `mqtt.idle_timeout` starts counting). See `listen::bind_reuseport`.
-const DEFER_ACCEPT_SECS: u32 = 5;
-
 /// Binds one shard's MQTT listener: the same address on every shard (`SO_REUSEPORT`), the
-/// configured backlog, and a connection is accepted once its CONNECT has arrived.
-fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    shardmq_shards::listen::bind_reuseport(addr, backlog, DEFER_ACCEPT_SECS)
+/// configured backlog and `TCP_DEFER_ACCEPT`.
+fn bind_listener(addr: SocketAddr, tcp: &TcpListenerConfig) -> io::Result<Listener> {
+    shardmq_shards::listen::bind_reuseport(addr, tcp.backlog, tcp.defer_accept)
 }

@@ -172,6 +172,11 @@ impl Shard {
         }
     }
 
+    /// The live connection of `client_id`, if it has one here.
+    pub fn live_link(&self, client_id: &str) -> Option<Rc<Link>> {
+        self.clients.borrow().get(client_id)?.link.clone()
+    }
+
     /// Accepts (or refuses) a CONNECT for a client homed here: takeover of an older
     /// connection, session resume or creation, CONNACK and redelivery into the new link.
     pub fn connect_client(

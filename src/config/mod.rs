@@ -113,6 +113,10 @@ pub struct TcpListenerConfig {
     pub max_connections: u64,
     /// Listen backlog of each shard's socket (capped by `net.core.somaxconn`).
     pub backlog: u32,
+    /// `TCP_DEFER_ACCEPT` in seconds; 0 (the default) turns it off. With it, the kernel
+    /// hands a connection to a shard only once its CONNECT arrived: less broker CPU per
+    /// connect, but fewer connects per second in a storm (see BENCHMARKS.md).
+    pub defer_accept: u32,
 }
 
 /// How a shared subscription group picks the member that gets a message.
@@ -254,6 +258,7 @@ impl Default for TcpListenerConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
             max_connections: 1_024_000,
             backlog: 1024,
+            defer_accept: 0,
         }
     }
 }

@@ -1,0 +1,623 @@
+//! Socket I/O for the MQTT connections: readiness from an io_uring ring of the shard's own,
+//! reads, writes and accepts as plain non-blocking syscalls made when that ring says so.
+//!
+//! Owns: one readiness ring per executor thread ([`Reactor`]), set up with
+//! `IORING_SETUP_COOP_TASKRUN` (a completion never interrupts the shard with an IPI; it is
+//! posted at the shard's next kernel entry, and the shard enters the kernel all the time) and
+//! `IORING_SETUP_SINGLE_ISSUER`; one *multishot* `POLLIN` request per socket, armed once when
+//! the socket is registered and cancelled when it is dropped (glommio arms and completes a
+//! one-shot poll for every wait, and its rings lack `COOP_TASKRUN`: at moderate rates that was
+//! a ring submission and a reschedule IPI per message); a one-shot `POLLOUT` only while a send
+//! would block; and the pump task that turns completions into wake-ups. The pump sleeps on an
+//! eventfd that the ring signals, read through glommio, so the executor parks as before.
+//!
+//! Must never: be used from another thread than the one that created it (the ring is
+//! single-issuer and everything here is `!Send`), block, or close a socket's descriptor
+//! while the ring still references it under a slot that could be reused (slots carry a
+//! generation; a late completion for a freed slot is ignored).
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+/// Submission-queue entries: registrations, cancellations and `POLLOUT` arms wait here only
+/// until the call that pushed them submits.
+const SQ_ENTRIES: u32 = 256;
+/// Completion-queue entries: every registered socket can have one readiness completion
+/// outstanding; more than this many waits in the kernel's overflow list, not lost.
+const CQ_ENTRIES: u32 = 32 * 1024;
+/// `user_data` of requests whose completion nobody waits for (cancellations).
+const IGNORED: u64 = u64::MAX;
+/// What a socket's multishot poll listens for: data, the peer's FIN, errors.
+const READ_EVENTS: u32 = (libc::POLLIN | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
+const WRITE_EVENTS: u32 = (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u32;
+
+/// Which poll request of a slot a completion belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Interest {
+    Read = 0,
+    Write = 1,
+}
+
+/// Packs a slot, its generation and the interest into a request's `user_data`.
+fn token(slot: usize, gen: u32, interest: Interest) -> u64 {
+    (u64::from(gen) << 32) | ((slot as u64) << 1) | interest as u64
+}
+
+fn untoken(data: u64) -> (usize, u32, Interest) {
+    let interest = if data & 1 == 0 {
+        Interest::Read
+    } else {
+        Interest::Write
+    };
+    (
+        ((data & 0xffff_ffff) >> 1) as usize,
+        (data >> 32) as u32,
+        interest,
+    )
+}
+
+/// What the reactor knows of one registered socket.
+#[derive(Default)]
+struct Slot {
+    gen: u32,
+    fd: RawFd,
+    /// The socket may have input (or an error, or EOF) that no read has seen yet.
+    readable: bool,
+    /// A `POLLOUT` completed since the last send that would have blocked.
+    writable: bool,
+    /// The read poll is in the ring.
+    read_armed: bool,
+    /// A one-shot `POLLOUT` is in the ring.
+    write_armed: bool,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+/// The calling executor's readiness ring and the state of every socket registered with it.
+pub struct Reactor {
+    ring: RefCell<IoUring>,
+    slots: RefCell<Slab<Slot>>,
+    /// Generation counter for slots, so a completion for a dropped socket cannot wake the
+    /// socket that reused its slot.
+    next_gen: std::cell::Cell<u32>,
+    /// Read polls are multishot (Linux ≥ 5.13); cleared when the kernel refuses one, after
+    /// which every wait arms a one-shot poll.
+    multishot: std::cell::Cell<bool>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
+}
+
+impl Reactor {
+    /// This executor's reactor, created (with its pump task) on first use.
+    pub fn current() -> io::Result<Rc<Reactor>> {
+        if let Some(r) = CURRENT.with(|c| c.borrow().clone()) {
+            return Ok(r);
+        }
+        let reactor = Rc::new(Reactor::new()?);
+        let efd = reactor.eventfd()?;
+        CURRENT.with(|c| *c.borrow_mut() = Some(reactor.clone()));
+        glommio::spawn_local(pump(reactor.clone(), efd)).detach();
+        Ok(reactor)
+    }
+
+    fn new() -> io::Result<Reactor> {
+        let ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .setup_cqsize(CQ_ENTRIES)
+            .build(SQ_ENTRIES)
+            .or_else(|_| {
+                // Kernels before 6.0 know neither flag; readiness still works, with IPIs.
+                IoUring::builder()
+                    .setup_cqsize(CQ_ENTRIES)
+                    .build(SQ_ENTRIES)
+            })?;
+        Ok(Reactor {
+            ring: RefCell::new(ring),
+            slots: RefCell::new(Slab::new()),
+            next_gen: std::cell::Cell::new(0),
+            multishot: std::cell::Cell::new(true),
+        })
+    }
+
+    /// An eventfd the ring signals on every completion, for the pump to sleep on. Blocking
+    /// on purpose: io_uring then waits for it with an internal poll instead of failing the
+    /// read with `EAGAIN`.
+    fn eventfd(&self) -> io::Result<OwnedFd> {
+        // SAFETY: eventfd has no memory arguments; a non-negative result is a new descriptor.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        self.ring
+            .borrow()
+            .submitter()
+            .register_eventfd(fd.as_raw_fd())?;
+        Ok(fd)
+    }
+
+    /// Queues one request and submits it (with anything else queued) right away.
+    fn submit(&self, entry: squeue::Entry) -> io::Result<()> {
+        let mut ring = self.ring.borrow_mut();
+        // SAFETY: poll and cancel requests reference no memory of ours, only a descriptor
+        // that stays open until its poll is cancelled (see `deregister`).
+        while unsafe { ring.submission().push(&entry) }.is_err() {
+            ring.submit()?;
+        }
+        ring.submit()?;
+        Ok(())
+    }
+
+    fn register(&self, fd: RawFd) -> io::Result<(usize, u32)> {
+        let gen = self.next_gen.get().wrapping_add(1);
+        self.next_gen.set(gen);
+        let slot = self.slots.borrow_mut().insert(Slot {
+            gen,
+            fd,
+            // Input may have arrived before the poll was armed (a hand-over, a CONNECT
+            // that came with the SYN's ACK): the first read tries without waiting.
+            readable: true,
+            ..Slot::default()
+        });
+        if self.multishot.get() {
+            if let Err(e) = self.arm_read(slot, gen, fd) {
+                self.slots.borrow_mut().remove(slot);
+                return Err(e);
+            }
+        }
+        Ok((slot, gen))
+    }
+
+    /// Puts the slot's read poll in the ring (the caller checked that none is there).
+    fn arm_read(&self, slot: usize, gen: u32, fd: RawFd) -> io::Result<()> {
+        let poll = opcode::PollAdd::new(types::Fd(fd), READ_EVENTS)
+            .multi(self.multishot.get())
+            .build()
+            .user_data(token(slot, gen, Interest::Read));
+        self.slots.borrow_mut()[slot].read_armed = true;
+        let res = self.submit(poll);
+        if res.is_err() {
+            self.slots.borrow_mut()[slot].read_armed = false;
+        }
+        res
+    }
+
+    /// Cancels the socket's polls and frees its slot. The caller closes (or hands over) the
+    /// descriptor afterwards; the kernel keeps its own reference until the cancel lands.
+    fn deregister(&self, slot: usize, gen: u32) {
+        let (read_armed, write_armed) = {
+            let mut slots = self.slots.borrow_mut();
+            match slots.get(slot) {
+                Some(s) if s.gen == gen => {
+                    let s = slots.remove(slot);
+                    (s.read_armed, s.write_armed)
+                }
+                _ => return,
+            }
+        };
+        let cancel = |interest| {
+            let entry = opcode::AsyncCancel::new(token(slot, gen, interest))
+                .build()
+                .user_data(IGNORED);
+            if let Err(e) = self.submit(entry) {
+                tracing::warn!("cancelling a socket poll failed: {e}");
+            }
+        };
+        if read_armed {
+            cancel(Interest::Read);
+        }
+        if write_armed {
+            cancel(Interest::Write);
+        }
+    }
+
+    /// Moves every completion into its slot and wakes whoever waits. Returns how many there
+    /// were.
+    fn reap(&self) -> usize {
+        let mut wake: Vec<Waker> = Vec::new();
+        let mut seen = 0;
+        {
+            let mut ring = self.ring.borrow_mut();
+            let mut slots = self.slots.borrow_mut();
+            for cqe in ring.completion() {
+                seen += 1;
+                if cqe.user_data() == IGNORED {
+                    continue;
+                }
+                let (idx, gen, interest) = untoken(cqe.user_data());
+                let Some(slot) = slots.get_mut(idx) else {
+                    continue;
+                };
+                if slot.gen != gen {
+                    continue; // a late completion for a socket that is gone
+                }
+                let res = cqe.result();
+                match interest {
+                    Interest::Read => {
+                        // Any outcome (events, an error) is for the reader to find out with
+                        // its next syscall.
+                        slot.readable = true;
+                        wake.extend(slot.reader.take());
+                        if res > 0 && res as u32 & (libc::POLLERR | libc::POLLHUP) as u32 != 0 {
+                            slot.writable = true;
+                            wake.extend(slot.writer.take());
+                        }
+                        if !cqueue::more(cqe.flags()) {
+                            // A one-shot poll, or the kernel ended the multishot request (an
+                            // error, a full completion queue): the next wait arms it again.
+                            slot.read_armed = false;
+                            if res == -libc::EINVAL && self.multishot.get() {
+                                tracing::info!("socket reactor: no multishot poll here (Linux < 5.13); using one-shot polls");
+                                self.multishot.set(false);
+                            }
+                        }
+                    }
+                    Interest::Write => {
+                        slot.write_armed = false;
+                        slot.writable = true;
+                        wake.extend(slot.writer.take());
+                    }
+                }
+            }
+        }
+        for w in wake {
+            w.wake();
+        }
+        seen
+    }
+
+    /// Ready once the socket may have input; otherwise registers `waker` (and arms the read
+    /// poll if none is in the ring).
+    fn poll_readable(&self, slot: usize, gen: u32, waker: &Waker) -> Poll<io::Result<()>> {
+        let arm = {
+            let mut slots = self.slots.borrow_mut();
+            let s = &mut slots[slot];
+            if s.readable {
+                return Poll::Ready(Ok(()));
+            }
+            if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                s.reader = Some(waker.clone());
+            }
+            (!s.read_armed).then_some(s.fd)
+        };
+        if let Some(fd) = arm {
+            if let Err(e) = self.arm_read(slot, gen, fd) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn set_readable(&self, slot: usize, readable: bool) {
+        self.slots.borrow_mut()[slot].readable = readable;
+    }
+
+    fn poll_writable(&self, slot: usize, gen: u32, waker: &Waker) -> Poll<io::Result<()>> {
+        let arm = {
+            let mut slots = self.slots.borrow_mut();
+            let s = &mut slots[slot];
+            if s.writable {
+                return Poll::Ready(Ok(()));
+            }
+            if !s.writer.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                s.writer = Some(waker.clone());
+            }
+            let arm = !s.write_armed;
+            s.write_armed = true;
+            arm.then_some(s.fd)
+        };
+        if let Some(fd) = arm {
+            let poll = opcode::PollAdd::new(types::Fd(fd), WRITE_EVENTS)
+                .build()
+                .user_data(token(slot, gen, Interest::Write));
+            if let Err(e) = self.submit(poll) {
+                self.slots.borrow_mut()[slot].write_armed = false;
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn set_writable(&self, slot: usize, writable: bool) {
+        self.slots.borrow_mut()[slot].writable = writable;
+    }
+
+    /// Makes sockets registered from now on wait with one-shot polls, as on kernels without
+    /// multishot poll (for tests of that path).
+    pub fn use_oneshot_polls(&self) {
+        self.multishot.set(false);
+    }
+
+    /// Sockets registered now (for tests and figures).
+    pub fn registered(&self) -> usize {
+        self.slots.borrow().len()
+    }
+}
+
+/// Turns the ring's completions into wake-ups, then sleeps on the eventfd until the ring has
+/// more. Runs as a task of the executor for the executor's whole life.
+async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
+    // SAFETY: the eventfd is ours; glommio's file takes ownership and closes it.
+    let file =
+        unsafe { glommio::io::BufferedFile::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(efd)) };
+    loop {
+        reactor.reap();
+        // Everything that completes from here on signals the eventfd, so a completion posted
+        // between the reap above and this read ends the read at once.
+        if let Err(e) = file.read_at(0, 8).await {
+            tracing::error!("socket reactor: reading its eventfd failed: {e}");
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// A connected, non-blocking TCP socket registered with the executor's [`Reactor`].
+pub struct Socket {
+    fd: OwnedFd,
+    slot: usize,
+    gen: u32,
+    reactor: Rc<Reactor>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("fd", &self.fd).finish()
+    }
+}
+
+fn cvt(rc: isize) -> io::Result<usize> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+impl Socket {
+    /// Registers a connected TCP socket with this executor (making it non-blocking).
+    pub fn register(fd: OwnedFd) -> io::Result<Socket> {
+        set_nonblocking(fd.as_raw_fd())?;
+        let reactor = Reactor::current()?;
+        let (slot, gen) = reactor.register(fd.as_raw_fd())?;
+        Ok(Socket {
+            fd,
+            slot,
+            gen,
+            reactor,
+        })
+    }
+
+    /// Unregisters the socket and gives its descriptor back, e.g. to hand it to another
+    /// executor. Input the kernel holds stays there.
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        // The duplicate outlives this socket, whose drop cancels the poll and closes the
+        // original.
+        self.fd.try_clone()
+    }
+
+    /// Reads what the socket has, up to `buf.len()` bytes, waiting until it has something.
+    /// `Ok(0)` is the peer's FIN. Cancel-safe: dropping the future loses no input.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| loop {
+            match self.reactor.poll_readable(self.slot, self.gen, cx.waker()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            // SAFETY: `buf` is valid for writes of its length for the whole call.
+            let rc = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match cvt(rc) {
+                Ok(n) => {
+                    // A TCP receive returns everything queued up to the buffer's size: a
+                    // short one emptied the socket, and new input will complete the poll.
+                    if n < buf.len() && n > 0 {
+                        self.reactor.set_readable(self.slot, false);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.reactor.set_readable(self.slot, false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+
+    /// Reads what the socket holds right now without waiting: `WouldBlock` when it is empty.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: `buf` is valid for writes of its length for the whole call.
+            let rc = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match cvt(rc) {
+                Ok(n) => {
+                    if n < buf.len() && n > 0 {
+                        self.reactor.set_readable(self.slot, false);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.reactor.set_readable(self.slot, false);
+                    return Err(e);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes all of `buf`, waiting for room in the socket's send buffer when it is full.
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            // SAFETY: `buf` is valid for reads of its length for the whole call.
+            let rc = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            match cvt(rc) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.reactor.set_writable(self.slot, false);
+                    let (reactor, slot, gen) = (&self.reactor, self.slot, self.gen);
+                    poll_fn(|cx| reactor.poll_writable(slot, gen, cx.waker())).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the sending direction (the peer reads EOF once it has read what was sent). The
+    /// descriptor is closed when the socket is dropped.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        // SAFETY: plain syscall on a descriptor we own.
+        cvt(unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) } as isize).map(drop)
+    }
+
+    /// Disables (or enables) Nagle's algorithm.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        socket2::SockRef::from(&self.fd).set_nodelay(on)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        socket2::SockRef::from(&self.fd)
+            .peer_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an IP socket"))
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.reactor.deregister(self.slot, self.gen);
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns, no memory arguments.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A listening socket registered with the executor's [`Reactor`]: waits until connections
+/// are queued, then takes them all with plain `accept4` calls.
+pub struct Listener {
+    socket: Socket,
+}
+
+impl Listener {
+    /// Registers a bound, listening socket with this executor.
+    pub fn register(fd: OwnedFd) -> io::Result<Listener> {
+        Ok(Listener {
+            socket: Socket::register(fd)?,
+        })
+    }
+
+    /// The next queued connection, non-blocking, not yet registered with any reactor (the
+    /// caller decides where it is served).
+    pub async fn accept(&self) -> io::Result<OwnedFd> {
+        let s = &self.socket;
+        poll_fn(|cx| loop {
+            match s.reactor.poll_readable(s.slot, s.gen, cx.waker()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            // SAFETY: null address pointers ask accept4 for no peer address.
+            let fd = unsafe {
+                libc::accept4(
+                    s.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: accept4 returned a new descriptor that nobody else owns.
+                return Poll::Ready(Ok(unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => s.reactor.set_readable(s.slot, false),
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
+                _ => return Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket2::SockRef::from(&self.socket.fd)
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("not an IP socket"))
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for (slot, gen, interest) in [
+            (0, 0, Interest::Read),
+            (1, 7, Interest::Write),
+            ((1 << 31) - 1, u32::MAX, Interest::Read),
+        ] {
+            let t = token(slot, gen, interest);
+            assert_ne!(t, IGNORED);
+            assert_eq!(untoken(t), (slot, gen, interest));
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The readiness ring over real loopback sockets: accepting, reading, writing past a full
+//! send buffer, EOF, deregistration, hand-over between executors.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use shardmq_shards::handoff::SocketInTransit;
+use shardmq_shards::listen::bind_reuseport;
+use shardmq_shards::sockio::{Reactor, Socket};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Runs the future `make` builds on a fresh glommio executor thread and returns its result;
+/// panics if it takes longer than 30 s.
+fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    make: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .spawn(move || async move {
+            let timeout = async {
+                glommio::timer::sleep(Duration::from_secs(30)).await;
+                panic!("the executor's work took more than 30 s");
+            };
+            futures_lite::future::or(make(), timeout).await
+        })
+        .expect("executor")
+        .join()
+        .expect("executor thread")
+}
+
+#[test]
+fn echoes_bytes_and_sees_the_peers_eof() {
+    echo(true);
+}
+
+#[test]
+fn echoes_with_one_shot_polls_as_on_old_kernels() {
+    echo(false);
+}
+
+fn echo(multishot: bool) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let addr: SocketAddr = addr_rx.recv().unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for round in 0..100u32 {
+            let msg = format!("ping {round}");
+            c.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+        c.shutdown(Shutdown::Write).unwrap();
+        // The server closes after EOF: we read EOF too.
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    });
+    let echoed = on_executor(move || async move {
+        if !multishot {
+            Reactor::current().unwrap().use_oneshot_polls();
+        }
+        let listener = bind_reuseport(loopback(), 16, 0).unwrap();
+        addr_tx.send(listener.local_addr().unwrap()).unwrap();
+        let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+        let reactor = Reactor::current().unwrap();
+        assert_eq!(reactor.registered(), 2, "the listener and the connection");
+        let mut total = 0;
+        let mut buf = [0u8; 64];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+            s.write_all(&buf[..n]).await.unwrap();
+        }
+        drop(s);
+        assert_eq!(reactor.registered(), 1, "a dropped socket leaves the ring");
+        total
+    });
+    client.join().unwrap();
+    assert_eq!(echoed, (0..100).map(|r| format!("ping {r}").len()).sum());
+}
+
+#[test]
+fn a_write_larger_than_the_send_buffer_waits_for_room_and_arrives_whole() {
+    const LEN: usize = 16 * 1024 * 1024;
+    let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    let expected = data.clone();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let addr: SocketAddr = addr_rx.recv().unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        // Read slowly at first, so that the server's sends hit a full buffer.
+        let mut got = Vec::with_capacity(LEN);
+        let mut buf = vec![0u8; 4096];
+        while got.len() < LEN {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "EOF after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            if got.len() < 256 * 1024 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        got
+    });
+    on_executor(move || async move {
+        let listener = bind_reuseport(loopback(), 16, 0).unwrap();
+        addr_tx.send(listener.local_addr().unwrap()).unwrap();
+        let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+        s.write_all(&data).await.unwrap();
+        s.shutdown_write().unwrap();
+    });
+    let got = client.join().unwrap();
+    assert!(got == expected, "the bytes differ");
+}
+
+#[test]
+fn a_socket_handed_to_another_executor_keeps_its_unread_input() {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (fd_tx, fd_rx) = std::sync::mpsc::channel::<SocketInTransit>();
+    let client = std::thread::spawn(move || {
+        let addr: SocketAddr = addr_rx.recv().unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"first").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut ack = [0u8; 2];
+        c.read_exact(&mut ack).unwrap();
+        assert_eq!(&ack, b"ok");
+        c.write_all(b"second").unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        rest
+    });
+    let first = std::thread::spawn(move || {
+        on_executor(move || async move {
+            let listener = bind_reuseport(loopback(), 16, 0).unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+            let mut buf = [0u8; 5];
+            let n = s.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"first");
+            s.write_all(b"ok").await.unwrap();
+            let fd = s.peer_addr().unwrap();
+            fd_tx.send(SocketInTransit::detach(s).unwrap()).unwrap();
+            fd
+        })
+    });
+    let got = on_executor(move || async move {
+        let mut s = fd_rx.recv().unwrap().attach().unwrap();
+        assert!(s.peer_addr().is_ok());
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        while got.len() < 6 {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"bye").await.unwrap();
+        s.shutdown_write().unwrap();
+        got
+    });
+    first.join().unwrap();
+    assert_eq!(got, b"second");
+    assert_eq!(client.join().unwrap(), b"bye");
+}
+
+#[test]
+fn the_listener_sets_defer_accept_only_when_asked() {
+    let values = on_executor(|| async {
+        let read = |secs| {
+            let l = bind_reuseport(loopback(), 16, secs).unwrap();
+            let mut v: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into `v`.
+            let rc = unsafe {
+                libc::getsockopt(
+                    l.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_DEFER_ACCEPT,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            v
+        };
+        (read(0), read(5))
+    });
+    assert_eq!(values.0, 0);
+    assert!(values.1 > 0, "TCP_DEFER_ACCEPT not set: {}", values.1);
+}
