@@ -302,6 +302,7 @@ async fn drive(
         // At most `BATCH_PACKETS` per turn, and none once this client is throttled: the rest
         // stays buffered until the next turn, so flow control acts within a batch.
         let mut dispatched = 0usize;
+        let clock = shard.batch_clock();
         loop {
             if link.close_reason().is_some() || link.is_throttled() || dispatched == BATCH_PACKETS {
                 break;
@@ -321,6 +322,8 @@ async fn drive(
                 }
             }
         }
+        // The batch's time must not outlive it: the write below may wait.
+        drop(clock);
         // Write everything queued for this client in one go.
         link.take_output(&mut out);
         if !out.is_empty() {

@@ -158,7 +158,7 @@ impl Shard {
         targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
         targets.dedup_by(|a, b| a.0 == b.0);
         targets.append(&mut picked);
-        let now = Instant::now();
+        let now = self.now();
         let mut feeds_backlog = false;
         for (client_id, opts) in targets.drain(..) {
             if opts.no_local && client_id == msg.publisher {
