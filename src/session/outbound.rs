@@ -38,6 +38,15 @@ impl Session {
         } else {
             msg.qos.min(sub.qos)
         };
+        if qos == QoS::AtMostOnce && self.online && self.mqueue.is_empty() {
+            // Straight out, nothing kept: no copy of the message (its strings and payload
+            // are shared, so a copy costs an atomic increment and decrement each).
+            count_sent(m, msg, QoS::AtMostOnce);
+            let mut publish = msg.to_publish(None, false);
+            publish.qos = QoS::AtMostOnce;
+            out.push(Action::Send(Packet::Publish(publish)));
+            return;
+        }
         let mut msg = msg.clone();
         msg.qos = qos;
         if self.online && self.mqueue.is_empty() && self.window_allows(qos) {
@@ -66,7 +75,7 @@ impl Session {
     /// Sends a message for the first time (QoS 1/2: into the window with a new packet id).
     fn send_new(&mut self, msg: Message, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
         if msg.qos == QoS::AtMostOnce {
-            count_sent(m, &msg);
+            count_sent(m, &msg, msg.qos);
             out.push(Action::Send(Packet::Publish(msg.to_publish(None, false))));
             return;
         }
@@ -76,7 +85,7 @@ impl Session {
             self.enqueue(msg, m);
             return;
         };
-        count_sent(m, &msg);
+        count_sent(m, &msg, msg.qos);
         out.push(Action::Send(Packet::Publish(
             msg.to_publish(Some(packet_id), false),
         )));
@@ -125,7 +134,7 @@ impl Session {
             e.sent_at = now;
             match e.state {
                 InflightState::WaitAck | InflightState::WaitRec => {
-                    count_sent(m, &e.msg);
+                    count_sent(m, &e.msg, e.msg.qos);
                     out.push(Action::Send(Packet::Publish(
                         e.msg.to_publish(Some(e.packet_id), true),
                     )));
@@ -199,12 +208,13 @@ impl Session {
 }
 
 /// `messages/sent` and `messages/qosN/sent` for one outgoing PUBLISH ($SYS excluded, as EMQ X).
-fn count_sent(m: &mut Metrics, msg: &Message) {
+/// Counts a message going out at `qos` (the granted one, not always the published one).
+fn count_sent(m: &mut Metrics, msg: &Message, qos: QoS) {
     if msg.is_sys() {
         return;
     }
     m.messages_sent += 1;
-    match msg.qos {
+    match qos {
         QoS::AtMostOnce => m.messages_qos0_sent += 1,
         QoS::AtLeastOnce => m.messages_qos1_sent += 1,
         QoS::ExactlyOnce => m.messages_qos2_sent += 1,

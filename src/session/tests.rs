@@ -1067,3 +1067,22 @@ fn close_reasons_map_to_will_and_v5_codes() {
     );
     assert_eq!(CloseReason::SocketClosed.as_str(), "closed");
 }
+
+#[test]
+fn a_qos1_message_on_a_qos0_subscription_goes_out_at_qos0_and_counts_as_qos0() {
+    let mut h = H::new(cfg());
+    let msg = Message::new("t", "p", QoS::AtLeastOnce, false);
+    let out = h.deliver_sub(&msg, sub(QoS::AtMostOnce));
+    assert_eq!(
+        sent(&out),
+        vec![("t".to_string(), None, QoS::AtMostOnce, false)]
+    );
+    assert_eq!((h.m.messages_qos0_sent, h.m.messages_qos1_sent), (1, 0));
+    // Nothing waits for an ack: a QoS 1 delivery right after uses the whole window.
+    let out = h.deliver("t", QoS::AtLeastOnce);
+    assert_eq!(
+        sent(&out),
+        vec![("t".to_string(), Some(1), QoS::AtLeastOnce, false)]
+    );
+    assert_eq!((h.m.messages_qos0_sent, h.m.messages_qos1_sent), (1, 1));
+}
