@@ -20,6 +20,10 @@ use shardmq_shards::handoff::SocketInTransit;
 pub enum ShardMsg {
     /// Publisher's shard → a shard that has subscribers: deliver to local subscribers.
     Forward(Box<Forward>),
+    /// Publisher's shard → a shard that has subscribers: the forwards one batch of a
+    /// connection's packets produced for that shard, in order (one channel slot and one
+    /// wake-up for up to a batch of messages).
+    Forwards(Vec<Forward>),
     /// Subscribing shard → every other shard: this shard now has a subscriber for `filter`
     /// (in shared `group` if any). Answered with [`ShardMsg::Ack`].
     RouteAdd {

@@ -90,14 +90,16 @@ impl Shard {
             if shard == self.id {
                 self.deliver_local(&msg, to_subscribers, &shared);
             } else {
-                self.mesh.send(
-                    shard,
-                    ShardMsg::Forward(Box::new(Forward {
-                        msg: msg.clone(),
-                        to_subscribers,
-                        shared,
-                    })),
-                );
+                let forward = Forward {
+                    msg: msg.clone(),
+                    to_subscribers,
+                    shared,
+                };
+                if self.in_batch() {
+                    self.batched_forwards.borrow_mut()[shard].push(forward);
+                } else {
+                    self.mesh.send(shard, ShardMsg::Forward(Box::new(forward)));
+                }
             }
         }
         stored

@@ -32,7 +32,7 @@ use shardmq_shards::runtime::ShutdownFlag;
 
 use super::flow;
 use super::link::Link;
-use super::msg::{Query, ReplyData, ShardMsg};
+use super::msg::{Forward, Query, ReplyData, ShardMsg};
 use super::race::or_timeout;
 use super::route::{shards_in, LocalIndex, RouteReplica};
 
@@ -90,15 +90,20 @@ pub struct Shard {
     /// The time a connection task read at the start of its current batch of packets (see
     /// [`Shard::batch_clock`]); `None` outside a batch.
     batch_now: Cell<Option<Instant>>,
+    /// Forwards made during the current batch, per destination shard, sent when it ends.
+    pub(super) batched_forwards: RefCell<Vec<Vec<Forward>>>,
 }
 
-/// While alive, [`Shard::now`] answers the time read when it was made; dropping it goes back
-/// to reading the clock. Never held across an await, so the time is at most one batch old.
+/// A batch of packets a connection task handles without awaiting. While alive,
+/// [`Shard::now`] answers the time read when it was made, and forwards to other shards are
+/// collected; dropping it sends them (one `Forwards` per destination) and goes back to
+/// reading the clock. Never held across an await, so the time is at most one batch old.
 pub struct BatchClock<'a>(&'a Shard);
 
 impl Drop for BatchClock<'_> {
     fn drop(&mut self) {
         self.0.batch_now.set(None);
+        self.0.send_batched_forwards();
     }
 }
 
@@ -152,6 +157,7 @@ impl Shard {
             policy: RefCell::new(policy),
             next_link_id: Cell::new(1),
             batch_now: Cell::new(None),
+            batched_forwards: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
             scratch: RefCell::new(Vec::new()),
             action_pool: RefCell::new(Vec::new()),
@@ -191,6 +197,27 @@ impl Shard {
     pub fn batch_clock(&self) -> BatchClock<'_> {
         self.batch_now.set(Some(Instant::now()));
         BatchClock(self)
+    }
+
+    /// Whether a batch is open (forwards wait for its end).
+    pub(super) fn in_batch(&self) -> bool {
+        self.batch_now.get().is_some()
+    }
+
+    fn send_batched_forwards(&self) {
+        let mut batched = self.batched_forwards.borrow_mut();
+        for (to, forwards) in batched.iter_mut().enumerate() {
+            match forwards.len() {
+                0 => {}
+                1 => {
+                    let f = forwards.pop().expect("one forward");
+                    self.mesh.send(to, ShardMsg::Forward(Box::new(f)));
+                }
+                _ => self
+                    .mesh
+                    .send(to, ShardMsg::Forwards(std::mem::take(forwards))),
+            }
+        }
     }
 
     /// The current time: the batch's, inside one, else the clock's.
@@ -497,6 +524,11 @@ impl Shard {
     pub fn on_peer_msg(self: &Rc<Self>, from: usize, msg: ShardMsg) {
         match msg {
             ShardMsg::Forward(f) => self.deliver_local(&f.msg, f.to_subscribers, &f.shared),
+            ShardMsg::Forwards(forwards) => {
+                for f in forwards {
+                    self.deliver_local(&f.msg, f.to_subscribers, &f.shared);
+                }
+            }
             ShardMsg::RouteAdd { req, filter, group } => {
                 self.routes
                     .borrow_mut()
