@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::codec::{QoS, Str, SubOptions};
 use crate::config::SharedSubscriptionStrategy;
 use crate::home_shard;
-use crate::session::Message;
+use crate::session::{Action, Message};
 use crate::topic;
 use shardmq_shards::reply::AwaitReplies;
 
@@ -186,6 +186,17 @@ impl Shard {
                 }
                 c.session
                     .deliver(msg, opts, now, &mut metrics, &mut actions);
+                // A delivery only makes sends: write them to the link at hand rather than
+                // look the client up again in `apply`.
+                if let Some(link) = &c.link {
+                    actions.retain(|a| match a {
+                        Action::Send(packet) => {
+                            link.send(packet, &mut metrics);
+                            false
+                        }
+                        _ => true,
+                    });
+                }
                 drop(metrics);
                 self.note_backlog(c);
                 feeds_backlog |= c.backlogged;
