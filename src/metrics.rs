@@ -155,6 +155,16 @@ impl Metrics {
 
     /// Counts one packet written to a client, `bytes` long on the wire. PUBLISH packets on
     /// `$SYS/` topics are not counted at all, as in EMQ X.
+    /// A PUBLISH on `topic` of `bytes` bytes went out (as [`Metrics::count_sent`] counts one).
+    pub fn count_publish_sent(&mut self, topic: &str, bytes: usize) {
+        if topic.starts_with("$SYS/") {
+            return;
+        }
+        self.packets_sent += 1;
+        self.bytes_sent += bytes as u64;
+        self.packets_publish_sent += 1;
+    }
+
     pub fn count_sent(&mut self, packet: &Packet, bytes: usize) {
         if let Packet::Publish(p) = packet {
             if p.topic.starts_with("$SYS/") {

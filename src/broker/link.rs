@@ -12,9 +12,10 @@ use std::task::{Poll, Waker};
 
 use bytes::BytesMut;
 
-use crate::codec::{self, Packet, ProtocolVersion};
+use crate::codec::{self, Packet, Properties, ProtocolVersion, PublishRef, QoS};
 use crate::metrics::Metrics;
 use crate::session::CloseReason;
+use crate::session::Message;
 
 /// One live connection, as seen by its shard.
 pub struct Link {
@@ -122,6 +123,44 @@ impl Link {
         }
         drop(out);
         self.wake();
+    }
+
+    /// Encodes `msg` as a PUBLISH (QoS `qos`, `packet_id`, not a duplicate) into the
+    /// outbound buffer without copying it into a packet, counts it, and wakes the writer.
+    pub fn send_message(
+        &self,
+        msg: &Message,
+        qos: QoS,
+        packet_id: Option<u16>,
+        metrics: &mut Metrics,
+    ) {
+        let empty;
+        let properties = match &msg.properties {
+            Some(p) => &**p,
+            None => {
+                empty = Properties::default();
+                &empty
+            }
+        };
+        let publish = PublishRef {
+            dup: false,
+            qos,
+            retain: msg.retain,
+            topic: &msg.topic,
+            packet_id,
+            properties,
+            payload: &msg.payload,
+        };
+        let encoded = codec::encode_publish(&publish, self.version, &mut self.out.borrow_mut());
+        match encoded {
+            Ok(bytes) => {
+                metrics.count_publish_sent(&msg.topic, bytes);
+                bump(&self.counters.send_pkt, 1);
+                bump(&self.counters.send_msg, 1);
+                self.wake();
+            }
+            Err(e) => tracing::warn!("dropping a message that cannot be encoded: {e}"),
+        }
     }
 
     /// Bytes waiting to be written.

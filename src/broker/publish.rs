@@ -194,9 +194,15 @@ impl Shard {
                             link.send(packet, &mut metrics);
                             false
                         }
+                        Action::SendDelivered { qos, packet_id } => {
+                            link.send_message(msg, *qos, *packet_id, &mut metrics);
+                            false
+                        }
                         _ => true,
                     });
                 }
+                // Offline: nothing is written (the session queued what it keeps).
+                actions.retain(|a| !matches!(a, Action::SendDelivered { .. }));
                 drop(metrics);
                 self.note_backlog(c);
                 feeds_backlog |= c.backlogged;

@@ -469,6 +469,11 @@ impl Shard {
                         link.send(&packet, &mut self.metrics.borrow_mut());
                     }
                 }
+                Action::SendDelivered { .. } => {
+                    // Only `deliver` makes it, and its callers resolve it with the message.
+                    debug_assert!(false, "SendDelivered reached apply");
+                    tracing::error!("a delivery reached apply without its message; dropped");
+                }
                 Action::Route(msg) => {
                     if let Some(stored) = self.publish_tracked(msg) {
                         // The PUBACK/PUBREC (and what follows) waits until the retained

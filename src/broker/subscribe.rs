@@ -130,10 +130,12 @@ impl Shard {
                     return;
                 };
                 let mut metrics = self.metrics.borrow_mut();
+                let mut delivered = Vec::new();
                 for mut m in msgs {
                     m.retain = true;
                     c.session
-                        .deliver(&m, opts, Instant::now(), &mut metrics, &mut actions);
+                        .deliver(&m, opts, Instant::now(), &mut metrics, &mut delivered);
+                    actions.extend(delivered.drain(..).map(|a| a.with_message(&m)));
                 }
             }
             self.apply(&client_id, actions);

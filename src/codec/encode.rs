@@ -31,6 +31,60 @@ pub fn encode(
     body(packet, version, out)
 }
 
+/// A PUBLISH made of borrowed parts: what a broker sends when it delivers a message it keeps
+/// elsewhere, without building an owned [`Publish`] (whose shared topic and payload would cost
+/// reference-count traffic for every subscriber).
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: &'a str,
+    /// Present exactly when `qos > 0`.
+    pub packet_id: Option<u16>,
+    pub properties: &'a Properties,
+    pub payload: &'a [u8],
+}
+
+impl<'a> From<&'a Publish> for PublishRef<'a> {
+    fn from(p: &'a Publish) -> Self {
+        PublishRef {
+            dup: p.dup,
+            qos: p.qos,
+            retain: p.retain,
+            topic: &p.topic,
+            packet_id: p.packet_id,
+            properties: &p.properties,
+            payload: &p.payload,
+        }
+    }
+}
+
+/// Appends the PUBLISH `p` to `out`, exactly as [`encode`] would append the equivalent
+/// [`Packet::Publish`]. Returns the number of bytes appended.
+pub fn encode_publish(
+    p: &PublishRef<'_>,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    let v5 = version == ProtocolVersion::V5;
+    let mut c = Counter::default();
+    publish_body(p, v5, &mut c)?;
+    if c.0 > MAX_VARINT as usize {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    let len = 1 + varint::len(c.0) + c.0;
+    out.reserve(len);
+    out.u8(publish_first_byte(p));
+    out.varint(c.0)?;
+    publish_body(p, v5, out)?;
+    Ok(len)
+}
+
+fn publish_first_byte(p: &PublishRef<'_>) -> u8 {
+    0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
+}
+
 /// The number of bytes [`encode`] would append (fixed header included).
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, EncodeError> {
     let remaining = remaining_len(packet, version)?;
@@ -50,9 +104,7 @@ fn first_byte(packet: &Packet) -> u8 {
     match packet {
         Packet::Connect(_) => 0x10,
         Packet::ConnAck(_) => 0x20,
-        Packet::Publish(p) => {
-            0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
-        }
+        Packet::Publish(p) => publish_first_byte(&PublishRef::from(p)),
         Packet::PubAck(_) => 0x40,
         Packet::PubRec(_) => 0x50,
         Packet::PubRel(_) => 0x62,
@@ -92,7 +144,7 @@ fn body<S: Sink>(packet: &Packet, v: ProtocolVersion, s: &mut S) -> Result<(), E
                 props::write(&a.properties, Ctx::ConnAck, s)?;
             }
         }
-        Packet::Publish(p) => publish(p, v5, s)?,
+        Packet::Publish(p) => publish_body(&PublishRef::from(p), v5, s)?,
         Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
             packet_id(s, r.packet_id)?;
             if v5 {
@@ -214,17 +266,82 @@ fn connect<S: Sink>(c: &Connect, s: &mut S) -> Result<(), EncodeError> {
     Ok(())
 }
 
-fn publish<S: Sink>(p: &Publish, v5: bool, s: &mut S) -> Result<(), EncodeError> {
+fn publish_body<S: Sink>(p: &PublishRef<'_>, v5: bool, s: &mut S) -> Result<(), EncodeError> {
     if p.dup && p.qos == QoS::AtMostOnce {
         return Err(EncodeError::InvalidValue);
     }
-    s.string(&p.topic)?;
+    s.string(p.topic)?;
     if p.qos != QoS::AtMostOnce {
         packet_id(s, p.packet_id.ok_or(EncodeError::MissingPacketId)?)?;
     }
     if v5 {
-        props::write(&p.properties, Ctx::Publish, s)?;
+        props::write(p.properties, Ctx::Publish, s)?;
     }
-    s.put(&p.payload);
+    s.put(p.payload);
     Ok(())
+}
+
+#[cfg(test)]
+mod publish_ref_tests {
+    use super::*;
+    use crate::codec::Str;
+    use bytes::Bytes;
+
+    #[test]
+    fn encode_publish_writes_what_encode_writes_for_the_same_publish() {
+        let props = Properties {
+            message_expiry_interval: Some(30),
+            ..Default::default()
+        };
+        for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+            for (qos, packet_id, dup, retain) in [
+                (QoS::AtMostOnce, None, false, false),
+                (QoS::AtLeastOnce, Some(7), true, true),
+                (QoS::ExactlyOnce, Some(65535), false, true),
+            ] {
+                for properties in [Properties::default(), props.clone()] {
+                    let p = Publish {
+                        dup,
+                        qos,
+                        retain,
+                        topic: Str::from("a/b"),
+                        packet_id,
+                        payload: Bytes::from_static(b"payload"),
+                        properties,
+                    };
+                    let mut want = BytesMut::new();
+                    encode(&Packet::Publish(p.clone()), version, &mut want).unwrap();
+                    let mut got = BytesMut::from(&b"kept"[..]);
+                    let n = encode_publish(&PublishRef::from(&p), version, &mut got).unwrap();
+                    assert_eq!(&got[..4], b"kept");
+                    assert_eq!(&got[4..], &want[..], "{version:?} {qos:?}");
+                    assert_eq!(n, want.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn encode_publish_refuses_what_encode_refuses_and_appends_nothing() {
+        let empty = Properties::default();
+        let missing_id = PublishRef {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t",
+            packet_id: None,
+            properties: &empty,
+            payload: b"",
+        };
+        let dup_qos0 = PublishRef {
+            dup: true,
+            qos: QoS::AtMostOnce,
+            ..missing_id
+        };
+        for p in [missing_id, dup_qos0] {
+            let mut out = BytesMut::new();
+            assert!(encode_publish(&p, ProtocolVersion::V311, &mut out).is_err());
+            assert!(out.is_empty());
+        }
+    }
 }

@@ -103,6 +103,10 @@ impl Default for SessionConfig {
 pub enum Action {
     /// Write this packet to the client.
     Send(Packet),
+    /// Only from [`Session::deliver`]: write the message that call was given, as a PUBLISH
+    /// with this QoS and packet id (not a duplicate, its retain flag as in the message). The
+    /// caller has the message at hand and encodes it without copying it into a packet.
+    SendDelivered { qos: QoS, packet_id: Option<u16> },
     /// Route this message the client published (to subscribers; store it if retained).
     Route(Message),
     /// Add these subscriptions to the indexes (`Ok`: granted options, replacing any existing
@@ -121,6 +125,21 @@ pub enum Action {
     },
     /// Close the connection. The session is already offline when this is emitted.
     Close(CloseReason),
+}
+
+impl Action {
+    /// Turns an [`Action::SendDelivered`] into the owned [`Action::Send`] it stands for, given
+    /// the message `deliver` was called with; any other action is returned as it is.
+    pub fn with_message(self, msg: &Message) -> Action {
+        match self {
+            Action::SendDelivered { qos, packet_id } => {
+                let mut publish = msg.to_publish(packet_id, false);
+                publish.qos = qos;
+                Action::Send(Packet::Publish(publish))
+            }
+            other => other,
+        }
+    }
 }
 
 /// Why a connection ends.

@@ -42,15 +42,16 @@ impl Session {
             // Straight out, nothing kept: no copy of the message (its strings and payload
             // are shared, so a copy costs an atomic increment and decrement each).
             count_sent(m, msg, QoS::AtMostOnce);
-            let mut publish = msg.to_publish(None, false);
-            publish.qos = QoS::AtMostOnce;
-            out.push(Action::Send(Packet::Publish(publish)));
+            out.push(Action::SendDelivered {
+                qos: QoS::AtMostOnce,
+                packet_id: None,
+            });
             return;
         }
         let mut msg = msg.clone();
         msg.qos = qos;
         if self.online && self.mqueue.is_empty() && self.window_allows(qos) {
-            self.send_new(msg, now, m, out);
+            self.send_new(msg, now, m, out, Encode::ByCaller);
         } else {
             self.enqueue(msg, m);
         }
@@ -73,10 +74,24 @@ impl Session {
     }
 
     /// Sends a message for the first time (QoS 1/2: into the window with a new packet id).
-    fn send_new(&mut self, msg: Message, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+    fn send_new(
+        &mut self,
+        msg: Message,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+        encode: Encode,
+    ) {
+        let send = |packet_id: Option<u16>| match encode {
+            Encode::Here => Action::Send(Packet::Publish(msg.to_publish(packet_id, false))),
+            Encode::ByCaller => Action::SendDelivered {
+                qos: msg.qos,
+                packet_id,
+            },
+        };
         if msg.qos == QoS::AtMostOnce {
             count_sent(m, &msg, msg.qos);
-            out.push(Action::Send(Packet::Publish(msg.to_publish(None, false))));
+            out.push(send(None));
             return;
         }
         let inflight = &self.inflight;
@@ -86,9 +101,7 @@ impl Session {
             return;
         };
         count_sent(m, &msg, msg.qos);
-        out.push(Action::Send(Packet::Publish(
-            msg.to_publish(Some(packet_id), false),
-        )));
+        out.push(send(Some(packet_id)));
         let state = if msg.qos == QoS::AtLeastOnce {
             InflightState::WaitAck
         } else {
@@ -111,7 +124,7 @@ impl Session {
             }
             let Some(msg) = self.mqueue.pop() else { break };
             let before = self.mqueue.len();
-            self.send_new(msg, now, m, out);
+            self.send_new(msg, now, m, out, Encode::Here);
             if self.mqueue.len() > before {
                 break; // no packet id free: it went back to the queue
             }
@@ -208,6 +221,15 @@ impl Session {
 }
 
 /// `messages/sent` and `messages/qosN/sent` for one outgoing PUBLISH ($SYS excluded, as EMQ X).
+/// Who encodes a PUBLISH [`Session::send_new`] sends: the session (an owned packet), or the
+/// caller of [`Session::deliver`], which has the message at hand
+/// ([`Action::SendDelivered`]).
+#[derive(Clone, Copy)]
+enum Encode {
+    Here,
+    ByCaller,
+}
+
 /// Counts a message going out at `qos` (the granted one, not always the published one).
 fn count_sent(m: &mut Metrics, msg: &Message, qos: QoS) {
     if msg.is_sys() {

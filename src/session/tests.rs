@@ -68,7 +68,7 @@ impl H {
     fn deliver_sub(&mut self, msg: &Message, opts: SubOptions) -> Vec<Action> {
         let mut out = Vec::new();
         self.s.deliver(msg, opts, self.t0, &mut self.m, &mut out);
-        out
+        out.into_iter().map(|a| a.with_message(msg)).collect()
     }
 
     fn tick(&mut self, secs: u64) -> Vec<Action> {
