@@ -416,29 +416,10 @@ impl Socket {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            // SAFETY: `buf` is valid for writes of its length for the whole call.
-            let rc = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match cvt(rc) {
-                Ok(n) => {
-                    // A TCP receive returns everything queued up to the buffer's size: a
-                    // short one emptied the socket, and new input will complete the poll.
-                    if n < buf.len() && n > 0 {
-                        self.reactor.set_readable(self.slot, false);
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.reactor.set_readable(self.slot, false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
+            match self.try_read(buf) {
+                // Empty after all (the readiness was old): wait for the ring.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
             }
         })
         .await
@@ -458,6 +439,8 @@ impl Socket {
             };
             match cvt(rc) {
                 Ok(n) => {
+                    // A TCP receive returns everything queued up to the buffer's size: a
+                    // short one emptied the socket, and new input will complete the poll.
                     if n < buf.len() && n > 0 {
                         self.reactor.set_readable(self.slot, false);
                     }

@@ -260,8 +260,9 @@ async fn run(
     mut buf: BytesMut,
 ) {
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
-    link.drained(); // a takeover waiting on this connection may go on
-                    // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
+    // A takeover waiting on this connection may go on.
+    link.drained();
+    // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
     if link.version == ProtocolVersion::V5 {
         if let Some(code) = reason.disconnect_reason_code() {
             let bye = Packet::Disconnect(Disconnect {
@@ -290,7 +291,6 @@ async fn drive(
     buf: &mut BytesMut,
 ) -> CloseReason {
     let max = shard.cfg.mqtt.max_packet_size as usize;
-    let version = link.version;
     let mut out = BytesMut::new();
     let mut chunk = MIN_READ_CHUNK;
     loop {
@@ -298,30 +298,10 @@ async fn drive(
             drain(shard, stream, link, client_id, buf, max);
             link.drained();
         }
-        // Dispatch every complete packet already buffered.
-        // At most `BATCH_PACKETS` per turn, and none once this client is throttled: the rest
-        // stays buffered until the next turn, so flow control acts within a batch.
-        let mut dispatched = 0usize;
+        // Dispatch the complete packets already buffered, at most `BATCH_PACKETS` per turn;
+        // the rest stays buffered until the next turn.
         let clock = shard.batch_clock();
-        loop {
-            if link.close_reason().is_some() || link.is_throttled() || dispatched == BATCH_PACKETS {
-                break;
-            }
-            match codec::decode(buf, version, max) {
-                Ok(Some(packet)) => {
-                    dispatched += 1;
-                    shard.metrics.borrow_mut().count_received(&packet);
-                    link.counters.received(&packet);
-                    shard.on_packet(client_id, link.id, packet);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(client = %client_id, "closing on a malformed packet: {e}");
-                    link.close(CloseReason::Malformed(e));
-                    break;
-                }
-            }
-        }
+        let dispatched = dispatch(shard, link, client_id, buf, max, BATCH_PACKETS, true);
         // The batch's time must not outlive it: the write below may wait.
         drop(clock);
         // Write everything queued for this client in one go.
@@ -403,24 +383,46 @@ fn drain(
             shard.metrics.borrow_mut().bytes_received += n as u64;
             link.counters.read(n);
         }
-        while link.close_reason().is_none() {
-            match codec::decode(buf, link.version, max) {
-                Ok(Some(packet)) => {
-                    shard.metrics.borrow_mut().count_received(&packet);
-                    link.counters.received(&packet);
-                    shard.on_packet(client_id, link.id, packet);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    link.close(CloseReason::Malformed(e));
-                    break;
-                }
-            }
-        }
+        dispatch(shard, link, client_id, buf, max, usize::MAX, false);
         if n < MAX_READ_CHUNK || link.close_reason().is_some() {
             return;
         }
     }
+}
+
+/// Decodes and hands to the shard the complete packets in `buf`: at most `limit`, and (when
+/// `throttled_stops`) none once this client is throttled, so that flow control acts within a
+/// batch. Stops at a malformed packet, closing the connection. Returns how many it handled.
+fn dispatch(
+    shard: &Rc<Shard>,
+    link: &Rc<Link>,
+    client_id: &Str,
+    buf: &mut BytesMut,
+    max: usize,
+    limit: usize,
+    throttled_stops: bool,
+) -> usize {
+    let mut dispatched = 0usize;
+    while dispatched < limit
+        && link.close_reason().is_none()
+        && !(throttled_stops && link.is_throttled())
+    {
+        match codec::decode(buf, link.version, max) {
+            Ok(Some(packet)) => {
+                dispatched += 1;
+                shard.metrics.borrow_mut().count_received(&packet);
+                link.counters.received(&packet);
+                shard.on_packet(client_id, link.id, packet);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(client = %client_id, "closing on a malformed packet: {e}");
+                link.close(CloseReason::Malformed(e));
+                break;
+            }
+        }
+    }
+    dispatched
 }
 
 /// An emptied read buffer may still share its allocation with the CONNECT: let it go, so
