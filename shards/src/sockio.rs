@@ -100,27 +100,31 @@ thread_local! {
 impl Reactor {
     /// This executor's reactor, created (with its pump task) on first use.
     pub fn current() -> io::Result<Rc<Reactor>> {
+        Self::current_with_queues(SQ_ENTRIES, CQ_ENTRIES)
+    }
+
+    /// [`Reactor::current`], creating it (if this executor has none yet) with queues of the
+    /// given sizes; tests use tiny ones to make the completion queue overflow.
+    pub fn current_with_queues(sq: u32, cq: u32) -> io::Result<Rc<Reactor>> {
         if let Some(r) = CURRENT.with(|c| c.borrow().clone()) {
             return Ok(r);
         }
-        let reactor = Rc::new(Reactor::new()?);
+        let reactor = Rc::new(Reactor::new(sq, cq)?);
         let efd = reactor.eventfd()?;
         CURRENT.with(|c| *c.borrow_mut() = Some(reactor.clone()));
         glommio::spawn_local(pump(reactor.clone(), efd)).detach();
         Ok(reactor)
     }
 
-    fn new() -> io::Result<Reactor> {
+    fn new(sq: u32, cq: u32) -> io::Result<Reactor> {
         let ring = IoUring::builder()
             .setup_coop_taskrun()
             .setup_single_issuer()
-            .setup_cqsize(CQ_ENTRIES)
-            .build(SQ_ENTRIES)
+            .setup_cqsize(cq)
+            .build(sq)
             .or_else(|_| {
                 // Kernels before 6.0 know neither flag; readiness still works, with IPIs.
-                IoUring::builder()
-                    .setup_cqsize(CQ_ENTRIES)
-                    .build(SQ_ENTRIES)
+                IoUring::builder().setup_cqsize(cq).build(sq)
             })?;
         Ok(Reactor {
             ring: RefCell::new(ring),
@@ -231,44 +235,56 @@ impl Reactor {
         {
             let mut ring = self.ring.borrow_mut();
             let mut slots = self.slots.borrow_mut();
-            for cqe in ring.completion() {
-                seen += 1;
-                if cqe.user_data() == IGNORED {
-                    continue;
-                }
-                let (idx, gen, interest) = untoken(cqe.user_data());
-                let Some(slot) = slots.get_mut(idx) else {
-                    continue;
-                };
-                if slot.gen != gen {
-                    continue; // a late completion for a socket that is gone
-                }
-                let res = cqe.result();
-                match interest {
-                    Interest::Read => {
-                        // Any outcome (events, an error) is for the reader to find out with
-                        // its next syscall.
-                        slot.readable = true;
-                        wake.extend(slot.reader.take());
-                        if res > 0 && res as u32 & (libc::POLLERR | libc::POLLHUP) as u32 != 0 {
+            loop {
+                for cqe in ring.completion() {
+                    seen += 1;
+                    if cqe.user_data() == IGNORED {
+                        continue;
+                    }
+                    let (idx, gen, interest) = untoken(cqe.user_data());
+                    let Some(slot) = slots.get_mut(idx) else {
+                        continue;
+                    };
+                    if slot.gen != gen {
+                        continue; // a late completion for a socket that is gone
+                    }
+                    let res = cqe.result();
+                    match interest {
+                        Interest::Read => {
+                            // Any outcome (events, an error) is for the reader to find out with
+                            // its next syscall.
+                            slot.readable = true;
+                            wake.extend(slot.reader.take());
+                            if res > 0 && res as u32 & (libc::POLLERR | libc::POLLHUP) as u32 != 0 {
+                                slot.writable = true;
+                                wake.extend(slot.writer.take());
+                            }
+                            if !cqueue::more(cqe.flags()) {
+                                // A one-shot poll, or the kernel ended the multishot request (an
+                                // error, a full completion queue): the next wait arms it again.
+                                slot.read_armed = false;
+                                if res == -libc::EINVAL && self.multishot.get() {
+                                    tracing::info!("socket reactor: no multishot poll here (Linux < 5.13); using one-shot polls");
+                                    self.multishot.set(false);
+                                }
+                            }
+                        }
+                        Interest::Write => {
+                            slot.write_armed = false;
                             slot.writable = true;
                             wake.extend(slot.writer.take());
                         }
-                        if !cqueue::more(cqe.flags()) {
-                            // A one-shot poll, or the kernel ended the multishot request (an
-                            // error, a full completion queue): the next wait arms it again.
-                            slot.read_armed = false;
-                            if res == -libc::EINVAL && self.multishot.get() {
-                                tracing::info!("socket reactor: no multishot poll here (Linux < 5.13); using one-shot polls");
-                                self.multishot.set(false);
-                            }
-                        }
                     }
-                    Interest::Write => {
-                        slot.write_armed = false;
-                        slot.writable = true;
-                        wake.extend(slot.writer.take());
-                    }
+                }
+                // Completions that found the queue full wait in the kernel's overflow list
+                // until an io_uring_enter with GETEVENTS moves them over (the crate's submit
+                // asks for that when the overflow flag is up).
+                if !ring.submission().cq_overflow() {
+                    break;
+                }
+                if let Err(e) = ring.submit() {
+                    tracing::warn!("socket reactor: flushing overflowed completions failed: {e}");
+                    break;
                 }
             }
         }

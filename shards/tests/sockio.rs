@@ -88,6 +88,68 @@ fn echo(multishot: bool) {
     assert_eq!(echoed, (0..100).map(|r| format!("ping {r}").len()).sum());
 }
 
+/// More sockets become readable at once than the completion queue holds: the completions
+/// that overflow wait in the kernel and must still arrive (before that was handled, a
+/// 16-entry queue stalled after about 40 connections).
+#[test]
+fn completions_beyond_a_full_completion_queue_are_not_lost() {
+    const CLIENTS: usize = 300;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let clients = std::thread::spawn(move || {
+        let addr: SocketAddr = addr_rx.recv().unwrap();
+        let mut conns: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        go_rx.recv().unwrap(); // the server accepted them all
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.write_all(&(i as u32).to_be_bytes()).unwrap();
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut back = [0u8; 4];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(u32::from_be_bytes(back), i as u32);
+        }
+    });
+    let served = on_executor(move || async move {
+        let reactor = Reactor::current_with_queues(8, 16).unwrap();
+        let listener = bind_reuseport(loopback(), 1024, 0).unwrap();
+        addr_tx.send(listener.local_addr().unwrap()).unwrap();
+        let mut sockets = Vec::new();
+        while sockets.len() < CLIENTS {
+            sockets.push(Socket::register(listener.accept().await.unwrap()).unwrap());
+        }
+        go_tx.send(()).unwrap();
+        let tasks: Vec<_> = sockets
+            .into_iter()
+            .map(|mut s| {
+                glommio::spawn_local(async move {
+                    let mut buf = [0u8; 4];
+                    let mut got = 0;
+                    while got < 4 {
+                        let n = s.read(&mut buf[got..]).await.unwrap();
+                        assert!(n > 0);
+                        got += n;
+                    }
+                    s.write_all(&buf).await.unwrap();
+                    s // kept open: no deregistration may flush the queue for us
+                })
+            })
+            .collect();
+        let mut kept = Vec::new();
+        for t in tasks {
+            kept.push(t.await);
+        }
+        assert_eq!(reactor.registered(), 1 + CLIENTS);
+        drop(kept);
+        assert_eq!(reactor.registered(), 1, "every served socket was dropped");
+        CLIENTS
+    });
+    clients.join().unwrap();
+    assert_eq!(served, CLIENTS);
+}
+
 #[test]
 fn a_write_larger_than_the_send_buffer_waits_for_room_and_arrives_whole() {
     const LEN: usize = 16 * 1024 * 1024;
