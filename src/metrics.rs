@@ -153,8 +153,6 @@ impl Metrics {
         }
     }
 
-    /// Counts one packet written to a client, `bytes` long on the wire. PUBLISH packets on
-    /// `$SYS/` topics are not counted at all, as in EMQ X.
     /// A PUBLISH on `topic` of `bytes` bytes went out (as [`Metrics::count_sent`] counts one).
     pub fn count_publish_sent(&mut self, topic: &str, bytes: usize) {
         if topic.starts_with("$SYS/") {
@@ -165,17 +163,16 @@ impl Metrics {
         self.packets_publish_sent += 1;
     }
 
+    /// Counts one packet written to a client, `bytes` long on the wire. PUBLISH packets on
+    /// `$SYS/` topics are not counted at all, as in EMQ X.
     pub fn count_sent(&mut self, packet: &Packet, bytes: usize) {
         if let Packet::Publish(p) = packet {
-            if p.topic.starts_with("$SYS/") {
-                return;
-            }
+            return self.count_publish_sent(&p.topic, bytes);
         }
         self.packets_sent += 1;
         self.bytes_sent += bytes as u64;
         match packet {
             Packet::ConnAck(_) => self.packets_connack += 1,
-            Packet::Publish(_) => self.packets_publish_sent += 1,
             Packet::PubAck(_) => self.packets_puback_sent += 1,
             Packet::PubRec(_) => self.packets_pubrec_sent += 1,
             Packet::PubRel(_) => self.packets_pubrel_sent += 1,

@@ -188,21 +188,19 @@ impl Shard {
                     .deliver(msg, opts, now, &mut metrics, &mut actions);
                 // A delivery only makes sends: write them to the link at hand rather than
                 // look the client up again in `apply`.
-                if let Some(link) = &c.link {
-                    actions.retain(|a| match a {
-                        Action::Send(packet) => {
-                            link.send(packet, &mut metrics);
-                            false
-                        }
-                        Action::SendDelivered { qos, packet_id } => {
-                            link.send_message(msg, *qos, *packet_id, &mut metrics);
-                            false
-                        }
-                        _ => true,
-                    });
-                }
-                // Offline: nothing is written (the session queued what it keeps).
-                actions.retain(|a| !matches!(a, Action::SendDelivered { .. }));
+                // Offline, nothing is written (the session queued what it keeps).
+                actions.retain(|a| match (a, &c.link) {
+                    (Action::Send(packet), Some(link)) => {
+                        link.send(packet, &mut metrics);
+                        false
+                    }
+                    (Action::SendDelivered { qos, packet_id }, Some(link)) => {
+                        link.send_message(msg, *qos, *packet_id, &mut metrics);
+                        false
+                    }
+                    (Action::SendDelivered { .. }, None) => false,
+                    _ => true,
+                });
                 drop(metrics);
                 self.note_backlog(c);
                 feeds_backlog |= c.backlogged;
