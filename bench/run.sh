@@ -7,9 +7,11 @@
 #   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections, OUT=results folder,
 #   PARTS="throughput idle rate" (which parts to run), RATE=total msgs/s of the fixed-rate run
 #   (default: half of Mosquitto's median 8-pairs QoS 1 rate measured in the same run),
-#   QOS="0 1" (throughput scenarios' QoS levels), INFLIGHT=32 (the QoS 1/2 window towards each
-#   client, set alike on every broker: ShardMQ mqtt.max_inflight, Mosquitto
-#   max_inflight_messages, rumqttd max_inflight_count; 32 is EMQ X's and Mosquitto's usual).
+#   QOS="0 1" (throughput scenarios' QoS levels), INFLIGHT=100 (the QoS 1/2 window towards each
+#   client: ShardMQ mqtt.max_inflight, Mosquitto max_inflight_messages; rumqttd 0.20 has no
+#   setting for it and always allows 100, whatever max_inflight_count says, so 100 is the one
+#   value at which all three are equal). Before the suite, `shardmq-bench window` measures each
+#   broker's real window and the suite stops if they differ (FORCE_WINDOWS=1 goes on anyway).
 # Needs root for apt-get (Mosquitto) and a raised `ulimit -n` (done here).
 # Writes $OUT/runs.jsonl (one line per run) and prints the tables (bench/table.py).
 set -euo pipefail
@@ -23,7 +25,7 @@ BROKERS=${BROKERS:-"shardmq mosquitto rumqttd"}
 IDLE=${IDLE:-10000}
 PARTS=${PARTS:-"throughput idle rate"}
 QOS=${QOS:-"0 1"}
-INFLIGHT=${INFLIGHT:-32}
+INFLIGHT=${INFLIGHT:-100}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -163,6 +165,22 @@ run_idle() {
         "$json" >>"$RUNS"
     log "$mode idle $broker #$rep: $(tail -1 "$RUNS")"
 }
+
+# --- equal settings, measured ----------------------------------------------------------
+# A window bounds a single subscriber's rate, so it must be the same for every broker: probe
+# each one (a QoS 1 subscriber that acknowledges nothing) rather than trust its configuration.
+declare -A WINDOW
+for b in $BROKERS; do
+    start_broker "$b" 1shard
+    WINDOW[$b]=$("$GEN" window --port "$BPORT" --count 1000 --timeout 30 --json "$OUT/window-$b.json" >/dev/null 2>&1 &&
+        jq -r 'if .unbounded then "unbounded" else .window end' "$OUT/window-$b.json" || echo "probe failed")
+    stop_broker
+    log "$b: in-flight window towards a subscriber, measured: ${WINDOW[$b]} (INFLIGHT=$INFLIGHT)"
+done
+if [ "$(printf '%s\n' "${WINDOW[@]}" | sort -u | wc -l)" -gt 1 ]; then
+    log "the brokers' windows differ: the QoS 1 comparisons would not be like for like"
+    [ "${FORCE_WINDOWS:-0}" = 1 ] || exit 1
+fi
 
 # --- the suite ---------------------------------------------------------------------------
 COMMON=(--size 64 --warmup "$WARMUP" --duration "$DUR" --drain 10 --timeout 120)

@@ -7,8 +7,8 @@
 # Knobs (environment): SHARDS="1 2 4 8", GEN_CORES (default: the upper half of the cores),
 #   DUR=4 seconds measured, WARMUP=1, N=64 clients per side, PEERS="mosquitto rumqttd",
 #   BIN (folder holding shardmq and shardmq-bench; default target/release),
-#   MOSQUITTO, RUMQTTD (binaries), OUT (results folder), INFLIGHT=32 (the QoS 1 window towards
-#   each client, set alike on every broker).
+#   MOSQUITTO, RUMQTTD (binaries), OUT (results folder), INFLIGHT=100 (the QoS 1 window towards
+#   each client, set alike on every broker; rumqttd 0.20 always uses 100, see bench/run.sh).
 # Writes $OUT/scale.jsonl (one line per run) and prints a table.
 set -uo pipefail
 
@@ -18,7 +18,7 @@ SHARDS=${SHARDS:-"1 2 4 8"}
 DUR=${DUR:-4}
 WARMUP=${WARMUP:-1}
 N=${N:-64}
-INFLIGHT=${INFLIGHT:-32}
+INFLIGHT=${INFLIGHT:-100}
 PEERS=${PEERS:-"mosquitto rumqttd"}
 BIN=${BIN:-$ROOT/target/release}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}

@@ -7,7 +7,7 @@
 //!
 //! Layout, in the order data flows: [`cli`] (options) → [`plan`] (scenario → clients) →
 //! [`run`] (phases) → [`worker`] (a thread's poll loop) → [`conn`] (one connection) →
-//! [`wire`] / [`payload`] (bytes) ; [`schedule`] (open-loop send times), [`track`] (loss,
+//! [`wire`] / [`payload`] (bytes) ; [`probe`] (the `window` probe, run instead of a load); [`schedule`] (open-loop send times), [`track`] (loss,
 //! duplicates, order), [`stats`] (histograms), [`report`] / [`hgrm`] / [`plot`] (output), [`clock`].
 //! Only the pure MQTT codec of `shardmq` is used (`default-features = false`).
 
@@ -18,6 +18,7 @@ pub mod hgrm;
 pub mod payload;
 pub mod plan;
 pub mod plot;
+pub mod probe;
 pub mod report;
 pub mod run;
 pub mod schedule;

@@ -20,6 +20,10 @@ pub enum Scenario {
     Conn,
     /// N clients, each publishing at a fixed rate to the next one's topic.
     Mixed,
+    /// A probe, not a load: one QoS 1 subscriber that acknowledges nothing and one publisher
+    /// of `--count` messages (default 1000); reports how many the broker sends before it waits
+    /// for acknowledgements (its real in-flight window towards a client).
+    Window,
 }
 
 /// One client connection of the run.
@@ -87,6 +91,13 @@ pub fn build(scenario: Scenario, n: usize, shared: usize, prefix: &str) -> Plan 
                 push(Some((p as u32, topic)), None);
             }
             (n as u32, 1)
+        }
+        Scenario::Window => {
+            // Run by `probe::window`, not by the workers: one silent subscriber, one publisher.
+            let topic = format!("{prefix}/window");
+            push(None, Some(topic.clone()));
+            push(Some((0, topic)), None);
+            (1, 1)
         }
         Scenario::Conn => {
             for _ in 0..n {

@@ -47,3 +47,34 @@ fn fanin_qos1_against_an_in_process_broker_loses_nothing() {
     assert_eq!(report.foreign, 0);
     assert_eq!(hist.len(), report.measured);
 }
+
+/// The window probe reports the broker's configured in-flight window exactly, and "no limit"
+/// when the window is larger than what it publishes.
+#[test]
+fn window_probe_finds_the_brokers_inflight_window() {
+    let mut cfg = Config::default();
+    cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.max_inflight = 7;
+    let broker = shardmq::broker::start(cfg, &[0]).expect("broker starts");
+    let port = broker.mqtt_addr.port().to_string();
+    let probe = |count: &str| {
+        let opts = Opts::parse_from([
+            "shardmq-bench",
+            "window",
+            "--port",
+            &port,
+            "--count",
+            count,
+            "--timeout",
+            "30",
+        ]);
+        shardmq_bench::probe::window(&opts)
+    };
+    let seven = probe("50");
+    let all = probe("5");
+    broker.stop();
+    let seven = seven.expect("probe runs");
+    assert_eq!((seven.sent, seven.window, seven.unbounded), (50, 7, false));
+    let all = all.expect("probe runs");
+    assert_eq!((all.sent, all.window, all.unbounded), (5, 5, true));
+}
