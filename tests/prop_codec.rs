@@ -269,7 +269,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
             payload,
             qos,
             retain,
-            properties,
+            properties: properties.into(),
         },
     );
     (
@@ -297,7 +297,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     will,
                     username,
                     password,
-                    properties,
+                    properties: properties.into(),
                 }))
             },
         )
@@ -330,7 +330,7 @@ fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     topic,
                     packet_id: if qos0 { None } else { Some(id) },
                     payload,
-                    properties,
+                    properties: properties.into(),
                 })
             },
         )
@@ -341,7 +341,7 @@ fn pub_resp(v: ProtocolVersion, of: CodeOf) -> impl Strategy<Value = PubResp> {
         PubResp {
             packet_id,
             reason,
-            properties,
+            properties: properties.into(),
         }
     })
 }
@@ -379,7 +379,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                 Packet::ConnAck(ConnAck {
                     session_present,
                     code,
-                    properties,
+                    properties: properties.into(),
                 })
             })
             .boxed(),
@@ -405,7 +405,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                 Packet::Subscribe(Subscribe {
                     packet_id,
                     filters,
-                    properties,
+                    properties: properties.into(),
                 })
             })
             .boxed(),
@@ -418,7 +418,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                 Packet::SubAck(SubAck {
                     packet_id,
                     codes,
-                    properties,
+                    properties: properties.into(),
                 })
             })
             .boxed(),
@@ -427,7 +427,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                 Packet::Unsubscribe(Unsubscribe {
                     packet_id,
                     filters,
-                    properties,
+                    properties: properties.into(),
                 })
             })
             .boxed(),
@@ -441,20 +441,30 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                 Packet::UnsubAck(UnsubAck {
                     packet_id,
                     codes,
-                    properties,
+                    properties: properties.into(),
                 })
             })
             .boxed(),
         Just(Packet::PingReq).boxed(),
         Just(Packet::PingResp).boxed(),
         (code(CodeOf::Disconnect, v), props(Ctx::Disconnect, v))
-            .prop_map(|(reason, properties)| Packet::Disconnect(Disconnect { reason, properties }))
+            .prop_map(|(reason, properties)| {
+                Packet::Disconnect(Disconnect {
+                    reason,
+                    properties: properties.into(),
+                })
+            })
             .boxed(),
     ];
     if v5 {
         s.push(
             (code(CodeOf::Auth, v), props(Ctx::Auth, v))
-                .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
+                .prop_map(|(reason, properties)| {
+                    Packet::Auth(Auth {
+                        reason,
+                        properties: properties.into(),
+                    })
+                })
                 .boxed(),
         );
     }

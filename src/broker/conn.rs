@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::{
-    self, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, Str,
+    self, ConnAck, Connect, DecodeError, Disconnect, Packet, Props, ProtocolVersion, Str,
 };
 use crate::home_shard;
 use crate::session::CloseReason;
@@ -79,7 +79,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket) {
             let ack = Packet::ConnAck(ConnAck {
                 session_present: false,
                 code: 1,
-                properties: Properties::default(),
+                properties: Props::default(),
             });
             let mut out = BytesMut::new();
             if codec::encode(&ack, ProtocolVersion::V311, &mut out).is_ok() {
@@ -194,7 +194,7 @@ async fn refuse(shard: &Shard, stream: &mut Socket, version: ProtocolVersion, wh
     let ack = Packet::ConnAck(ConnAck {
         session_present: false,
         code,
-        properties: Properties::default(),
+        properties: Props::default(),
     });
     let mut out = BytesMut::new();
     if codec::encode(&ack, version, &mut out).is_ok() {
@@ -267,7 +267,7 @@ async fn run(
         if let Some(code) = reason.disconnect_reason_code() {
             let bye = Packet::Disconnect(Disconnect {
                 reason: code,
-                properties: Properties::default(),
+                properties: Props::default(),
             });
             link.send(&bye, &mut shard.metrics.borrow_mut());
         }

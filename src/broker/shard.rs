@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::admin::policy::{Policy, Verdict};
-use crate::codec::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, Str, SubOptions, UnsubAck,
-};
+use crate::codec::{ConnAck, Connect, Packet, Props, ProtocolVersion, Str, SubOptions, UnsubAck};
 use crate::config::Config;
 use crate::fastmap::FastMap;
 use crate::home_shard;
@@ -287,7 +285,7 @@ impl Shard {
         let connack = Packet::ConnAck(ConnAck {
             session_present,
             code: 0,
-            properties: Properties::default(),
+            properties: Props::default(),
         });
         link.send(&connack, &mut self.metrics.borrow_mut());
 
@@ -507,7 +505,7 @@ impl Shard {
                         let ack = Packet::UnsubAck(UnsubAck {
                             packet_id,
                             codes,
-                            properties: Properties::default(),
+                            properties: Props::default(),
                         });
                         link.send(&ack, &mut self.metrics.borrow_mut());
                     }

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::codec::{Packet, Properties, Str, SubAck, SubOptions};
+use crate::codec::{Packet, Props, Str, SubAck, SubOptions};
 use crate::topic;
 use shardmq_shards::rt::spawn_local;
 
@@ -112,7 +112,7 @@ impl Shard {
             let ack = Packet::SubAck(SubAck {
                 packet_id,
                 codes,
-                properties: Properties::default(),
+                properties: Props::default(),
             });
             link.send(&ack, &mut self.metrics.borrow_mut());
         }

@@ -291,7 +291,7 @@ fn reason_and_props(
     v: ProtocolVersion,
     of: CodeOf,
     ctx: Ctx,
-) -> Result<(u8, super::properties::Properties), DecodeError> {
+) -> Result<(u8, super::properties::Props), DecodeError> {
     if v != ProtocolVersion::V5 || r.is_empty() {
         return Ok((0, Default::default()));
     }

@@ -307,7 +307,7 @@ mod publish_ref_tests {
                         topic: Str::from("a/b"),
                         packet_id,
                         payload: Bytes::from_static(b"payload"),
-                        properties,
+                        properties: properties.into(),
                     };
                     let mut want = BytesMut::new();
                     encode(&Packet::Publish(p.clone()), version, &mut want).unwrap();

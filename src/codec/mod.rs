@@ -40,5 +40,5 @@ pub use decode::decode;
 pub use encode::{encode, encode_publish, encoded_len, PublishRef};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
-pub use properties::Properties;
+pub use properties::{Properties, Props};
 pub use str::Str;

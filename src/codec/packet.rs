@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use super::properties::Properties;
+use super::properties::Props;
 use super::str::Str;
 
 /// The protocol level of a connection, read from CONNECT.
@@ -94,7 +94,7 @@ pub struct Connect {
     pub username: Option<Str>,
     pub password: Option<Bytes>,
     /// 5.0 CONNECT properties (session expiry, receive maximum, ...).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// The will message carried in CONNECT.
@@ -105,7 +105,7 @@ pub struct LastWill {
     pub qos: QoS,
     pub retain: bool,
     /// 5.0 will properties (will delay, message expiry, content type, ...).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// CONNACK. `code` is the 3.x return code (0..=5) or the 5.0 reason code.
@@ -113,7 +113,7 @@ pub struct LastWill {
 pub struct ConnAck {
     pub session_present: bool,
     pub code: u8,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// PUBLISH.
@@ -127,7 +127,7 @@ pub struct Publish {
     /// Present exactly when `qos > 0`.
     pub packet_id: Option<u16>,
     pub payload: Bytes,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl std::fmt::Debug for Publish {
@@ -151,7 +151,7 @@ impl std::fmt::Debug for Publish {
 pub struct PubResp {
     pub packet_id: u16,
     pub reason: u8,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl PubResp {
@@ -160,7 +160,7 @@ impl PubResp {
         PubResp {
             packet_id,
             reason: 0,
-            properties: Properties::default(),
+            properties: Props::default(),
         }
     }
 }
@@ -180,7 +180,7 @@ pub struct SubOptions {
 pub struct Subscribe {
     pub packet_id: u16,
     pub filters: Vec<(Str, SubOptions)>,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// SUBACK. Each code is the granted QoS (0..=2) or a failure (0x80, or a 5.0 reason).
@@ -188,7 +188,7 @@ pub struct Subscribe {
 pub struct SubAck {
     pub packet_id: u16,
     pub codes: Vec<u8>,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// UNSUBSCRIBE.
@@ -196,7 +196,7 @@ pub struct SubAck {
 pub struct Unsubscribe {
     pub packet_id: u16,
     pub filters: Vec<Str>,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// UNSUBACK. `codes` is 5.0 only (one per filter); empty for 3.x.
@@ -204,19 +204,19 @@ pub struct Unsubscribe {
 pub struct UnsubAck {
     pub packet_id: u16,
     pub codes: Vec<u8>,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// DISCONNECT. `reason` and properties are 5.0 only.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Disconnect {
     pub reason: u8,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// AUTH (5.0 only).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Auth {
     pub reason: u8,
-    pub properties: Properties,
+    pub properties: Props,
 }

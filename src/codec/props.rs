@@ -8,7 +8,7 @@
 //! property list run past the bytes its length prefix claims.
 
 use super::error::{DecodeError, EncodeError};
-use super::properties::Properties;
+use super::properties::{Properties, Props};
 use super::reader::Reader;
 use super::writer::{Counter, Sink};
 
@@ -163,9 +163,12 @@ fn nonzero_u16(r: &mut Reader) -> Result<u16, DecodeError> {
     }
 }
 
-/// Reads a property length and the list it covers.
-pub(crate) fn read(r: &mut Reader, ctx: Ctx) -> Result<Properties, DecodeError> {
+/// Reads a property length and the list it covers (no allocation when the list is empty).
+pub(crate) fn read(r: &mut Reader, ctx: Ctx) -> Result<Props, DecodeError> {
     let len = r.varint()?;
+    if len == 0 {
+        return Ok(Props::default());
+    }
     let mut r = Reader::new(r.take(len as usize)?);
     let allowed = ctx.allowed();
     let mut p = Properties::default();
@@ -237,7 +240,7 @@ pub(crate) fn read(r: &mut Reader, ctx: Ctx) -> Result<Properties, DecodeError> 
     if p.authentication_data.is_some() && p.authentication_method.is_none() {
         return Err(DecodeError::AuthDataWithoutMethod);
     }
-    Ok(p)
+    Ok(p.into())
 }
 
 impl Properties {

@@ -88,11 +88,11 @@ fn connect_mqtt311_will_user_password() {
             payload: Bytes::from_static(b"bye"),
             qos: QoS::AtLeastOnce,
             retain: false,
-            properties: Properties::default(),
+            properties: Props::default(),
         }),
         username: Some(s("u")),
         password: Some(Bytes::from_static(b"p")),
-        properties: Properties::default(),
+        properties: Props::default(),
     };
     golden(&bytes, ProtocolVersion::V311, Packet::Connect(Box::new(c)));
 }
@@ -145,7 +145,7 @@ fn publish_qos0_1_2() {
             topic: s("a/b"),
             packet_id,
             payload: Bytes::from_static(payload),
-            properties: Properties::default(),
+            properties: Props::default(),
         })
     };
     for v in V3 {
@@ -227,7 +227,7 @@ fn subscribe_suback() {
                     (s("a/b"), opts(QoS::AtLeastOnce)),
                     (s("c/#"), opts(QoS::ExactlyOnce)),
                 ],
-                properties: Properties::default(),
+                properties: Props::default(),
             }),
         );
         golden(
@@ -283,7 +283,7 @@ fn encoder_drops_v5_fields_for_v3() {
     let ack = Packet::PubAck(PubResp {
         packet_id: 3,
         reason: 0x10,
-        properties: props.clone(),
+        properties: props.clone().into(),
     });
     let mut out = BytesMut::new();
     encode(&ack, ProtocolVersion::V311, &mut out).unwrap();
@@ -292,7 +292,7 @@ fn encoder_drops_v5_fields_for_v3() {
     let unsuback = Packet::UnsubAck(UnsubAck {
         packet_id: 3,
         codes: vec![0x11],
-        properties: props,
+        properties: props.into(),
     });
     encode(&unsuback, ProtocolVersion::V31, &mut out).unwrap();
     assert_eq!(&out[..], &[0xb0, 0x02, 0x00, 0x03]);

@@ -34,7 +34,8 @@ fn connect_with_properties() {
         properties: Properties {
             session_expiry_interval: Some(10),
             ..Default::default()
-        },
+        }
+        .into(),
         will: None,
     };
     golden(&bytes, V5, Packet::Connect(Box::new(c.clone())));
@@ -65,7 +66,8 @@ fn connect_with_will_properties() {
             properties: Properties {
                 will_delay_interval: Some(5),
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
         ..Default::default()
     };
@@ -105,7 +107,8 @@ fn connack() {
                 assigned_client_identifier: Some(s("id")),
                 receive_maximum: Some(10),
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
     );
     golden(
@@ -137,7 +140,8 @@ fn publish_with_properties() {
             topic_alias: Some(5),
             user_properties: vec![(s("k"), s("v"))],
             ..Default::default()
-        },
+        }
+        .into(),
     };
     golden(&bytes, V5, Packet::Publish(p));
 }
@@ -152,7 +156,8 @@ fn publish_empty_topic_with_alias_and_qos2_subscription_ids() {
             properties: Properties {
                 topic_alias: Some(5),
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Default::default()
         }),
     );
@@ -169,7 +174,8 @@ fn publish_empty_topic_with_alias_and_qos2_subscription_ids() {
             properties: Properties {
                 subscription_identifiers: vec![1, 128],
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Default::default()
         }),
     );
@@ -200,7 +206,8 @@ fn pub_acks_short_and_long_forms() {
             properties: Properties {
                 reason_string: Some(s("e")),
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
     );
     golden(
@@ -251,7 +258,8 @@ fn subscribe_suback() {
             properties: Properties {
                 subscription_identifiers: vec![7],
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
     );
     golden(
@@ -306,7 +314,8 @@ fn disconnect_forms() {
             properties: Properties {
                 session_expiry_interval: Some(60),
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
     );
 }
@@ -326,7 +335,8 @@ fn auth() {
                 authentication_method: Some(s("SCR")),
                 authentication_data: Some(Bytes::from_static(&[1, 2])),
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
     );
 }

@@ -361,7 +361,7 @@ fn encode_errors() {
     };
     let p = Packet::Disconnect(Disconnect {
         reason: 0,
-        properties: props,
+        properties: props.into(),
     });
     assert_eq!(
         encode(&p, V5, &mut out),

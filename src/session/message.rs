@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{LastWill, Properties, Publish, QoS, Str};
+use crate::codec::{LastWill, Properties, Props, Publish, QoS, Str};
 
 /// An application message being routed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -50,7 +50,7 @@ impl Message {
         let properties = if publish.properties.is_empty() {
             None
         } else {
-            let mut properties = publish.properties.clone();
+            let mut properties = (*publish.properties).clone();
             properties.topic_alias = None;
             properties.subscription_identifiers.clear();
             shared(properties)
@@ -67,7 +67,7 @@ impl Message {
 
     /// The message a will becomes when the broker publishes it.
     pub fn from_will(will: &LastWill, publisher: &Str) -> Message {
-        let mut properties = will.properties.clone();
+        let mut properties = (*will.properties).clone();
         // Will properties that are not message properties.
         properties.will_delay_interval = None;
         let properties = shared(properties);
@@ -90,7 +90,10 @@ impl Message {
             topic: self.topic.clone(),
             packet_id,
             payload: self.payload.clone(),
-            properties: self.properties.as_deref().cloned().unwrap_or_default(),
+            properties: self
+                .properties
+                .as_deref()
+                .map_or_else(Props::default, |p| p.clone().into()),
         }
     }
 

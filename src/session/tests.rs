@@ -748,7 +748,8 @@ fn v5_receive_maximum_narrows_the_window_and_pubrec_error_ends_the_flow() {
     c.properties = Properties {
         receive_maximum: Some(1),
         ..Default::default()
-    };
+    }
+    .into();
     let mut h = H::with(c, cfg());
     h.deliver("a", QoS::ExactlyOnce);
     assert!(sent(&h.deliver("b", QoS::ExactlyOnce)).is_empty());

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use shardmq::broker::Broker;
 use shardmq::codec::{
-    self, Connect, Disconnect, LastWill, Packet, Properties, ProtocolVersion, PubResp, Publish,
-    QoS, Str, SubOptions, Subscribe, Unsubscribe,
+    self, Connect, Disconnect, LastWill, Packet, Props, ProtocolVersion, PubResp, Publish, QoS,
+    Str, SubOptions, Subscribe, Unsubscribe,
 };
 use shardmq::config::Config;
 
@@ -111,7 +111,7 @@ pub fn will(topic: &str, payload: &str, qos: QoS, retain: bool) -> LastWill {
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         qos,
         retain,
-        properties: Properties::default(),
+        properties: Props::default(),
     }
 }
 
@@ -131,7 +131,7 @@ pub fn connect_packet(
         will,
         username: None,
         password: None,
-        properties: Properties::default(),
+        properties: Props::default(),
     }
 }
 
@@ -144,7 +144,7 @@ pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, pid: Option<
         topic: Str::from(topic),
         packet_id: pid,
         payload: Bytes::copy_from_slice(payload),
-        properties: Properties::default(),
+        properties: Props::default(),
     })
 }
 
@@ -303,7 +303,7 @@ impl Raw {
                     )
                 })
                 .collect(),
-            properties: Properties::default(),
+            properties: Props::default(),
         }));
         match self.recv() {
             Packet::SubAck(a) => {
@@ -319,7 +319,7 @@ impl Raw {
         self.send(&Packet::Unsubscribe(Unsubscribe {
             packet_id,
             filters: filters.iter().map(|f| Str::from(*f)).collect(),
-            properties: Properties::default(),
+            properties: Props::default(),
         }));
         match self.recv() {
             Packet::UnsubAck(a) => assert_eq!(a.packet_id, packet_id),
