@@ -196,9 +196,17 @@ impl RouteReplica {
     }
 }
 
-/// Iterates the members of a shard set.
-pub fn shards_in(set: ShardSet) -> impl Iterator<Item = usize> {
-    (0..MAX_SHARDS).filter(move |i| set & (1 << i) != 0)
+/// Iterates the members of a shard set, lowest first: one step per member (this runs for
+/// every published message; testing all 128 bits was 7 % of a shard's CPU in QoS 1 pairs).
+pub fn shards_in(mut set: ShardSet) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if set == 0 {
+            return None;
+        }
+        let shard = set.trailing_zeros() as usize;
+        set &= set - 1;
+        Some(shard)
+    })
 }
 
 #[cfg(test)]
@@ -249,6 +257,17 @@ mod tests {
         assert_eq!(index.remove(&b, "t", Some("g1")), RouteChange::Removed);
         assert_eq!(index.remove(&b, "t", Some("g2")), RouteChange::Removed);
         assert!(index.shared.is_empty());
+    }
+
+    #[test]
+    fn shards_in_yields_every_member_in_order_including_the_last_shard() {
+        assert_eq!(shards_in(0).count(), 0);
+        let set: ShardSet = 1 | 1 << 5 | 1 << 64 | 1 << (MAX_SHARDS - 1);
+        assert_eq!(
+            shards_in(set).collect::<Vec<_>>(),
+            vec![0, 5, 64, MAX_SHARDS - 1]
+        );
+        assert_eq!(shards_in(ShardSet::MAX).count(), MAX_SHARDS);
     }
 
     #[test]
