@@ -6,7 +6,7 @@
 //! exceeds the size limit, copy strings or payloads (they are `Bytes::slice`s of the
 //! frame), or allocate more than the input justifies.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::DecodeError;
 use super::packet::*;
@@ -48,8 +48,9 @@ pub fn decode(
     if buf.len() < total {
         return Ok(None);
     }
-    let frame: Bytes = buf.split_to(total).freeze();
-    let mut r = Reader::new(frame.slice(1 + len_len..));
+    let mut body: Bytes = buf.split_to(total).freeze();
+    body.advance(1 + len_len); // no reference-count traffic, unlike a slice
+    let mut r = Reader::new(body);
     let packet = decode_body(first, version, &mut r)?;
     r.finish()?;
     Ok(Some(packet))

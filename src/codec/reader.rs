@@ -5,7 +5,7 @@
 //! Must never: panic, read outside its `Bytes`, copy string or payload bytes, or
 //! allocate.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::error::DecodeError;
 use super::str::Str;
@@ -50,10 +50,12 @@ impl Reader {
         Ok(out)
     }
 
-    /// Everything not read yet (e.g. a PUBLISH payload).
+    /// Everything not read yet (e.g. a PUBLISH payload). Hands over the body itself, so
+    /// the payload costs no reference-count increment; the reader is left empty.
     pub(crate) fn rest(&mut self) -> Bytes {
-        let out = self.buf.slice(self.pos..);
-        self.pos = self.buf.len();
+        let mut out = std::mem::take(&mut self.buf);
+        out.advance(self.pos);
+        self.pos = 0;
         out
     }
 

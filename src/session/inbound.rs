@@ -92,10 +92,10 @@ impl Session {
             QoS::ExactlyOnce => m.messages_qos2_received += 1,
         }
         match p.qos {
-            QoS::AtMostOnce => out.push(Action::Route(Message::from_publish(&p, &self.client_id))),
+            QoS::AtMostOnce => out.push(Action::Route(Message::from_publish(p, &self.client_id))),
             QoS::AtLeastOnce => {
                 // Route first: PUBACK goes out once the message is routed (as EMQ X does).
-                out.push(Action::Route(Message::from_publish(&p, &self.client_id)));
+                out.push(Action::Route(Message::from_publish(p, &self.client_id)));
                 out.push(Action::Send(Packet::PubAck(PubResp::new(packet_id))));
             }
             QoS::ExactlyOnce => {
@@ -109,7 +109,7 @@ impl Session {
                     return;
                 } else {
                     self.awaiting_rel.insert(packet_id, now);
-                    out.push(Action::Route(Message::from_publish(&p, &self.client_id)));
+                    out.push(Action::Route(Message::from_publish(p, &self.client_id)));
                 }
                 out.push(Action::Send(Packet::PubRec(PubResp::new(packet_id))));
             }

@@ -46,18 +46,20 @@ impl Message {
 
     /// The message a client PUBLISH carries (retain as published; connection-scoped
     /// properties removed).
-    pub fn from_publish(publish: &Publish, publisher: &Str) -> Message {
+    /// Takes the packet by value: its topic and payload move into the message (no
+    /// reference-count round trip per received PUBLISH).
+    pub fn from_publish(publish: Publish, publisher: &Str) -> Message {
         let properties = if publish.properties.is_empty() {
             None
         } else {
-            let mut properties = (*publish.properties).clone();
+            let mut properties = publish.properties.into_inner();
             properties.topic_alias = None;
             properties.subscription_identifiers.clear();
             shared(properties)
         };
         Message {
-            topic: publish.topic.clone(),
-            payload: publish.payload.clone(),
+            topic: publish.topic,
+            payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
             properties,
