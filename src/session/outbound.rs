@@ -169,7 +169,6 @@ impl Session {
         if self
             .inflight
             .remove_in_state(r.packet_id, InflightState::WaitAck)
-            .is_some()
         {
             self.drain(now, m, out);
         } else {
@@ -211,7 +210,6 @@ impl Session {
         if self
             .inflight
             .remove_in_state(r.packet_id, InflightState::WaitComp)
-            .is_some()
         {
             self.drain(now, m, out);
         } else {
