@@ -127,10 +127,12 @@ impl Shard {
         // client that also gets the message through an ordinary subscription
         // [MQTT 5.0 4.8.2], so they must not be merged by the de-duplication below.
         let mut picked = Vec::new();
+        let mut matched_filters = 0;
         {
             let mut index = self.index.borrow_mut();
             if to_subscribers {
                 index.direct.for_each_match(&msg.topic, |_, subs| {
+                    matched_filters += 1;
                     for (client, opts) in subs {
                         targets.push((client.clone(), *opts));
                     }
@@ -156,9 +158,13 @@ impl Shard {
             }
         }
         // One delivery per client for its ordinary subscriptions, at the highest granted
-        // QoS among its matches; then one per shared group that picked it.
-        targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
-        targets.dedup_by(|a, b| a.0 == b.0);
+        // QoS among its matches; then one per shared group that picked it. A client appears
+        // once per filter, so with a single matching filter there is nothing to merge (and
+        // no client ids to compare per message).
+        if matched_filters > 1 {
+            targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
+            targets.dedup_by(|a, b| a.0 == b.0);
+        }
         targets.append(&mut picked);
         let now = self.now();
         let mut feeds_backlog = false;
