@@ -8,7 +8,7 @@
 //! Layout, in the order data flows: [`cli`] (options) → [`plan`] (scenario → clients) →
 //! [`run`] (phases) → [`worker`] (a thread's poll loop) → [`conn`] (one connection) →
 //! [`wire`] / [`payload`] (bytes) ; [`probe`] (the `window` probe, run instead of a load); [`schedule`] (open-loop send times), [`track`] (loss,
-//! duplicates, order), [`stats`] (histograms), [`report`] / [`hgrm`] / [`plot`] (output), [`clock`].
+//! duplicates, order), [`stats`] (histograms), [`timer`] (precise wake-ups), [`report`] / [`hgrm`] / [`plot`] (output), [`clock`].
 //! Only the pure MQTT codec of `shardmq` is used (`default-features = false`).
 
 pub mod cli;
@@ -23,6 +23,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod stats;
+pub mod timer;
 pub mod track;
 pub mod wire;
 pub mod worker;

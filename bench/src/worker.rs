@@ -23,6 +23,7 @@ use crate::conn::{Conn, Pub, Pump, Sink, State};
 use crate::plan::ClientSpec;
 use crate::schedule::{Pace, Schedule};
 use crate::stats::{self, Hist};
+use crate::timer::PreciseTimer;
 use crate::track::Tally;
 
 /// Counters the main thread reads for the progress line (one cache line per worker).
@@ -102,6 +103,10 @@ pub struct WorkerReport {
     pub last_rx_ns: u64,
 }
 
+/// The poll token of the worker's [`PreciseTimer`] (connections use their index; mio
+/// reserves `usize::MAX`).
+const TIMER: Token = Token(usize::MAX - 1);
+
 /// Runs one worker until `shared.stop`.
 pub fn run(
     index: usize,
@@ -111,6 +116,7 @@ pub fn run(
     snapshots: Sender<Hist>,
 ) -> WorkerReport {
     let mut poll = Poll::new().expect("epoll instance");
+    let mut timer = PreciseTimer::new(poll.registry(), TIMER).expect("timerfd");
     let mut events = Events::with_capacity(1024);
     let mut conns: Vec<Conn> = Vec::with_capacity(specs.len());
     let mut scratch = vec![0u8; 64 * 1024];
@@ -206,6 +212,16 @@ pub fn run(
             }
         }
 
+        // epoll waits whole milliseconds: a sooner send is woken by the timerfd instead.
+        let timed = if !timeout.is_zero() && timeout < Duration::from_millis(1) {
+            timer.arm(timeout)
+        } else {
+            timer.disarm()
+        };
+        if let Err(e) = timed {
+            shared.fail(format!("timerfd: {e}"));
+            break;
+        }
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 shared.fail(format!("poll: {e}"));
@@ -223,6 +239,10 @@ pub fn run(
             became_ready: 0,
         };
         for ev in events.iter() {
+            if ev.token() == TIMER {
+                timer.expired();
+                continue;
+            }
             let c = &mut conns[ev.token().0];
             if c.state == State::Closed {
                 continue;
