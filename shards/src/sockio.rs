@@ -2,9 +2,11 @@
 //! reads, writes and accepts as plain non-blocking syscalls made when that ring says so.
 //!
 //! Owns: one readiness ring per executor thread ([`Reactor`]), set up with
-//! `IORING_SETUP_COOP_TASKRUN` (a completion never interrupts the shard with an IPI; it is
-//! posted at the shard's next kernel entry, and the shard enters the kernel all the time) and
-//! `IORING_SETUP_SINGLE_ISSUER`; one *multishot* `POLLIN` request per socket, armed once when
+//! `IORING_SETUP_DEFER_TASKRUN` and `IORING_SETUP_SINGLE_ISSUER`: a socket's readiness
+//! never interrupts the shard with an IPI; the kernel queues the work on this ring, signals
+//! the eventfd, and turns it into completions when the pump asks (`COOP_TASKRUN`, which ran
+//! that work at the shard's next kernel entry, let the shard sleep in glommio's ring for up
+//! to ~200 ms with input waiting); one *multishot* `POLLIN` request per socket, armed once when
 //! the socket is registered and cancelled when it is dropped (glommio arms and completes a
 //! one-shot poll for every wait, and its rings lack `COOP_TASKRUN`: at moderate rates that was
 //! a ring submission and a reschedule IPI per message); a one-shot `POLLOUT` only while a send
@@ -118,12 +120,16 @@ impl Reactor {
 
     fn new(sq: u32, cq: u32) -> io::Result<Reactor> {
         let ring = IoUring::builder()
-            .setup_coop_taskrun()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .setup_single_issuer()
             .setup_cqsize(cq)
             .build(sq)
             .or_else(|_| {
-                // Kernels before 6.0 know neither flag; readiness still works, with IPIs.
+                // Kernels before 6.1 lack deferred task work. A plain ring completes polls with
+                // task work that interrupts (and wakes) the shard: correct, with IPIs.
+                // (`COOP_TASKRUN` alone is not: its task work neither wakes a sleeping shard
+                // nor signals the eventfd, so input could wait for an unrelated wake-up.)
                 IoUring::builder().setup_cqsize(cq).build(sq)
             })?;
         Ok(Reactor {
@@ -276,14 +282,19 @@ impl Reactor {
                         }
                     }
                 }
-                // Completions that found the queue full wait in the kernel's overflow list
-                // until an io_uring_enter with GETEVENTS moves them over (the crate's submit
-                // asks for that when the overflow flag is up).
-                if !ring.submission().cq_overflow() {
+                // Deferred poll work (the taskrun flag) turns into completions, and completions
+                // that found the queue full leave the kernel's overflow list, only in an
+                // io_uring_enter with GETEVENTS (the crate's submit asks for that when either
+                // flag is up).
+                let more = {
+                    let sq = ring.submission();
+                    sq.taskrun() || sq.cq_overflow()
+                };
+                if !more {
                     break;
                 }
                 if let Err(e) = ring.submit() {
-                    tracing::warn!("socket reactor: flushing overflowed completions failed: {e}");
+                    tracing::warn!("socket reactor: collecting completions failed: {e}");
                     break;
                 }
             }

@@ -258,3 +258,68 @@ fn the_listener_sets_defer_accept_only_when_asked() {
     assert_eq!(values.0, 0);
     assert!(values.1 > 0, "TCP_DEFER_ACCEPT not set: {}", values.1);
 }
+
+/// The state letter of thread `tid` of this process (`R` running, `S` sleeping, ...).
+fn thread_state(tid: i32) -> u8 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // The state follows the command name, which is in parentheses.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.as_bytes()[0]
+}
+
+#[test]
+fn input_wakes_an_executor_that_has_gone_to_sleep() {
+    // The ring defers its readiness work until the executor thread asks for it; while that
+    // thread sleeps in glommio's ring, only the eventfd the ring signals can wake it. Each
+    // round writes only once the executor thread is asleep.
+    const ROUNDS: usize = 20;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let (addr, tid): (SocketAddr, i32) = addr_rx.recv().unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for round in 0..ROUNDS {
+            let asleep_by = std::time::Instant::now() + Duration::from_secs(5);
+            while thread_state(tid) != b'S' {
+                assert!(
+                    std::time::Instant::now() < asleep_by,
+                    "the executor never slept"
+                );
+                std::thread::yield_now();
+            }
+            c.write_all(&[round as u8]).unwrap();
+            let mut back = [0u8; 1];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(back[0], round as u8);
+        }
+    });
+    let late = on_executor(move || async move {
+        let listener = bind_reuseport(loopback(), 16, 0).unwrap();
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        addr_tx.send((listener.local_addr().unwrap(), tid)).unwrap();
+        let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+        let mut late = 0;
+        for _ in 0..ROUNDS {
+            let mut buf = [0u8; 1];
+            // Far longer than a wake-up takes, far shorter than the harness's limit.
+            let read = async { Some(s.read(&mut buf).await.unwrap()) };
+            let give_up = async {
+                glommio::timer::sleep(Duration::from_secs(2)).await;
+                None
+            };
+            match futures_lite::future::or(read, give_up).await {
+                Some(n) => assert_eq!(n, 1),
+                None => {
+                    late += 1;
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert_eq!(n, 1);
+                }
+            }
+            s.write_all(&buf).await.unwrap();
+        }
+        late
+    });
+    client.join().unwrap();
+    assert_eq!(late, 0, "reads that waited 2 s for input that had arrived");
+}
