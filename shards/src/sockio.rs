@@ -95,6 +95,16 @@ pub struct Reactor {
     multishot: std::cell::Cell<bool>,
 }
 
+/// How the readiness ring turns socket wake-ups into completions.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RingMode {
+    /// `DEFER_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER` (Linux ≥ 6.1): the work waits for the
+    /// pump, the eventfd says there is some.
+    Deferred,
+    /// No flags: the work interrupts the shard (older kernels).
+    Plain,
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
 }
@@ -108,30 +118,42 @@ impl Reactor {
     /// [`Reactor::current`], creating it (if this executor has none yet) with queues of the
     /// given sizes; tests use tiny ones to make the completion queue overflow.
     pub fn current_with_queues(sq: u32, cq: u32) -> io::Result<Rc<Reactor>> {
+        Self::current_with(sq, cq, RingMode::Deferred)
+    }
+
+    /// [`Reactor::current`] with the ring older kernels get (no deferred task work), for
+    /// tests of that path.
+    pub fn current_as_on_old_kernels() -> io::Result<Rc<Reactor>> {
+        Self::current_with(SQ_ENTRIES, CQ_ENTRIES, RingMode::Plain)
+    }
+
+    fn current_with(sq: u32, cq: u32, mode: RingMode) -> io::Result<Rc<Reactor>> {
         if let Some(r) = CURRENT.with(|c| c.borrow().clone()) {
             return Ok(r);
         }
-        let reactor = Rc::new(Reactor::new(sq, cq)?);
+        let reactor = Rc::new(Reactor::new(sq, cq, mode)?);
         let efd = reactor.eventfd()?;
         CURRENT.with(|c| *c.borrow_mut() = Some(reactor.clone()));
         glommio::spawn_local(pump(reactor.clone(), efd)).detach();
         Ok(reactor)
     }
 
-    fn new(sq: u32, cq: u32) -> io::Result<Reactor> {
-        let ring = IoUring::builder()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .setup_single_issuer()
-            .setup_cqsize(cq)
-            .build(sq)
-            .or_else(|_| {
-                // Kernels before 6.1 lack deferred task work. A plain ring completes polls with
-                // task work that interrupts (and wakes) the shard: correct, with IPIs.
-                // (`COOP_TASKRUN` alone is not: its task work neither wakes a sleeping shard
-                // nor signals the eventfd, so input could wait for an unrelated wake-up.)
-                IoUring::builder().setup_cqsize(cq).build(sq)
-            })?;
+    fn new(sq: u32, cq: u32, mode: RingMode) -> io::Result<Reactor> {
+        let plain = || IoUring::builder().setup_cqsize(cq).build(sq);
+        let ring = match mode {
+            RingMode::Deferred => IoUring::builder()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_single_issuer()
+                .setup_cqsize(cq)
+                .build(sq)
+                // Kernels before 6.1 lack deferred task work. A plain ring completes polls
+                // with task work that interrupts (and wakes) the shard: correct, with IPIs.
+                // (Not `COOP_TASKRUN`: with it, a shard under a moderate load was seen asleep
+                // in glommio's ring for up to ~190 ms with input waiting; BENCHMARKS.md, run 5.)
+                .or_else(|_| plain())?,
+            RingMode::Plain => plain()?,
+        };
         Ok(Reactor {
             ring: RefCell::new(ring),
             slots: RefCell::new(Slab::new()),

@@ -34,15 +34,20 @@ fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
 
 #[test]
 fn echoes_bytes_and_sees_the_peers_eof() {
-    echo(true);
+    echo(true, false);
 }
 
 #[test]
 fn echoes_with_one_shot_polls_as_on_old_kernels() {
-    echo(false);
+    echo(false, false);
 }
 
-fn echo(multishot: bool) {
+#[test]
+fn echoes_on_a_ring_without_deferred_work_as_on_old_kernels() {
+    echo(true, true);
+}
+
+fn echo(multishot: bool, plain_ring: bool) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let client = std::thread::spawn(move || {
         let addr: SocketAddr = addr_rx.recv().unwrap();
@@ -62,6 +67,9 @@ fn echo(multishot: bool) {
         assert!(rest.is_empty());
     });
     let echoed = on_executor(move || async move {
+        if plain_ring {
+            Reactor::current_as_on_old_kernels().unwrap();
+        }
         if !multishot {
             Reactor::current().unwrap().use_oneshot_polls();
         }
@@ -269,9 +277,18 @@ fn thread_state(tid: i32) -> u8 {
 
 #[test]
 fn input_wakes_an_executor_that_has_gone_to_sleep() {
-    // The ring defers its readiness work until the executor thread asks for it; while that
-    // thread sleeps in glommio's ring, only the eventfd the ring signals can wake it. Each
-    // round writes only once the executor thread is asleep.
+    wakes_when_asleep(false);
+}
+
+#[test]
+fn input_wakes_an_executor_that_has_gone_to_sleep_on_a_ring_as_on_old_kernels() {
+    wakes_when_asleep(true);
+}
+
+fn wakes_when_asleep(plain_ring: bool) {
+    // Input that arrives while the executor thread sleeps in glommio's ring must wake it
+    // (with deferred work, only the eventfd the readiness ring signals can). Each round
+    // writes only once the executor thread is asleep.
     const ROUNDS: usize = 20;
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let client = std::thread::spawn(move || {
@@ -294,6 +311,9 @@ fn input_wakes_an_executor_that_has_gone_to_sleep() {
         }
     });
     let late = on_executor(move || async move {
+        if plain_ring {
+            Reactor::current_as_on_old_kernels().unwrap();
+        }
         let listener = bind_reuseport(loopback(), 16, 0).unwrap();
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
