@@ -10,7 +10,8 @@
 #   QOS="0 1" (throughput scenarios' QoS levels), INFLIGHT=100 (the QoS 1/2 window towards each
 #   client: ShardMQ mqtt.max_inflight, Mosquitto max_inflight_messages; rumqttd 0.20 has no
 #   setting for it and always allows 100, whatever max_inflight_count says, so 100 is the one
-#   value at which all three are equal). Before the suite, `shardmq-bench window` measures each
+#   value at which all three are equal), MOSQUITTO_NODELAY=false (Mosquitto's default, Nagle on;
+#   `true` sets TCP_NODELAY as ShardMQ does, see BENCHMARKS.md run 5). Before the suite, `shardmq-bench window` measures each
 #   broker's real window and the suite stops if they differ (FORCE_WINDOWS=1 goes on anyway).
 # Needs root for apt-get (Mosquitto) and a raised `ulimit -n` (done here).
 # Writes $OUT/runs.jsonl (one line per run) and prints the tables (bench/table.py).
@@ -26,6 +27,7 @@ IDLE=${IDLE:-10000}
 PARTS=${PARTS:-"throughput idle rate"}
 QOS=${QOS:-"0 1"}
 INFLIGHT=${INFLIGHT:-100}
+MOSQUITTO_NODELAY=${MOSQUITTO_NODELAY:-false}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -78,6 +80,7 @@ persistence false
 max_queued_messages 100000
 max_inflight_messages $INFLIGHT
 max_connections -1
+set_tcp_nodelay $MOSQUITTO_NODELAY
 CONF
         $pin "$MOSQUITTO" -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1 &
         ;;
