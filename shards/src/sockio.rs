@@ -6,7 +6,7 @@
 //! never interrupts the shard with an IPI; the kernel queues the work on this ring, signals
 //! the eventfd, and turns it into completions when the pump asks (`COOP_TASKRUN`, which ran
 //! that work at the shard's next kernel entry, let the shard sleep in glommio's ring for up
-//! to ~200 ms with input waiting); one *multishot* `POLLIN` request per socket, armed once when
+//! to ~190 ms with input waiting); one *multishot* `POLLIN` request per socket, armed once when
 //! the socket is registered and cancelled when it is dropped (glommio arms and completes a
 //! one-shot poll for every wait, and its rings lack `COOP_TASKRUN`: at moderate rates that was
 //! a ring submission and a reschedule IPI per message); a one-shot `POLLOUT` only while a send
