@@ -1,22 +1,28 @@
 //! Socket I/O for the MQTT connections: readiness from an io_uring ring of the shard's own,
 //! reads, writes and accepts as plain non-blocking syscalls made when that ring says so.
 //!
-//! Owns: one readiness ring per executor thread ([`Reactor`]), set up with
-//! `IORING_SETUP_DEFER_TASKRUN` and `IORING_SETUP_SINGLE_ISSUER`: a socket's readiness
-//! never interrupts the shard with an IPI; the kernel queues the work on this ring, signals
-//! the eventfd, and turns it into completions when the pump asks (`COOP_TASKRUN`, which ran
-//! that work at the shard's next kernel entry, let the shard sleep in glommio's ring for up
-//! to ~190 ms with input waiting); one *multishot* `POLLIN` request per socket, armed once when
-//! the socket is registered and cancelled when it is dropped (glommio arms and completes a
-//! one-shot poll for every wait, and its rings lack `COOP_TASKRUN`: at moderate rates that was
-//! a ring submission and a reschedule IPI per message); a one-shot `POLLOUT` only while a send
-//! would block; and the pump task that turns completions into wake-ups. The pump sleeps on an
-//! eventfd that the ring signals, read through glommio, so the executor parks as before.
+//! Owns: one readiness ring per executor thread ([`Reactor`]); one *multishot* `POLLIN`
+//! request per socket, armed once when the socket is registered and cancelled when it is
+//! dropped (glommio arms and completes a one-shot poll for every wait: a ring submission per
+//! socket per message); a one-shot `POLLOUT` only while a send would block; and the pump task
+//! that turns completions into wake-ups. The pump sleeps on an eventfd that the ring signals,
+//! read through glommio, so the executor parks in glommio's ring as before.
 //!
-//! Must never: be used from another thread than the one that created it (the ring is
-//! single-issuer and everything here is `!Send`), block, or close a socket's descriptor
-//! while the ring still references it under a slot that could be reused (slots carry a
-//! generation; a late completion for a freed slot is ignored).
+//! The ring is created without task-work flags on purpose. A socket's readiness then runs
+//! as task work that signals the shard thread, which ends any sleep at once; the completion
+//! it posts signals the eventfd from the shard's own thread. With
+//! `IORING_SETUP_DEFER_TASKRUN`, the eventfd signal for work queued by the softirq that
+//! received a packet reached the sleeping shard only ~15 ms later (Linux 6.18; traced: the
+//! work was queued at once, the eventfd stayed at 0, glommio's ring saw nothing until then,
+//! as if the signal waited for an RCU grace period): an idle shard answered every packet
+//! ~16 ms late (a lone client's ping took 16 ms, QoS 1 windows of 1 ran at 65 msgs/s). With
+//! `COOP_TASKRUN` the work waits for the shard's next kernel entry and never wakes a sleeping
+//! shard (sleeps of ~190 ms with input waiting).
+//!
+//! Must never: be used from another thread than the one that created it (everything here
+//! is `!Send`), block, or close a socket's descriptor while the ring still references it
+//! under a slot that could be reused (slots carry a generation; a late completion for a
+//! freed slot is ignored).
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -95,16 +101,6 @@ pub struct Reactor {
     multishot: std::cell::Cell<bool>,
 }
 
-/// How the readiness ring turns socket wake-ups into completions.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum RingMode {
-    /// `DEFER_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER` (Linux ≥ 6.1): the work waits for the
-    /// pump, the eventfd says there is some.
-    Deferred,
-    /// No flags: the work interrupts the shard (older kernels).
-    Plain,
-}
-
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
 }
@@ -118,42 +114,20 @@ impl Reactor {
     /// [`Reactor::current`], creating it (if this executor has none yet) with queues of the
     /// given sizes; tests use tiny ones to make the completion queue overflow.
     pub fn current_with_queues(sq: u32, cq: u32) -> io::Result<Rc<Reactor>> {
-        Self::current_with(sq, cq, RingMode::Deferred)
-    }
-
-    /// [`Reactor::current`] with the ring older kernels get (no deferred task work), for
-    /// tests of that path.
-    pub fn current_as_on_old_kernels() -> io::Result<Rc<Reactor>> {
-        Self::current_with(SQ_ENTRIES, CQ_ENTRIES, RingMode::Plain)
-    }
-
-    fn current_with(sq: u32, cq: u32, mode: RingMode) -> io::Result<Rc<Reactor>> {
         if let Some(r) = CURRENT.with(|c| c.borrow().clone()) {
             return Ok(r);
         }
-        let reactor = Rc::new(Reactor::new(sq, cq, mode)?);
+        let reactor = Rc::new(Reactor::new(sq, cq)?);
         let efd = reactor.eventfd()?;
         CURRENT.with(|c| *c.borrow_mut() = Some(reactor.clone()));
         glommio::spawn_local(pump(reactor.clone(), efd)).detach();
         Ok(reactor)
     }
 
-    fn new(sq: u32, cq: u32, mode: RingMode) -> io::Result<Reactor> {
-        let plain = || IoUring::builder().setup_cqsize(cq).build(sq);
-        let ring = match mode {
-            RingMode::Deferred => IoUring::builder()
-                .setup_defer_taskrun()
-                .setup_taskrun_flag()
-                .setup_single_issuer()
-                .setup_cqsize(cq)
-                .build(sq)
-                // Kernels before 6.1 lack deferred task work. A plain ring completes polls
-                // with task work that interrupts (and wakes) the shard: correct, with IPIs.
-                // (Not `COOP_TASKRUN`: with it, a shard under a moderate load was seen asleep
-                // in glommio's ring for up to ~190 ms with input waiting; BENCHMARKS.md, run 5.)
-                .or_else(|_| plain())?,
-            RingMode::Plain => plain()?,
-        };
+    fn new(sq: u32, cq: u32) -> io::Result<Reactor> {
+        // No task-work flags: see the module doc for why neither deferred nor cooperative
+        // task work will do.
+        let ring = IoUring::builder().setup_cqsize(cq).build(sq)?;
         Ok(Reactor {
             ring: RefCell::new(ring),
             slots: RefCell::new(Slab::new()),
@@ -304,14 +278,10 @@ impl Reactor {
                         }
                     }
                 }
-                // Deferred poll work (the taskrun flag) turns into completions, and completions
-                // that found the queue full leave the kernel's overflow list, only in an
-                // io_uring_enter with GETEVENTS (the crate's submit asks for that when either
-                // flag is up).
-                let more = {
-                    let sq = ring.submission();
-                    sq.taskrun() || sq.cq_overflow()
-                };
+                // Completions that found the queue full leave the kernel's overflow list only
+                // in an io_uring_enter with GETEVENTS (the crate's submit asks for that when
+                // the flag is up).
+                let more = ring.submission().cq_overflow();
                 if !more {
                     break;
                 }

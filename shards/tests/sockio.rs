@@ -34,20 +34,15 @@ fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
 
 #[test]
 fn echoes_bytes_and_sees_the_peers_eof() {
-    echo(true, false);
+    echo(true);
 }
 
 #[test]
 fn echoes_with_one_shot_polls_as_on_old_kernels() {
-    echo(false, false);
+    echo(false);
 }
 
-#[test]
-fn echoes_on_a_ring_without_deferred_work_as_on_old_kernels() {
-    echo(true, true);
-}
-
-fn echo(multishot: bool, plain_ring: bool) {
+fn echo(multishot: bool) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let client = std::thread::spawn(move || {
         let addr: SocketAddr = addr_rx.recv().unwrap();
@@ -67,9 +62,6 @@ fn echo(multishot: bool, plain_ring: bool) {
         assert!(rest.is_empty());
     });
     let echoed = on_executor(move || async move {
-        if plain_ring {
-            Reactor::current_as_on_old_kernels().unwrap();
-        }
         if !multishot {
             Reactor::current().unwrap().use_oneshot_polls();
         }
@@ -275,26 +267,20 @@ fn thread_state(tid: i32) -> u8 {
     after.as_bytes()[0]
 }
 
+/// Input that arrives while the executor thread sleeps in glommio's ring must wake it at
+/// once: each round writes only once the executor thread is asleep, and the median round trip
+/// must be far below any timer or grace period (a liveness floor, not a speed target: it
+/// takes ~50 µs here; with the ring's work deferred it took 16 ms).
 #[test]
-fn input_wakes_an_executor_that_has_gone_to_sleep() {
-    wakes_when_asleep(false);
-}
-
-#[test]
-fn input_wakes_an_executor_that_has_gone_to_sleep_on_a_ring_as_on_old_kernels() {
-    wakes_when_asleep(true);
-}
-
-fn wakes_when_asleep(plain_ring: bool) {
-    // Input that arrives while the executor thread sleeps in glommio's ring must wake it
-    // (with deferred work, only the eventfd the readiness ring signals can). Each round
-    // writes only once the executor thread is asleep.
-    const ROUNDS: usize = 20;
+fn input_wakes_an_executor_that_has_gone_to_sleep_at_once() {
+    const ROUNDS: usize = 30;
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let client = std::thread::spawn(move || {
         let (addr, tid): (SocketAddr, i32) = addr_rx.recv().unwrap();
         let mut c = TcpStream::connect(addr).unwrap();
+        c.set_nodelay(true).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rtts = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS {
             let asleep_by = std::time::Instant::now() + Duration::from_secs(5);
             while thread_state(tid) != b'S' {
@@ -304,42 +290,31 @@ fn wakes_when_asleep(plain_ring: bool) {
                 );
                 std::thread::yield_now();
             }
+            let sent = std::time::Instant::now();
             c.write_all(&[round as u8]).unwrap();
             let mut back = [0u8; 1];
             c.read_exact(&mut back).unwrap();
+            rtts.push(sent.elapsed());
             assert_eq!(back[0], round as u8);
         }
+        rtts.sort();
+        rtts[ROUNDS / 2]
     });
-    let late = on_executor(move || async move {
-        if plain_ring {
-            Reactor::current_as_on_old_kernels().unwrap();
-        }
+    on_executor(move || async move {
         let listener = bind_reuseport(loopback(), 16, 0).unwrap();
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
         addr_tx.send((listener.local_addr().unwrap(), tid)).unwrap();
         let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
-        let mut late = 0;
         for _ in 0..ROUNDS {
             let mut buf = [0u8; 1];
-            // Far longer than a wake-up takes, far shorter than the harness's limit.
-            let read = async { Some(s.read(&mut buf).await.unwrap()) };
-            let give_up = async {
-                glommio::timer::sleep(Duration::from_secs(2)).await;
-                None
-            };
-            match futures_lite::future::or(read, give_up).await {
-                Some(n) => assert_eq!(n, 1),
-                None => {
-                    late += 1;
-                    let n = s.read(&mut buf).await.unwrap();
-                    assert_eq!(n, 1);
-                }
-            }
+            assert_eq!(s.read(&mut buf).await.unwrap(), 1);
             s.write_all(&buf).await.unwrap();
         }
-        late
     });
-    client.join().unwrap();
-    assert_eq!(late, 0, "reads that waited 2 s for input that had arrived");
+    let median = client.join().unwrap();
+    assert!(
+        median < Duration::from_millis(2),
+        "a sleeping executor took {median:?} (median) to answer input"
+    );
 }
