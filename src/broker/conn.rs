@@ -10,7 +10,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -325,10 +325,25 @@ async fn drive(
         if link.pending() > 0 {
             continue;
         }
-        // Flow control: this client fed a backlogged subscriber; wait until one drains or
-        // stalls (`flow::MAX_PAUSE` is only a safety net) before handling more of its input.
-        if let Some(epoch) = link.take_throttle() {
-            let _ = or_timeout(shard.flow.released_after(epoch), super::flow::MAX_PAUSE).await;
+        // Flow control: this client fed backlogged subscribers; wait until each of them
+        // drained, stalled or left (`flow::MAX_PAUSE` is only a safety net) before handling
+        // more of its input.
+        if link.is_throttled() {
+            let until = Instant::now() + super::flow::MAX_PAUSE;
+            loop {
+                let epoch = shard.flow.epoch();
+                if !link.still_throttled(|k| shard.flow.holds(k)) {
+                    break;
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if or_timeout(shard.flow.released_after(epoch), left)
+                    .await
+                    .is_none()
+                {
+                    link.clear_throttle();
+                    break;
+                }
+            }
             continue;
         }
         if dispatched == BATCH_PACKETS {

@@ -2,23 +2,27 @@
 //!
 //! Owns: which online sessions are *backlogged* (their queue, behind a full inflight window,
 //! holds at least [`HIGH`] messages, until it drains to [`LOW`], and they still make
-//! progress), the release epoch that throttled publishers wait on, and which remote
-//! publishers were asked to slow down.
+//! progress), each backlog's *episode* ([`FlowKey`], a number its shard never reuses), the
+//! episodes publishers here may be paused on (local ones, and remote ones announced by
+//! `SlowDown` until their `FlowRelease`), and which remote publishers each local episode
+//! asked to slow down.
 //! A publisher whose message was queued for a backlogged subscriber gets its `Link`
-//! throttled: before reading more input its connection waits for the next release (some
-//! backlogged session on this shard, or on the shard that asked, drained or stalled). So a
-//! QoS 1/2 fan-in runs at the subscriber's pace instead of overflowing its queue, however
-//! many publishers on however many shards feed it. A subscriber that stops reading holds
-//! its publishers for at most [`STALL`] (plus one housekeeping tick): then it no longer
-//! counts as backlogged, its queue overflows and drops, counted, as in EMQ X. While a
-//! session holds publishers back, its queue may take `max_mqueue` messages more before it
-//! drops (what they sent before the hold landed; `Session::hold_publishers`).
+//! throttled on that subscriber's episode: before reading more input its connection waits
+//! until every episode it was throttled on has ended (that session drained, stalled or went
+//! offline). Another subscriber draining does not end the pause. So a QoS 1/2 fan-in or many
+//! pairs run at the subscribers' pace instead of overflowing their queues, however many
+//! publishers on however many shards feed them. A subscriber that stops reading holds its
+//! publishers for at most [`STALL`] (plus one housekeeping tick): then its episode ends, its
+//! queue overflows and drops, counted, as in EMQ X. While a session holds publishers back,
+//! its queue keeps every QoS 1/2 message past `max_mqueue` (what they sent before the hold
+//! landed was acknowledged already; `Session::hold_publishers`).
 //! Must never: count offline or stalled sessions (they cannot drain), throttle a publisher
-//! that feeds no backlogged subscriber, or let a release that happened before a publisher
-//! started waiting go unnoticed (waits are for a release after the throttle's epoch).
+//! that feeds no backlogged subscriber, end a pause on another session's account, or let an
+//! episode that ended before a publisher started waiting go unnoticed (a paused connection
+//! re-checks its episodes after every end it could have missed: `epoch`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -85,23 +89,43 @@ impl Progress {
     }
 }
 
+/// One backlog episode: a session on `shard` was backlogged, under a number that shard
+/// never gives again. A publisher is throttled on the episodes it fed and pauses until every
+/// one of them ended (the session drained, stalled or went offline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub shard: usize,
+    pub episode: u64,
+}
+
+/// The remote publishers one local episode asked to slow down (with when), and their shards.
+#[derive(Default)]
+struct Signaled {
+    publishers: HashMap<Str, Instant>,
+    shards: u128,
+}
+
 /// One shard's flow-control state.
 #[derive(Default)]
 pub struct Flow {
     backlogged: Cell<usize>,
+    last_episode: Cell<u64>,
+    /// Bumped by every end of an episode this shard knows of; paused publishers re-check
+    /// their own episodes then.
     epoch: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
-    /// Remote publishers told to slow down since the last release (with when), and their
-    /// shards.
-    signaled: RefCell<HashMap<Str, Instant>>,
-    signaled_shards: Cell<u128>,
+    /// Episodes in force that publishers here may wait on: this shard's own, and those of
+    /// other shards announced by `SlowDown` until their `FlowRelease`.
+    active: RefCell<HashSet<FlowKey>>,
+    /// Per episode of this shard: the remote publishers it asked to slow down.
+    signaled: RefCell<HashMap<u64, Signaled>>,
 }
 
 impl Flow {
     /// The new backlog state of a session, given its previous state, its queue length,
     /// whether it is online and whether it stalled ([`STALL`]); returns
     /// `(now_backlogged, released)` where `released` is true when this session just drained
-    /// or stalled (the caller then calls [`Flow::release`]).
+    /// or stalled (the caller then ends its episode with [`Flow::end`]).
     pub fn observe(&self, was: bool, queued: usize, online: bool, stalled: bool) -> (bool, bool) {
         let now = online && !stalled && (queued >= HIGH || (was && queued > LOW));
         match (was, now) {
@@ -117,32 +141,61 @@ impl Flow {
         self.backlogged.get()
     }
 
-    /// Wakes every throttled publisher of this shard. Returns the shards whose publishers
-    /// were asked to slow down since the last release (to be told too), and forgets them.
-    pub fn release(&self) -> u128 {
+    /// A session of shard `me` became backlogged: starts its episode.
+    pub fn begin(&self, me: usize) -> FlowKey {
+        let episode = self.last_episode.get() + 1;
+        self.last_episode.set(episode);
+        let key = FlowKey { shard: me, episode };
+        self.active.borrow_mut().insert(key);
+        key
+    }
+
+    /// Ends an episode of this shard: wakes the publishers paused here so they re-check, and
+    /// returns the shards whose publishers it asked to slow down (to be told with
+    /// `FlowRelease`).
+    pub fn end(&self, key: FlowKey) -> u128 {
+        let shards = self
+            .signaled
+            .borrow_mut()
+            .remove(&key.episode)
+            .map_or(0, |s| s.shards);
+        self.forget(key);
+        shards
+    }
+
+    /// Another shard asked a publisher here to slow down on `key`.
+    pub fn hold_remote(&self, key: FlowKey) {
+        self.active.borrow_mut().insert(key);
+    }
+
+    /// Another shard's episode ended (its `FlowRelease`), or ours did ([`Flow::end`]).
+    pub fn forget(&self, key: FlowKey) {
+        self.active.borrow_mut().remove(&key);
         self.epoch.set(self.epoch.get() + 1);
         for w in self.waiters.borrow_mut().drain(..) {
             w.wake();
         }
-        self.signaled.borrow_mut().clear();
-        self.signaled_shards.replace(0)
     }
 
-    /// Records that `publisher` on `shard` is asked to slow down at `now`; false if it was
-    /// asked less than [`RESIGNAL`] ago (the request is still on its way). A publisher whose
-    /// pause ended early (a release of another backlog on its shard) is asked again by the
-    /// next message it sends here.
-    pub fn signal_remote(&self, publisher: &Str, shard: usize, now: Instant) -> bool {
-        let mut signaled = self.signaled.borrow_mut();
-        match signaled.get_mut(publisher) {
+    /// Whether the episode still holds publishers back.
+    pub fn holds(&self, key: FlowKey) -> bool {
+        self.active.borrow().contains(&key)
+    }
+
+    /// Records that `publisher` on `shard` is asked to slow down on the local episode `key`
+    /// at `now`; false if it was asked less than [`RESIGNAL`] ago (the request is still on
+    /// its way).
+    pub fn signal_remote(&self, key: FlowKey, publisher: &Str, shard: usize, now: Instant) -> bool {
+        let mut all = self.signaled.borrow_mut();
+        let signaled = all.entry(key.episode).or_default();
+        match signaled.publishers.get_mut(publisher) {
             Some(at) if now.duration_since(*at) < RESIGNAL => return false,
             Some(at) => *at = now,
             None => {
-                signaled.insert(publisher.clone(), now);
+                signaled.publishers.insert(publisher.clone(), now);
             }
         }
-        self.signaled_shards
-            .set(self.signaled_shards.get() | (1 << shard));
+        signaled.shards |= 1 << shard;
         true
     }
 
@@ -151,7 +204,7 @@ impl Flow {
         self.epoch.get()
     }
 
-    /// Completes at the first release after `epoch`.
+    /// Completes at the first end of an episode after `epoch`.
     pub async fn released_after(&self, epoch: u64) {
         poll_fn(|cx| {
             if self.epoch.get() != epoch {
@@ -241,23 +294,51 @@ mod tests {
     #[test]
     fn remote_publishers_are_signaled_once_per_resignal_interval() {
         let flow = Flow::default();
+        let key = flow.begin(0);
         let p = Str::from("p");
         let t = Instant::now();
-        assert!(flow.signal_remote(&p, 3, t));
+        assert!(flow.signal_remote(key, &p, 3, t));
         assert!(
-            !flow.signal_remote(&p, 3, t + RESIGNAL / 4),
+            !flow.signal_remote(key, &p, 3, t + RESIGNAL / 4),
             "the request is on its way"
         );
         assert!(
-            flow.signal_remote(&p, 3, t + RESIGNAL),
+            flow.signal_remote(key, &p, 3, t + RESIGNAL),
             "still backlogged: ask again"
         );
         let e = flow.epoch();
-        assert_eq!(flow.release(), 1 << 3);
+        assert_eq!(flow.end(key), 1 << 3);
         assert_ne!(flow.epoch(), e);
+        let next = flow.begin(0);
+        assert_ne!(next, key, "an episode number is never given twice");
         assert!(
-            flow.signal_remote(&p, 3, t + RESIGNAL),
+            flow.signal_remote(next, &p, 3, t + RESIGNAL),
             "a new episode signals again"
         );
+    }
+
+    #[test]
+    fn an_episode_holds_until_it_ends_whatever_else_ends() {
+        let flow = Flow::default();
+        let a = flow.begin(1);
+        let b = flow.begin(1);
+        let remote = FlowKey {
+            shard: 2,
+            episode: 1,
+        };
+        flow.hold_remote(remote);
+        assert!(flow.holds(a) && flow.holds(b) && flow.holds(remote));
+        let e = flow.epoch();
+        flow.end(b);
+        assert_ne!(flow.epoch(), e, "paused publishers re-check");
+        assert!(
+            flow.holds(a),
+            "another session draining does not end a's episode"
+        );
+        assert!(flow.holds(remote));
+        assert!(!flow.holds(b));
+        flow.forget(remote);
+        assert!(!flow.holds(remote));
+        assert!(flow.holds(a));
     }
 }

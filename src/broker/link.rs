@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 use crate::session::CloseReason;
 use crate::session::Message;
 
+use super::flow::FlowKey;
+
 /// One live connection, as seen by its shard.
 pub struct Link {
     /// Unique on this shard; tells a taken-over connection from its successor.
@@ -29,11 +31,9 @@ pub struct Link {
     close: RefCell<Option<CloseReason>>,
     /// Per-connection figures for the management API (EMQ X `recv_*` / `send_*`).
     pub counters: LinkCounters,
-    /// Set when this client's messages were queued for a backlogged subscriber, to the
-    /// shard's flow-control epoch at that moment: its connection waits for a release after
-    /// that epoch before reading more (see `flow`). Keeping the epoch means a release that
-    /// comes before the connection starts waiting is not missed.
-    throttled: Cell<Option<u64>>,
+    /// The backlog episodes this client's messages were queued into (see `flow`): its
+    /// connection reads no more input until every one of them has ended.
+    throttled: RefCell<Vec<FlowKey>>,
     /// A takeover asked the connection task to handle what its socket already holds.
     drain: Cell<Drain>,
     drain_waker: RefCell<Option<Waker>>,
@@ -97,7 +97,7 @@ impl Link {
             woken: Cell::new(false),
             close: RefCell::new(None),
             counters: LinkCounters::default(),
-            throttled: Cell::new(None),
+            throttled: RefCell::new(Vec::new()),
             drain: Cell::new(Drain::NotAsked),
             drain_waker: RefCell::new(None),
         }
@@ -179,22 +179,30 @@ impl Link {
         }
     }
 
-    /// Flow control: this client fed a backlogged subscriber while the shard's release epoch
-    /// was `epoch`. The first throttle since the last pause counts.
-    pub fn throttle(&self, epoch: u64) {
-        if self.throttled.get().is_none() {
-            self.throttled.set(Some(epoch));
+    /// Flow control: this client fed a subscriber backlogged in episode `key`.
+    pub fn throttle(&self, key: FlowKey) {
+        let mut keys = self.throttled.borrow_mut();
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
 
     /// Whether the connection must pause before handling more input.
     pub fn is_throttled(&self) -> bool {
-        self.throttled.get().is_some()
+        !self.throttled.borrow().is_empty()
     }
 
-    /// Takes the pending throttle: the epoch to wait past, if any.
-    pub fn take_throttle(&self) -> Option<u64> {
-        self.throttled.take()
+    /// Forgets the episodes that ended (`holds` says which still hold); true while any is
+    /// left.
+    pub fn still_throttled(&self, holds: impl Fn(FlowKey) -> bool) -> bool {
+        let mut keys = self.throttled.borrow_mut();
+        keys.retain(|k| holds(*k));
+        !keys.is_empty()
+    }
+
+    /// Ends the pause whatever holds it (the safety net of `flow::MAX_PAUSE`).
+    pub fn clear_throttle(&self) {
+        self.throttled.borrow_mut().clear();
     }
 
     /// A newer connection of the same client is taking over: asks the connection task to

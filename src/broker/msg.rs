@@ -13,6 +13,8 @@ use crate::admin::policy::Policy;
 use crate::codec::{Connect, Str};
 use crate::metrics::{Metrics, Stats};
 use crate::session::Message;
+
+use super::flow::FlowKey;
 use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
 use shardmq_shards::handoff::SocketInTransit;
 
@@ -46,11 +48,13 @@ pub enum ShardMsg {
     /// plugins, runtime settings), kick live clients a ban now matches. Answered with
     /// [`ReplyData::Ack`] once in force.
     Policy { req: u64, policy: Arc<Policy> },
-    /// A subscriber on the sending shard is backlogged and `publisher` (homed on the
-    /// receiving shard) feeds it: throttle that publisher's connection (see `flow`).
-    SlowDown { publisher: Str },
-    /// The sending shard's backlogged subscribers drained: wake the publishers it throttled.
-    FlowRelease,
+    /// A subscriber on the sending shard is backlogged (episode `key`) and `publisher`
+    /// (homed on the receiving shard) feeds it: pause that publisher's connection until the
+    /// episode ends (see `flow`).
+    SlowDown { publisher: Str, key: FlowKey },
+    /// Episode `key` of the sending shard ended (its subscriber drained, stalled or left):
+    /// the publishers paused on it may go on.
+    FlowRelease { key: FlowKey },
     /// The answer to `RouteAdd`, `RetainQuery`, `Policy` or `Collect`, by request id.
     Reply { req: u64, reply: Box<ReplyData> },
 }

@@ -16,6 +16,7 @@ use crate::session::{Action, Message};
 use crate::topic;
 use shardmq_shards::reply::AwaitReplies;
 
+use super::flow::FlowKey;
 use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
 use super::route::{shards_in, ShardSet};
@@ -167,7 +168,7 @@ impl Shard {
         }
         targets.append(&mut picked);
         let now = self.now();
-        let mut feeds_backlog = false;
+        let mut fed_backlogs = self.backlog_scratch.take();
         for (client_id, opts) in targets.drain(..) {
             if opts.no_local && client_id == msg.publisher {
                 continue;
@@ -209,19 +210,25 @@ impl Shard {
                 });
                 drop(metrics);
                 self.note_backlog(c);
-                feeds_backlog |= c.backlogged;
+                if let Some(key) = c.backlog {
+                    if !fed_backlogs.contains(&key) {
+                        fed_backlogs.push(key);
+                    }
+                }
             }
             self.apply(&client_id, actions);
         }
         *self.scratch.borrow_mut() = targets;
-        if feeds_backlog {
-            self.throttle_publisher(&msg.publisher, now);
+        for key in fed_backlogs.drain(..) {
+            self.throttle_publisher(&msg.publisher, key, now);
         }
+        self.backlog_scratch.set(fed_backlogs);
     }
 
-    /// Flow control: `publisher` fed a backlogged subscriber here. Throttle its connection,
-    /// directly when it is homed here, else by asking its home shard (at most twice per pause).
-    fn throttle_publisher(&self, publisher: &Str, now: Instant) {
+    /// Flow control: `publisher` fed a subscriber here that is backlogged in episode `key`.
+    /// Pause its connection on that episode, directly when it is homed here, else by asking
+    /// its home shard (at most once per `flow::RESIGNAL` while the episode lasts).
+    fn throttle_publisher(&self, publisher: &Str, key: FlowKey, now: Instant) {
         if publisher.is_empty() {
             return; // the API, a will or `$SYS`: nothing to slow down
         }
@@ -233,13 +240,14 @@ impl Shard {
                 .get(publisher)
                 .and_then(|c| c.link.clone());
             if let Some(link) = link {
-                link.throttle(self.flow.epoch());
+                link.throttle(key);
             }
-        } else if self.flow.signal_remote(publisher, home, now) {
+        } else if self.flow.signal_remote(key, publisher, home, now) {
             self.mesh.send(
                 home,
                 ShardMsg::SlowDown {
                     publisher: publisher.clone(),
+                    key,
                 },
             );
         }

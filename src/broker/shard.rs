@@ -49,6 +49,8 @@ pub struct Client {
     pub protocol: ProtocolVersion,
     /// Counted in `Shard::flow` as backlogged (see `flow`).
     pub backlogged: bool,
+    /// The backlog episode in force while `backlogged`.
+    pub backlog: Option<flow::FlowKey>,
     /// Flow control's view of the session's progress (stall detection).
     pub progress: flow::Progress,
 }
@@ -81,6 +83,8 @@ pub struct Shard {
     rng: Cell<u64>,
     /// Scratch buffer reused by every local delivery (no per-publish allocation).
     pub(super) scratch: RefCell<Vec<(Str, SubOptions)>>,
+    /// The backlog episodes one delivery fed (reused, no allocation per message).
+    pub(super) backlog_scratch: std::cell::Cell<Vec<flow::FlowKey>>,
     /// Flow control: backlogged sessions and throttled publishers.
     pub flow: super::flow::Flow,
     /// Emptied action lists, reused by `on_packet` and deliveries.
@@ -158,6 +162,7 @@ impl Shard {
             batched_forwards: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1)),
             scratch: RefCell::new(Vec::new()),
+            backlog_scratch: Default::default(),
             action_pool: RefCell::new(Vec::new()),
             flow: Default::default(),
         })
@@ -277,7 +282,11 @@ impl Shard {
             .unwrap_or(false);
         let session_present = resumable && !connect.clean_start;
         if !session_present {
-            if let Some(old) = self.clients.borrow_mut().remove(&client_id) {
+            if let Some(mut old) = self.clients.borrow_mut().remove(&client_id) {
+                if old.backlogged {
+                    self.flow.observe(true, 0, false, false);
+                }
+                self.end_backlog(&mut old);
                 self.drop_subscriptions(&client_id, &old.session);
             }
         }
@@ -302,6 +311,7 @@ impl Shard {
                 keep_alive: connect.keep_alive,
                 protocol: connect.protocol,
                 backlogged: false,
+                backlog: None,
                 progress: flow::Progress::new(now),
             };
             match clients.get_mut(&client_id) {
@@ -428,9 +438,20 @@ impl Shard {
             c.session.hold_publishers(now);
         }
         c.backlogged = now;
+        if now && c.backlog.is_none() {
+            c.backlog = Some(self.flow.begin(self.id));
+        }
         if released {
-            for shard in shards_in(self.flow.release()) {
-                self.mesh.send(shard, ShardMsg::FlowRelease);
+            self.end_backlog(c);
+        }
+    }
+
+    /// Ends `c`'s backlog episode, if one is in force: the publishers paused on it here and
+    /// on the shards it asked go on.
+    pub(super) fn end_backlog(&self, c: &mut Client) {
+        if let Some(key) = c.backlog.take() {
+            for shard in shards_in(self.flow.end(key)) {
+                self.mesh.send(shard, ShardMsg::FlowRelease { key });
             }
         }
     }
@@ -594,19 +615,18 @@ impl Shard {
                 );
             }
             ShardMsg::Reply { req, reply } => self.replies.deliver(req, *reply),
-            ShardMsg::SlowDown { publisher } => {
+            ShardMsg::SlowDown { publisher, key } => {
                 if let Some(link) = self
                     .clients
                     .borrow()
                     .get(&publisher)
                     .and_then(|c| c.link.clone())
                 {
-                    link.throttle(self.flow.epoch());
+                    self.flow.hold_remote(key);
+                    link.throttle(key);
                 }
             }
-            ShardMsg::FlowRelease => {
-                self.flow.release();
-            }
+            ShardMsg::FlowRelease { key } => self.flow.forget(key),
         }
     }
 

@@ -434,12 +434,11 @@ impl Session {
     }
 
     /// Flow control (the glue's): while this session's publishers are held back, messages
-    /// they sent before the hold took effect may still arrive. `held` lets the queue take
-    /// as many again as its bound before it drops (the oldest first, as always); `false`
-    /// restores the plain bound. An unbounded queue is unaffected.
+    /// they sent before the hold took effect may still arrive; they were acknowledged, so
+    /// `held` keeps every QoS 1/2 message past `max_mqueue` (QoS 0 still drops). `false`
+    /// restores the plain bound (the hold ended: the session drained, stalled or left).
     pub fn hold_publishers(&mut self, held: bool) {
-        let extra = if held { self.cfg.max_mqueue } else { 0 };
-        self.mqueue.set_headroom(extra);
+        self.mqueue.set_held(held);
     }
 
     /// The will, for the glue to publish (with [`Message::from_will`]) when

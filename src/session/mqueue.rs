@@ -17,9 +17,9 @@ pub struct MQueue {
     items: VecDeque<Message>,
     /// 0 means unbounded.
     max_len: usize,
-    /// Extra room above `max_len` while flow control holds this client's publishers back
-    /// (see [`MQueue::set_headroom`]).
-    headroom: usize,
+    /// Flow control holds this client's publishers back (see [`MQueue::set_held`]): the
+    /// bound drops QoS 0 messages only.
+    held: bool,
     /// QoS 0 messages currently queued (so that overflow finds them without a scan when none).
     qos0_len: usize,
     dropped: u64,
@@ -31,29 +31,32 @@ impl MQueue {
         MQueue {
             items: VecDeque::new(),
             max_len,
-            headroom: 0,
+            held: false,
             qos0_len: 0,
             dropped: 0,
         }
     }
 
-    /// Appends `msg`; if the queue was full, drops and returns the message that made room.
+    /// Appends `msg`; if the queue was full, drops and returns the message that made room
+    /// (the oldest QoS 0 message if there is one, else the oldest). While held, a full queue
+    /// drops only QoS 0: the oldest queued one, else `msg` itself when it is QoS 0; QoS 1/2
+    /// messages then go past the bound.
     pub fn push(&mut self, msg: Message) -> Option<Message> {
-        let dropped = if self.max_len > 0 && self.items.len() >= self.max_len + self.headroom {
-            let victim = if self.qos0_len > 0 {
-                self.items
-                    .iter()
-                    .position(|m| m.qos == QoS::AtMostOnce)
-                    .unwrap_or(0)
-            } else {
-                0
-            };
-            let old = self.items.remove(victim);
-            if let Some(old) = &old {
-                self.forget(old);
-                self.dropped += 1;
-            }
-            old
+        let full = self.max_len > 0 && self.items.len() >= self.max_len;
+        let dropped = if !full {
+            None
+        } else if self.qos0_len > 0 {
+            let victim = self
+                .items
+                .iter()
+                .position(|m| m.qos == QoS::AtMostOnce)
+                .unwrap_or(0);
+            self.take(victim)
+        } else if !self.held {
+            self.take(0)
+        } else if msg.qos == QoS::AtMostOnce {
+            self.dropped += 1;
+            return Some(msg);
         } else {
             None
         };
@@ -64,11 +67,21 @@ impl MQueue {
         dropped
     }
 
-    /// Lets the queue hold `extra` messages beyond its bound before it drops, until set back
-    /// to 0. For messages already acknowledged to publishers that are being held back: they
-    /// were in flight when the hold began, and dropping them would lose them.
-    pub fn set_headroom(&mut self, extra: usize) {
-        self.headroom = extra;
+    fn take(&mut self, at: usize) -> Option<Message> {
+        let old = self.items.remove(at);
+        if let Some(old) = &old {
+            self.forget(old);
+            self.dropped += 1;
+        }
+        old
+    }
+
+    /// While `held`, QoS 1/2 messages are never dropped for the bound: they were
+    /// acknowledged to publishers that flow control is holding back, sent before the hold
+    /// reached them. Set back to false when the hold ends (the subscriber drained, stalled or
+    /// left); from then on every push over the bound drops one again.
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
     }
 
     /// The oldest message.
@@ -120,23 +133,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn headroom_defers_drops_until_it_is_taken_back() {
+    fn held_queues_keep_every_qos1_message_and_drop_only_qos0() {
         let mut q = MQueue::new(2);
-        q.set_headroom(2);
+        q.set_held(true);
         for i in 0..4 {
             assert_eq!(q.push(m(&format!("t{i}"), QoS::AtLeastOnce)), None);
         }
+        assert_eq!(q.len(), 4, "QoS 1 goes past the bound while held");
         assert_eq!(
-            q.push(m("t4", QoS::AtLeastOnce))
-                .map(|d| d.topic.to_string()),
-            Some("t0".to_string()),
-            "full at bound + headroom: the oldest goes"
+            q.push(m("z", QoS::AtMostOnce)).map(|d| d.topic.to_string()),
+            Some("z".to_string()),
+            "a QoS 0 message over the bound is dropped itself"
         );
-        q.set_headroom(0);
+        q.set_held(false);
         assert_eq!(
             q.push(m("t5", QoS::AtLeastOnce))
                 .map(|d| d.topic.to_string()),
-            Some("t1".to_string()),
+            Some("t0".to_string()),
             "over the plain bound again: every push drops one"
         );
         assert_eq!(q.len(), 4);
