@@ -3,7 +3,7 @@
 //! `TCP_DEFER_ACCEPT`.
 //!
 //! Must never: be called outside an executor thread (the listener belongs to the executor
-//! that binds it).
+//! that binds it); [`reserve_port`] is the exception, for the thread that starts the shards.
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,4 +45,22 @@ pub fn bind_reuseport(
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     // SAFETY: a bound, listening socket whose ownership passes to the listener.
     Listener::register(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// Picks a free port for `addr` (whose port is 0) and keeps it bound, not listening, with
+/// `SO_REUSEPORT`, until the returned socket is dropped: the shards bind the same port
+/// meanwhile, and nothing else can be given it. (Picking with a plain socket and dropping it
+/// before the shards bind let two brokers started at once get the same port and share it
+/// through `SO_REUSEPORT`: one's clients were served by the other.) A bound socket that does
+/// not listen takes no connections.
+pub fn reserve_port(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    let bound = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP socket"))?;
+    Ok((bound, socket))
 }

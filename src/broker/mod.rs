@@ -22,7 +22,7 @@ pub mod sys;
 pub mod views;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -115,9 +115,13 @@ pub fn start_with_shutdown(
         )));
     }
     let mut mqtt_addr: SocketAddr = cfg.listeners.tcp.bind;
+    // Every shard must bind the same port: with port 0, pick a free one now and hold it until
+    // they all have.
+    let mut _port_held = None;
     if mqtt_addr.port() == 0 {
-        // Every shard must bind the same port: pick a free one now.
-        mqtt_addr = StdListener::bind(mqtt_addr)?.local_addr()?;
+        let (addr, held) = shardmq_shards::listen::reserve_port(mqtt_addr)?;
+        mqtt_addr = addr;
+        _port_held = Some(held);
     }
     let cfg = std::sync::Arc::new(cfg);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
