@@ -8,17 +8,25 @@
 use serde::{Deserialize, Serialize};
 
 macro_rules! metric_set {
-    ($(#[$meta:meta])* $name:ident { $($field:ident => $key:literal,)* }) => {
+    ($(#[$meta:meta])* $name:ident { $($field:ident => $key:literal,)* }
+     $(beyond_emqx { $($xfield:ident => $xkey:literal,)* })?) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct $name {
             $(#[doc = $key] pub $field: u64,)*
+            $($(#[doc = $xkey] pub $xfield: u64,)*)?
         }
 
         impl $name {
-            /// Every entry as `(EMQ X name, value)`, in declaration order.
+            /// Every EMQ X entry as `(EMQ X name, value)`, in declaration order (what the
+            /// REST API shows).
             pub fn entries(&self) -> Vec<(&'static str, u64)> {
                 vec![$(($key, self.$field),)*]
+            }
+
+            /// ShardMQ's own entries beyond EMQ X's set (the per-core views show them).
+            pub fn beyond_emqx(&self) -> Vec<(&'static str, u64)> {
+                vec![$($(($xkey, self.$xfield),)*)?]
             }
 
             /// The EMQ X names, in declaration order.
@@ -27,11 +35,15 @@ macro_rules! metric_set {
             /// Adds `other` into `self`, field by field.
             pub fn merge(&mut self, other: &$name) {
                 $(self.$field += other.$field;)*
+                $($(self.$xfield += other.$xfield;)*)?
             }
 
             /// The field-by-field maximum of `self` and `other`.
             pub fn max_of(&self, other: &$name) -> $name {
-                $name { $($field: self.$field.max(other.$field),)* }
+                $name {
+                    $($field: self.$field.max(other.$field),)*
+                    $($($xfield: self.$xfield.max(other.$xfield),)*)?
+                }
             }
         }
     };
@@ -84,6 +96,13 @@ metric_set! {
         messages_forward => "messages/forward",
         messages_retained => "messages/retained",
     }
+    beyond_emqx {
+        dropped_no_subscribers => "messages/dropped/no_subscribers",
+        dropped_queue_full => "messages/dropped/queue_full",
+        dropped_qos0_offline => "messages/dropped/qos0_offline",
+        dropped_slow_subscriber => "messages/dropped/slow_subscriber",
+        dropped_invalid => "messages/dropped/invalid",
+    }
 }
 
 metric_set! {
@@ -100,6 +119,35 @@ metric_set! {
         subscriptions_shared => "subscriptions/shared",
         suboptions => "suboptions",
         retained => "retained",
+    }
+}
+
+/// Why a message was dropped: every drop counts in `messages/dropped` and in one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Published where no subscription matched.
+    NoSubscribers,
+    /// A session's queue was at `max_mqueue` (the oldest QoS 0, else the oldest, went).
+    QueueFull,
+    /// QoS 0 for an offline session that does not store QoS 0 (`mqueue_store_qos0`).
+    Qos0Offline,
+    /// QoS 0 for a subscriber whose connection has more than 1 MiB unwritten.
+    SlowSubscriber,
+    /// Could not be published as asked (a malformed `$delayed` topic).
+    Invalid,
+}
+
+impl Metrics {
+    /// Counts one dropped message and its reason.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.messages_dropped += 1;
+        match reason {
+            DropReason::NoSubscribers => self.dropped_no_subscribers += 1,
+            DropReason::QueueFull => self.dropped_queue_full += 1,
+            DropReason::Qos0Offline => self.dropped_qos0_offline += 1,
+            DropReason::SlowSubscriber => self.dropped_slow_subscriber += 1,
+            DropReason::Invalid => self.dropped_invalid += 1,
+        }
     }
 }
 

@@ -1227,6 +1227,51 @@ fn listeners_are_real_with_live_current_conns() {
 }
 
 #[test]
+fn every_drop_counts_under_its_reason_per_shard_and_only_as_dropped_in_the_emqx_set() {
+    let node = start();
+    let mut c = Mqtt::open(node.mqtt, "dropper");
+    c.publish("nobody/listens/here", "x");
+    // The PINGRESP comes after the PUBLISH was handled (one connection, in order).
+    c.send(&Packet::PingReq);
+    assert!(matches!(c.recv(), Some(Packet::PingResp)));
+
+    let r = node.get("/stats");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let shards = r.json.as_array().expect("one object per shard");
+    let sum = |k: &str| -> u64 {
+        shards
+            .iter()
+            .map(|s| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}")))
+            .sum()
+    };
+    assert_eq!(sum("messages/dropped"), 1);
+    assert_eq!(sum("messages/dropped/no_subscribers"), 1);
+    for reason in ["queue_full", "qos0_offline", "slow_subscriber", "invalid"] {
+        assert_eq!(sum(&format!("messages/dropped/{reason}")), 0, "{reason}");
+    }
+    let prom = node.get("/metrics").text;
+    assert!(
+        prom.lines().any(
+            |l| l.starts_with("shardmq_messages_dropped_no_subscribers_total{")
+                && l.ends_with(" 1")
+        ),
+        "{prom}"
+    );
+
+    // The EMQ X API keeps EMQ X's metric set: the reasons are ShardMQ's own.
+    let metrics = node.ok("/api/v3/metrics/");
+    let set = &metrics["data"][0]["metrics"];
+    assert_eq!(set["messages/dropped"], 1, "{set}");
+    assert!(
+        set.as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("messages/dropped/")),
+        "{set}"
+    );
+}
+
+#[test]
 fn per_core_stats_and_prometheus_metrics() {
     let node = start();
     let ids = ids_on_both_shards("core", 2);

@@ -15,6 +15,7 @@ use shardmq_shards::rt::{self, spawn_local};
 use super::shard::{unix_secs, Shard};
 use crate::admin::policy::Policy;
 use crate::codec::Str;
+use crate::metrics::DropReason;
 use crate::session::{CloseReason, Message};
 
 /// Topics of delayed messages: `$delayed/<seconds>/<topic>`.
@@ -76,7 +77,7 @@ impl Shard {
     /// `<topic>` when due. A malformed one is dropped (and counted).
     pub(super) fn delay_publish(self: &Rc<Self>, mut msg: Message) {
         let Some((delay, topic)) = parse_delayed(&msg.topic) else {
-            self.metrics.borrow_mut().messages_dropped += 1;
+            self.metrics.borrow_mut().count_drop(DropReason::Invalid);
             return;
         };
         msg.topic = Str::from(topic);

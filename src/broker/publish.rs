@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::codec::{QoS, Str, SubOptions};
 use crate::config::SharedSubscriptionStrategy;
 use crate::home_shard;
+use crate::metrics::DropReason;
 use crate::session::{Action, Message};
 use crate::topic;
 use shardmq_shards::reply::AwaitReplies;
@@ -77,7 +78,9 @@ impl Shard {
         }
         if targets == 0 {
             if !msg.topic.starts_with("$SYS/") {
-                self.metrics.borrow_mut().messages_dropped += 1;
+                self.metrics
+                    .borrow_mut()
+                    .count_drop(DropReason::NoSubscribers);
             }
             return stored;
         }
@@ -188,7 +191,7 @@ impl Shard {
                     .as_ref()
                     .is_some_and(|l| l.pending() > MAX_LINK_BACKLOG);
                 if unread && (msg.qos == QoS::AtMostOnce || opts.qos == QoS::AtMostOnce) {
-                    metrics.messages_dropped += 1;
+                    metrics.count_drop(DropReason::SlowSubscriber);
                     continue;
                 }
                 c.session

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::inflight::{InflightEntry, InflightState};
 use super::{Action, Message, Session};
 use crate::codec::{Packet, PubResp, QoS, SubOptions};
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 
 impl Session {
     /// A message routed to this client through a subscription with granted options `sub`.
@@ -64,12 +64,12 @@ impl Session {
     fn enqueue(&mut self, msg: Message, m: &mut Metrics) {
         if !self.online && msg.qos == QoS::AtMostOnce && !self.cfg.mqueue_store_qos0 {
             self.mqueue.count_drop();
-            m.messages_dropped += 1;
+            m.count_drop(DropReason::Qos0Offline);
             return;
         }
         self.enqueue_msg += 1;
         if self.mqueue.push(msg).is_some() {
-            m.messages_dropped += 1;
+            m.count_drop(DropReason::QueueFull);
         }
     }
 

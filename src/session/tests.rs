@@ -581,6 +581,7 @@ fn queue_overflow_drops_oldest_qos0_first_and_counts() {
     h.deliver("q2", QoS::AtLeastOnce); // drops q0
     h.deliver("q3", QoS::AtLeastOnce); // drops q1
     assert_eq!(h.m.messages_dropped, 2);
+    assert_eq!(h.m.dropped_queue_full, 2, "counted under their reason");
     assert_eq!(h.s.info().mqueue_dropped, 2);
     let out = h.handle(Packet::PubAck(ack(1)));
     assert_eq!(sent(&out)[0].0, "q2");
@@ -600,6 +601,7 @@ fn offline_queues_qos0_only_with_mqueue_store_qos0() {
         assert!(h.deliver("b", QoS::AtLeastOnce).is_empty());
         assert_eq!(h.s.info().mqueue_len, if store { 2 } else { 1 });
         assert_eq!(h.m.messages_dropped, if store { 0 } else { 1 });
+        assert_eq!(h.m.dropped_qos0_offline, h.m.messages_dropped);
         assert_eq!(h.m.messages_sent, 0);
     }
 }

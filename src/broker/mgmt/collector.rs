@@ -528,7 +528,12 @@ fn shard_view(f: &ShardFigures) -> ShardView {
                 .filter(|(k, _)| k.ends_with("/count"))
                 .collect(),
         ),
-        metrics: NamedValues::from_pairs(f.metrics.entries()),
+        metrics: NamedValues::from_pairs(
+            f.metrics
+                .entries()
+                .into_iter()
+                .chain(f.metrics.beyond_emqx()),
+        ),
         event_loop: NamedValues(vec![
             ("loop/busy_permille".to_string(), f.busy_permille),
             ("mesh/sent".to_string(), f.mesh_sent),
