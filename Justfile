@@ -25,8 +25,9 @@ fuzz target="decode":
 tune-check:
     cargo run --release -- --check
 
-# Side-by-side benchmark against Mosquitto and rumqttd (installs them if missing; see
-# BENCHMARKS.md). Knobs: DUR, WARMUP, REPS, MODES, BROKERS, IDLE (environment).
+# Side-by-side benchmark against Mosquitto and rumqttd, every broker on its defaults, broker
+# and generator on shared cores and apart (installs the peers if missing; see BENCHMARKS.md).
+# Knobs: DUR, WARMUP, REPS, PLACEMENTS, PARTS, BROKERS, IDLE, IOT, RTT (environment).
 bench:
     bench/run.sh
 

@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # The side-by-side suite: ShardMQ against Mosquitto and rumqttd, same generator, same scenarios,
 # brokers in alternation (A B C A B C ...), every broker fresh for every run, loopback only.
+# Every broker runs on its DEFAULT configuration (ShardMQ: no --set at all; Mosquitto: a
+# listener and allow_anonymous; rumqttd: bench/rumqttd.toml, which it needs to start). The
+# windows those defaults give towards a subscriber are measured and printed, not equalised.
 #
 # Usage: bench/run.sh            (or `just bench`)
-# Knobs (environment): DUR=5 seconds measured per run, WARMUP=1, REPS=3, MODES="1shard all",
-#   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections, OUT=results folder,
-#   PARTS="throughput idle rate" (which parts to run), RATE=total msgs/s of the fixed-rate run
-#   (default: half of Mosquitto's median 8-pairs QoS 1 rate measured in the same run),
-#   QOS="0 1" (throughput scenarios' QoS levels), INFLIGHT=100 (the QoS 1/2 window towards each
-#   client: ShardMQ mqtt.max_inflight, Mosquitto max_inflight_messages; rumqttd 0.20 has no
-#   setting for it and always allows 100, whatever max_inflight_count says, so 100 is the one
-#   value at which all three are equal), MOSQUITTO_NODELAY=false (Mosquitto's default, Nagle on;
-#   `true` sets TCP_NODELAY as ShardMQ does, see BENCHMARKS.md run 5). Before the suite, `shardmq-bench window` measures each
-#   broker's real window and the suite stops if they differ (FORCE_WINDOWS=1 goes on anyway).
+# Knobs (environment): DUR=5 seconds measured per run, WARMUP=1, REPS=3,
+#   PLACEMENTS="shared apart": `shared` = broker and generator unpinned on the same cores (what
+#   a user gets), `apart` = broker on the first half of the cores, generator on the other half,
+#   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections (storm + memory),
+#   IOT=10000 clients at 1 msg/s each, RTT=1000 rounds per lone-client round trip,
+#   PARTS="rtt throughput storm iot" (which parts to run), OUT=results folder.
 # Needs root for apt-get (Mosquitto) and a raised `ulimit -n` (done here).
 # Writes $OUT/runs.jsonl (one line per run) and prints the tables (bench/table.py).
 set -euo pipefail
@@ -21,20 +20,21 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DUR=${DUR:-5}
 WARMUP=${WARMUP:-1}
 REPS=${REPS:-3}
-MODES=${MODES:-"1shard all"}
+PLACEMENTS=${PLACEMENTS:-"shared apart"}
 BROKERS=${BROKERS:-"shardmq mosquitto rumqttd"}
 IDLE=${IDLE:-10000}
-PARTS=${PARTS:-"throughput idle rate"}
-QOS=${QOS:-"0 1"}
-INFLIGHT=${INFLIGHT:-100}
-MOSQUITTO_NODELAY=${MOSQUITTO_NODELAY:-false}
+PARTS=${PARTS:-"rtt throughput storm iot"}
+IOT=${IOT:-10000}
+RTT=${RTT:-1000}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 RUNS="$OUT/runs.jsonl"
 : > "$RUNS"
 NPROC=$(nproc)
-LAST=$((NPROC - 1))
+HALF=$(( NPROC > 1 ? NPROC / 2 : 1 ))
+BROKER_CPUS="0-$((HALF - 1))"
+GEN_CPUS="$(( NPROC > 1 ? HALF : 0 ))-$((NPROC - 1))"
 
 log() { echo "[bench] $*" >&2; }
 
@@ -60,32 +60,24 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # --- helpers -----------------------------------------------------------------------------
 . "$ROOT/bench/lib.sh"
 
-# start_broker NAME MODE -> sets BPID, BPORT
+# start_broker NAME PLACEMENT -> sets BPID, BPORT
 start_broker() {
-    local name=$1 mode=$2 pin=""
+    local name=$1 placement=$2 pin=""
     BPORT=$(free_port)
-    [ "$mode" = 1shard ] && pin="taskset -c 0"
+    [ "$placement" = apart ] && pin="taskset -c $BROKER_CPUS"
     case $name in
     shardmq)
-        local shards=$NPROC
-        [ "$mode" = 1shard ] && shards=1
-        $pin "$SHARDMQ" --mqtt "127.0.0.1:$BPORT" --http "127.0.0.1:$(free_port)" --shards "$shards" \
-            --set mqtt.max_mqueue=100000 --set mqtt.max_inflight="$INFLIGHT" >"$OUT/shardmq.log" 2>&1 &
+        $pin "$SHARDMQ" --mqtt "127.0.0.1:$BPORT" --http "127.0.0.1:$(free_port)" >"$OUT/shardmq.log" 2>&1 &
         ;;
     mosquitto)
         cat >"$OUT/mosquitto.conf" <<CONF
 listener $BPORT 127.0.0.1
 allow_anonymous true
-persistence false
-max_queued_messages 100000
-max_inflight_messages $INFLIGHT
-max_connections -1
-set_tcp_nodelay $MOSQUITTO_NODELAY
 CONF
         $pin "$MOSQUITTO" -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1 &
         ;;
     rumqttd)
-        sed -e "s/@PORT@/$BPORT/" -e "s/@CONSOLE@/$(free_port)/" -e "s/@INFLIGHT@/$INFLIGHT/" "$ROOT/bench/rumqttd.toml" >"$OUT/rumqttd.toml"
+        sed -e "s/@PORT@/$BPORT/" -e "s/@CONSOLE@/$(free_port)/" "$ROOT/bench/rumqttd.toml" >"$OUT/rumqttd.toml"
         $pin "$RUMQTTD" --config "$OUT/rumqttd.toml" >"$OUT/rumqttd.log" 2>&1 &
         ;;
     esac
@@ -102,10 +94,10 @@ stop_broker() {
     wait "$BPID" 2>/dev/null || true
 }
 
-# gen_cmd MODE -> the generator's pinning and thread flags
+# gen_cmd PLACEMENT -> the generator's pinning and thread flags
 gen_cmd() {
-    if [ "$1" = 1shard ]; then
-        echo "taskset -c $((NPROC > 1 ? 1 : 0)) $GEN --threads 1"
+    if [ "$1" = apart ]; then
+        echo "taskset -c $GEN_CPUS $GEN --threads $(( NPROC > 1 ? NPROC - HALF : 1 ))"
     else
         echo "$GEN --threads $NPROC"
     fi
@@ -140,6 +132,29 @@ run_one() {
     log "$mode $sname $broker #$rep: $(jq -r '"\(.delivered_per_s|floor) msg/s p99 \(.latency.p99_us) us lost \(.lost)"' "$json")"
 }
 
+# run_rtt PLACEMENT BROKER REP: one client, one request at a time, on an idle broker
+run_rtt() {
+    local mode=$1 broker=$2 rep=$3
+    start_broker "$broker" "$mode"
+    local json="$OUT/$mode-rtt-$broker-$rep.json" t0 t1 rc=0
+    t0=$(ticks "$BPID")
+    $(gen_cmd "$mode") --port "$BPORT" --json "$json" rtt --count "$RTT" --timeout 120 >"$OUT/gen.log" 2>&1 || rc=$?
+    t1=$(ticks "$BPID")
+    stop_broker
+    if [ ! -s "$json" ]; then
+        log "$mode rtt $broker #$rep: failed (rc $rc): $(tail -1 "$OUT/gen.log")"
+        echo "{\"mode\":\"$mode\",\"scenario\":\"rtt\",\"broker\":\"$broker\",\"rep\":$rep,\"failed\":true}" >>"$RUNS"
+        return 0
+    fi
+    jq -c --arg mode "$mode" --arg b "$broker" --argjson rep "$rep" \
+        --argjson cpu "$(echo "($t1 - $t0) / $(getconf CLK_TCK)" | bc -l)" \
+        '{mode: $mode, scenario: "rtt", broker: $b, rep: $rep, cpu_s: $cpu,
+          ping_p50_us: .ping.p50_us, ping_p99_us: .ping.p99_us, qos1_p50_us: .qos1.p50_us,
+          qos1_p99_us: .qos1.p99_us, qos1_per_s: .qos1.per_s, qos2_p50_us: .qos2.p50_us,
+          connect_p50_us: .connect.p50_us, connect_p99_us: .connect.p99_us}' "$json" >>"$RUNS"
+    log "$mode rtt $broker #$rep: $(tail -1 "$RUNS")"
+}
+
 # run_idle MODE BROKER REP: IDLE connections held open; RSS per connection, connects/s
 run_idle() {
     local mode=$1 broker=$2 rep=$3
@@ -169,47 +184,51 @@ run_idle() {
     log "$mode idle $broker #$rep: $(tail -1 "$RUNS")"
 }
 
-# --- equal settings, measured ----------------------------------------------------------
-# A window bounds a single subscriber's rate, so it must be the same for every broker: probe
-# each one (a QoS 1 subscriber that acknowledges nothing) rather than trust its configuration.
+# --- the defaults' windows, measured ------------------------------------------------------
+# A window bounds a single subscriber's QoS 1 rate. Every broker runs its default here, so the
+# windows differ; probe each one (a QoS 1 subscriber that acknowledges nothing) and print it.
 declare -A WINDOW
 for b in $BROKERS; do
-    start_broker "$b" 1shard
+    start_broker "$b" shared
     WINDOW[$b]=$("$GEN" window --port "$BPORT" --count 1000 --timeout 30 --json "$OUT/window-$b.json" >/dev/null 2>&1 &&
         jq -r 'if .unbounded then "unbounded" else .window end' "$OUT/window-$b.json" || echo "probe failed")
     stop_broker
-    log "$b: in-flight window towards a subscriber, measured: ${WINDOW[$b]} (INFLIGHT=$INFLIGHT)"
+    log "$b: default in-flight window towards a subscriber, measured: ${WINDOW[$b]}"
+    echo "{\"scenario\":\"window\",\"broker\":\"$b\",\"window\":\"${WINDOW[$b]}\"}" >>"$RUNS"
 done
-if [ "$(printf '%s\n' "${WINDOW[@]}" | sort -u | wc -l)" -gt 1 ]; then
-    log "the brokers' windows differ: the QoS 1 comparisons would not be like for like"
-    [ "${FORCE_WINDOWS:-0}" = 1 ] || exit 1
-fi
 
 # --- the suite ---------------------------------------------------------------------------
 COMMON=(--size 64 --warmup "$WARMUP" --duration "$DUR" --drain 10 --timeout 120)
-for mode in $MODES; do
-    part throughput && for qos in $QOS; do
-        for spec in "fanin16:fanin -n 16" "fanout16:fanout -n 16" "pairs8:pairs -n 8"; do
-            sname="${spec%%:*}-q$qos"
-            read -r -a args <<<"${spec#*:}"
-            for rep in $(seq 1 "$REPS"); do
-                for b in $BROKERS; do
-                    run_one "$mode" "$sname" "$b" "$rep" -- "${args[@]}" --qos "$qos" "${COMMON[@]}"
-                done
+SPECS=(
+    "pairs8-q1-w1:pairs -n 8 --qos 1 --window 1"
+    "pairs8-q1-w20:pairs -n 8 --qos 1 --window 20"
+    "pairs8-q1-w100:pairs -n 8 --qos 1 --window 100"
+    "fanin16-q1-w20:fanin -n 16 --qos 1 --window 20"
+    "fanout16-q1-w20:fanout -n 16 --qos 1 --window 20"
+    "pairs8-q0:pairs -n 8 --qos 0"
+    "fanin16-q0:fanin -n 16 --qos 0"
+    "fanout16-q0:fanout -n 16 --qos 0"
+)
+for mode in $PLACEMENTS; do
+    part rtt && for rep in $(seq 1 "$REPS"); do
+        for b in $BROKERS; do run_rtt "$mode" "$b" "$rep"; done
+    done
+    part throughput && for spec in "${SPECS[@]}"; do
+        sname="${spec%%:*}"
+        read -r -a args <<<"${spec#*:}"
+        for rep in $(seq 1 "$REPS"); do
+            for b in $BROKERS; do
+                run_one "$mode" "$sname" "$b" "$rep" -- "${args[@]}" "${COMMON[@]}"
             done
         done
     done
-    part idle && for rep in $(seq 1 "$REPS"); do
+    part storm && for rep in $(seq 1 "$REPS"); do
         for b in $BROKERS; do run_idle "$mode" "$b" "$rep"; done
     done
-    part rate || continue
-    # Fixed rate (QoS 1): half of Mosquitto's median 8-pairs QoS 1 rate, over 8 publishers.
-    half=${RATE:-$(jq -s --arg m "$mode" '[.[] | select(.mode == $m and .scenario == "pairs8-q1" and .broker == "mosquitto" and (.failed | not)) | .delivered_per_s] | sort | if length == 0 then 20000 else .[length / 2 | floor] / 2 end' "$RUNS")}
-    per_pub=$(echo "$half / 8" | bc -l)
-    log "$mode fixed rate: $half msgs/s in total ($per_pub per publisher)"
-    for rep in $(seq 1 "$REPS"); do
+    part iot && for rep in $(seq 1 "$REPS"); do
         for b in $BROKERS; do
-            run_one "$mode" "rate-q1" "$b" "$rep" -- pairs -n 8 --qos 1 --rate "$per_pub" "${COMMON[@]}"
+            run_one "$mode" "iot$IOT" "$b" "$rep" -- mixed -n "$IOT" --rate 1 --qos 1 --concurrency 200 \
+                --size 64 --warmup 2 --duration "$(( DUR * 2 ))" --drain 10 --timeout 120
         done
     done
 done

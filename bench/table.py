@@ -30,6 +30,11 @@ def ratio(a, b, digits=2):
 
 def main(path):
     runs = [json.loads(line) for line in open(path) if line.strip()]
+    windows = {r["broker"]: r["window"] for r in runs if r.get("scenario") == "window"}
+    if windows:
+        print("Default in-flight window towards a subscriber, measured: "
+              + ", ".join(f"{b} {w}" for b, w in windows.items()))
+    runs = [r for r in runs if "mode" in r]
     groups = defaultdict(list)
     failed = defaultdict(int)
     for r in runs:
@@ -48,14 +53,26 @@ def main(path):
             scenarios.append(r["scenario"])
     peers = [b for b in ("mosquitto", "rumqttd") if any(k[2] == b for k in groups)]
     for mode in modes:
+        brokers = [b for b in ("shardmq", "mosquitto", "rumqttd") if groups.get((mode, "rtt", b))]
+        if brokers:
+            print(f"\n### A lone client, one request at a time — placement `{mode}` (medians, µs)\n")
+            print("| broker | ping p50 / p99 | QoS 1 PUBACK p50 / p99 | QoS 1 sequential msgs/s"
+                  " | QoS 2 PUBCOMP p50 | CONNACK p50 / p99 |")
+            print("|---|---|---|---:|---:|---|")
+            for b in brokers:
+                g = groups[(mode, "rtt", b)]
+                print(f"| {b} | {fmt(med(g, 'ping_p50_us'))} / {fmt(med(g, 'ping_p99_us'))}"
+                      f" | {fmt(med(g, 'qos1_p50_us'))} / {fmt(med(g, 'qos1_p99_us'))}"
+                      f" | {fmt(med(g, 'qos1_per_s'))} | {fmt(med(g, 'qos2_p50_us'))}"
+                      f" | {fmt(med(g, 'connect_p50_us'))} / {fmt(med(g, 'connect_p99_us'))} |")
         for peer in peers:
-            print(f"\n### ShardMQ vs {peer} — mode `{mode}` (medians)\n")
+            print(f"\n### ShardMQ vs {peer} — placement `{mode}` (medians)\n")
             print("| scenario | msgs/s ShardMQ | msgs/s peer | ratio | p50/p99/p99.9 µs ShardMQ"
                   " | p50/p99/p99.9 µs peer | CPU s/100k ShardMQ | CPU s/100k peer | CPU ratio"
                   " | peak RSS MB S / P | lost S / P (sum of reps) |")
             print("|---|---:|---:|---:|---|---|---:|---:|---:|---|---|")
             for s in scenarios:
-                if s == "idle":
+                if s in ("idle", "rtt"):
                     continue
                 a, b = groups.get((mode, s, "shardmq"), []), groups.get((mode, s, peer), [])
                 if not a and not b:

@@ -138,7 +138,7 @@ impl Opts {
         self.clients.unwrap_or(match self.scenario {
             Scenario::Fanin | Scenario::Fanout => 16,
             Scenario::Pairs => 8,
-            Scenario::Window => 1,
+            Scenario::Window | Scenario::Rtt => 1,
             Scenario::Conn => 1000,
             Scenario::Mixed => 100,
         })

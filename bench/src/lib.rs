@@ -7,7 +7,7 @@
 //!
 //! Layout, in the order data flows: [`cli`] (options) → [`plan`] (scenario → clients) →
 //! [`run`] (phases) → [`worker`] (a thread's poll loop) → [`conn`] (one connection) →
-//! [`wire`] / [`payload`] (bytes) ; [`probe`] (the `window` probe, run instead of a load); [`schedule`] (open-loop send times), [`track`] (loss,
+//! [`wire`] / [`payload`] (bytes) ; [`probe`] (the `window` probe, run instead of a load); [`rtt`] (the lone-client round-trip probe); [`schedule`] (open-loop send times), [`track`] (loss,
 //! duplicates, order), [`stats`] (histograms), [`timer`] (precise wake-ups), [`report`] / [`hgrm`] / [`plot`] (output), [`clock`].
 //! Only the pure MQTT codec of `shardmq` is used (`default-features = false`).
 
@@ -20,6 +20,7 @@ pub mod plan;
 pub mod plot;
 pub mod probe;
 pub mod report;
+pub mod rtt;
 pub mod run;
 pub mod schedule;
 pub mod stats;

@@ -7,13 +7,32 @@ use std::process::ExitCode;
 use clap::Parser;
 use shardmq_bench::cli::Opts;
 use shardmq_bench::plan::Scenario;
-use shardmq_bench::{hgrm, probe, run};
+use shardmq_bench::{hgrm, probe, rtt, run};
 
 fn main() -> ExitCode {
     let opts = Opts::parse();
     if let Err(e) = opts.validate() {
         eprintln!("shardmq-bench: {e}");
         return ExitCode::from(2);
+    }
+    if opts.scenario == Scenario::Rtt {
+        return match rtt::rtt(&opts) {
+            Ok(r) => {
+                print!("{}", r.summary());
+                if let Some(path) = &opts.json {
+                    let text = serde_json::to_string_pretty(&r).expect("report serialises");
+                    if let Err(e) = std::fs::write(path, text + "\n") {
+                        eprintln!("shardmq-bench: writing {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shardmq-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if opts.scenario == Scenario::Window {
         return match probe::window(&opts) {

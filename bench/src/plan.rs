@@ -24,6 +24,9 @@ pub enum Scenario {
     /// of `--count` messages (default 1000); reports how many the broker sends before it waits
     /// for acknowledgements (its real in-flight window towards a client).
     Window,
+    /// A probe, not a load: one client on its own, one request at a time: PINGREQ, QoS 1 and
+    /// QoS 2 publishes, CONNECT (`--count` rounds each, default 1000); round-trip percentiles.
+    Rtt,
 }
 
 /// One client connection of the run.
@@ -92,6 +95,7 @@ pub fn build(scenario: Scenario, n: usize, shared: usize, prefix: &str) -> Plan 
             }
             (n as u32, 1)
         }
+        Scenario::Rtt => (0, 0), // run by `rtt::rtt`, not by the workers
         Scenario::Window => {
             // Run by `probe::window`, not by the workers: one silent subscriber, one publisher.
             let topic = format!("{prefix}/window");

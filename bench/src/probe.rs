@@ -59,15 +59,15 @@ impl WindowReport {
     }
 }
 
-/// A blocking MQTT connection with a read buffer, enough for the probe.
-struct Client {
+/// A blocking MQTT connection with a read buffer, enough for the probes (`window`, `rtt`).
+pub(crate) struct Client {
     stream: TcpStream,
     rbuf: BytesMut,
     version: ProtocolVersion,
 }
 
 impl Client {
-    fn connect(
+    pub(crate) fn connect(
         addr: SocketAddr,
         version: ProtocolVersion,
         id: &str,
@@ -89,8 +89,13 @@ impl Client {
         }
     }
 
+    /// Writes `bytes` whole.
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     /// The next packet, or `None` when nothing arrives before `deadline`.
-    fn next(&mut self, deadline: Instant) -> io::Result<Option<Packet>> {
+    pub(crate) fn next(&mut self, deadline: Instant) -> io::Result<Option<Packet>> {
         loop {
             match decode(&mut self.rbuf, self.version, usize::MAX) {
                 Ok(Some(p)) => return Ok(Some(p)),
@@ -118,7 +123,7 @@ impl Client {
     }
 }
 
-fn left(deadline: Instant) -> io::Result<Duration> {
+pub(crate) fn left(deadline: Instant) -> io::Result<Duration> {
     deadline
         .checked_duration_since(Instant::now())
         .filter(|d| !d.is_zero())

@@ -29,8 +29,10 @@ fn secs(s: f64) -> u64 {
 /// Runs the benchmark `opts` describes; progress lines go to `progress` (unless `--quiet`).
 pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), String> {
     opts.validate()?;
-    if opts.scenario == Scenario::Window {
-        return Err("the window scenario is a probe: run it with probe::window".into());
+    if matches!(opts.scenario, Scenario::Window | Scenario::Rtt) {
+        return Err(
+            "the window and rtt scenarios are probes: run them with probe::window, rtt::rtt".into(),
+        );
     }
     clock::init();
     let t_begin = now_ns();
