@@ -307,11 +307,17 @@ async fn drive(
         // Write everything queued for this client in one go.
         link.take_output(&mut out);
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
+            link.set_writing(out.len());
+            let written = stream.write_all(&out).await;
+            link.set_writing(0);
+            if written.is_err() {
                 return link.close_reason().unwrap_or(CloseReason::SocketClosed);
             }
             link.counters.wrote(out.len());
             out.clear();
+            if link.flow_watched() {
+                shard.recheck_backlog(client_id);
+            }
         }
         if let Some(reason) = link.close_reason() {
             return reason;

@@ -1,8 +1,8 @@
 //! Flow control on one shard: publishers slow down while subscribers they feed cannot keep up.
 //!
 //! Owns: which online sessions are *backlogged* (their queue, behind a full inflight window,
-//! holds at least [`HIGH`] messages, until it drains to [`LOW`], and they still make
-//! progress), each backlog's *episode* ([`FlowKey`], a number its shard never reuses), the
+//! holds at least [`HIGH`] messages, or their connection has at least [`HIGH`] KiB not yet
+//! written, until both drain to [`LOW`], and they still make progress), each backlog's *episode* ([`FlowKey`], a number its shard never reuses), the
 //! episodes publishers here may be paused on (local ones, and remote ones announced by
 //! `SlowDown` until their `FlowRelease`), and which remote publishers each local episode
 //! asked to slow down.
@@ -31,6 +31,10 @@ use crate::codec::Str;
 
 /// Queue length at which an online session counts as backlogged.
 pub const HIGH: usize = 256;
+/// A subscriber's unwritten bytes (QoS 0 included, which never queues in the session) count
+/// as one queued message per this many: 256 KiB not yet written makes it backlogged like 256
+/// queued messages, 64 KiB or less lets it drain.
+pub const BYTES_PER_MESSAGE: usize = 1024;
 /// Queue length at which a backlogged session counts as drained again.
 pub const LOW: usize = 64;
 /// A backlogged session whose queue has not shrunk for this long counts as stalled: it no

@@ -26,6 +26,11 @@ pub struct Link {
     /// Protocol of this connection (encoding depends on it).
     pub version: ProtocolVersion,
     out: RefCell<BytesMut>,
+    /// Bytes the connection task took from `out` and is writing to the socket now.
+    writing: Cell<usize>,
+    /// Flow control watches this client (backlogged, or close to it): the connection task
+    /// asks for a re-check whenever a write completes.
+    flow_watched: Cell<bool>,
     waker: RefCell<Option<Waker>>,
     woken: Cell<bool>,
     close: RefCell<Option<CloseReason>>,
@@ -93,6 +98,8 @@ impl Link {
             id,
             version,
             out: RefCell::new(BytesMut::new()),
+            writing: Cell::new(0),
+            flow_watched: Cell::new(false),
             waker: RefCell::new(None),
             woken: Cell::new(false),
             close: RefCell::new(None),
@@ -166,6 +173,26 @@ impl Link {
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
         self.out.borrow().len()
+    }
+
+    /// Bytes not yet written to the socket: waiting here, or in the write under way.
+    pub fn unwritten(&self) -> usize {
+        self.pending() + self.writing.get()
+    }
+
+    /// The connection task is writing `n` bytes it took (0: the write completed).
+    pub fn set_writing(&self, n: usize) {
+        self.writing.set(n);
+    }
+
+    /// Flow control watches this client's progress (see `Shard::note_backlog`).
+    pub fn set_flow_watched(&self, watched: bool) {
+        self.flow_watched.set(watched);
+    }
+
+    /// Whether a completed write should make flow control look at this client again.
+    pub fn flow_watched(&self) -> bool {
+        self.flow_watched.get()
     }
 
     /// Takes everything waiting to be written (the caller writes it).

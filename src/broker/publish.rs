@@ -23,8 +23,13 @@ use super::race::or_timeout;
 use super::route::{shards_in, ShardSet};
 use super::shard::{Client, Shard, ROUTE_ACK_DEADLINE};
 
-/// Bytes queued for one connection above which QoS 0 deliveries to it are dropped.
+/// Bytes not yet written to one connection above which QoS 0 deliveries to it are dropped,
+/// unless flow control holds its publishers (then [`MAX_HELD_LINK_BACKLOG`]).
 const MAX_LINK_BACKLOG: usize = 1 << 20;
+/// The same bound while flow control holds the subscriber's publishers: what they sent before
+/// the hold landed still arrives (a burst of forwards from a peer shard can exceed 1 MiB
+/// between two turns of the subscriber's connection); past this, QoS 0 drops anyway.
+const MAX_HELD_LINK_BACKLOG: usize = 16 << 20;
 
 impl Shard {
     // ---------------------------------------------------------------- publish
@@ -186,10 +191,14 @@ impl Shard {
                 // A subscriber that does not read: QoS 0 is dropped (and counted) rather
                 // than queued without bound in its socket buffer; QoS 1/2 are bounded by the
                 // session's inflight window and queue.
-                let unread = c
-                    .link
-                    .as_ref()
-                    .is_some_and(|l| l.pending() > MAX_LINK_BACKLOG);
+                let unread = c.link.as_ref().is_some_and(|l| {
+                    let bound = if c.backlogged {
+                        MAX_HELD_LINK_BACKLOG
+                    } else {
+                        MAX_LINK_BACKLOG
+                    };
+                    l.unwritten() > bound
+                });
                 if unread && (msg.qos == QoS::AtMostOnce || opts.qos == QoS::AtMostOnce) {
                     metrics.count_drop(DropReason::SlowSubscriber);
                     continue;

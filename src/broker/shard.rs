@@ -428,7 +428,10 @@ impl Shard {
     /// stalled, releases the publishers throttled on its account (here and on the shards
     /// asked).
     pub(super) fn note_backlog(&self, c: &mut Client) {
-        let queued = c.session.queued();
+        // Queued messages, or the connection's unwritten bytes in message units, whichever
+        // is more: a QoS 0 subscriber that cannot keep up backs up in its connection only.
+        let unwritten = c.link.as_ref().map_or(0, |l| l.unwritten());
+        let queued = c.session.queued().max(unwritten / flow::BYTES_PER_MESSAGE);
         let stalled = c.progress.observe(queued, Instant::now);
         let (now, released) = self
             .flow
@@ -443,6 +446,17 @@ impl Shard {
         }
         if released {
             self.end_backlog(c);
+        }
+        if let Some(link) = &c.link {
+            link.set_flow_watched(now || c.progress.watched());
+        }
+    }
+
+    /// A write of `client_id`'s connection completed while flow control watched it: its
+    /// unwritten bytes shrank, so its backlog may have drained.
+    pub fn recheck_backlog(&self, client_id: &Str) {
+        if let Some(c) = self.clients.borrow_mut().get_mut(client_id) {
+            self.note_backlog(c);
         }
     }
 
