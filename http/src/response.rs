@@ -219,6 +219,16 @@ impl Response {
         resp
     }
 
+    /// 500 `{"code":500,"message":...}`: handling the request failed in a way it never should
+    /// (the server logs it and goes on serving).
+    pub fn internal_error() -> Response {
+        let body = ErrorBody {
+            code: 500,
+            message: "internal error",
+        };
+        Response::json(500, &body)
+    }
+
     /// A non-JSON body (`/status` text, `/metrics` Prometheus text).
     pub fn text(content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
         Response {

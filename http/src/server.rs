@@ -90,7 +90,20 @@ where
                 Ok(Some((req, used))) => {
                     buf.drain(..used);
                     deadline = None;
-                    let resp = handler.handle(&req).await;
+                    // A panic in one request's handling answers 500 and leaves the server
+                    // (and every other connection of the management thread) serving.
+                    let handled = std::panic::AssertUnwindSafe(handler.handle(&req));
+                    let resp = match futures_lite::FutureExt::catch_unwind(handled).await {
+                        Ok(resp) => resp,
+                        Err(_) => {
+                            tracing::error!(
+                                "handling {} {} panicked; answered 500",
+                                req.method.as_str(),
+                                req.path
+                            );
+                            Response::internal_error()
+                        }
+                    };
                     let keep = req.keep_alive && !resp.close;
                     let http10 = req.version == Version::Http10;
                     resp.write_to(&mut out, keep, http10, req.method == Method::Head);

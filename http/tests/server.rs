@@ -248,3 +248,40 @@ fn tiny_read_chunks_still_work() {
     assert_eq!(end, ConnEnd::PeerClosed);
     assert_eq!(statuses(&out), ["200 OK", "200 OK"]);
 }
+
+/// Panics on `/boom`, answers like [`Names`] otherwise.
+struct Fragile;
+
+impl Handler for Fragile {
+    fn handle<'a>(&'a self, req: &'a Request) -> LocalBoxFuture<'a, Response> {
+        Box::pin(async move {
+            if req.path == "/boom" {
+                panic!("a handler bug");
+            }
+            Names.handle(req).await
+        })
+    }
+}
+
+#[test]
+fn a_panic_in_one_request_answers_500_and_the_connection_goes_on() {
+    let input = "GET /boom HTTP/1.1\r\nHost: x\r\n\r\n\
+                 GET /api/v3/brokers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut io = Script::new(vec![data(input)]);
+    let timer = |_d: Duration| future::pending::<()>();
+    let end = future::block_on(serve_connection(
+        &mut io,
+        &Fragile,
+        &ServerConfig::default(),
+        timer,
+    ))
+    .unwrap();
+    let out = String::from_utf8(io.written).unwrap();
+    assert_eq!(end, ConnEnd::Done);
+    assert_eq!(
+        statuses(&out),
+        ["500 Internal Server Error", "200 OK"],
+        "{out}"
+    );
+    assert!(out.contains("list_brokers"));
+}

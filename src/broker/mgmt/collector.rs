@@ -481,7 +481,8 @@ impl Broker {
 pub(super) fn page<T>(mut rows: Vec<T>, paging: Paging) -> Page<T> {
     let count = rows.len() as u64;
     let start = (paging.offset().min(count)) as usize;
-    let end = (start as u64 + paging.limit).min(count) as usize;
+    // `_limit` may be any u64: the sum saturates instead of wrapping below `start`.
+    let end = (start as u64).saturating_add(paging.limit).min(count) as usize;
     let rows = rows.drain(start..end).collect();
     Page { rows, count }
 }
@@ -580,4 +581,26 @@ fn nofile_limit() -> u64 {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_of_any_size_past_any_offset_never_panics() {
+        let rows: Vec<u32> = (0..25).collect();
+        let p = |page, limit| page_of(rows.clone(), Paging { page, limit });
+        assert_eq!(p(1, 10), (10, 25));
+        assert_eq!(p(3, 10), (5, 25));
+        assert_eq!(p(4, 10), (0, 25));
+        assert_eq!(p(2, u64::MAX), (0, 25), "offset saturates past the end");
+        assert_eq!(p(1, u64::MAX), (25, 25), "the end saturates, never wraps");
+        assert_eq!(p(u64::MAX, u64::MAX), (0, 25));
+    }
+
+    fn page_of(rows: Vec<u32>, paging: Paging) -> (usize, u64) {
+        let page = page(rows, paging);
+        (page.rows.len(), page.count)
+    }
 }
