@@ -35,7 +35,11 @@ fn a_config_change_applies_at_once_and_bad_ones_get_their_codes() {
         0,
     );
     assert_eq!(node.connack("anon", None, None), 5);
-    assert_eq!(node.connack("anon", Some("user"), None), 0);
+    assert_eq!(
+        node.connack("anon", Some("user"), Some("made-up")),
+        5,
+        "no auth source accepted it: anonymous, whatever its username"
+    );
     let node_rows = node.expect("GET", &node.node_path("configs/"), None, 0);
     let anon = node_rows["data"]
         .as_array()

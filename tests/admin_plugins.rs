@@ -151,6 +151,11 @@ fn auth_username_checks_known_usernames_and_anonymous_follows_the_setting() {
     assert_eq!(node.connack("c1", Some("alice"), Some("a")), 0);
     assert_eq!(node.connack("c1", Some("alice"), Some("b")), 4);
     assert_eq!(node.connack("c1", None, None), 5, "anonymous refused");
+    assert_eq!(
+        node.connack("c1", Some("mallory"), Some("a")),
+        5,
+        "a username the table does not know is anonymous too"
+    );
     node.expect("DELETE", "auth_username/alice", None, 0);
     assert_eq!(
         node.expect("GET", "auth_username", None, 0)["data"],

@@ -69,7 +69,8 @@ pub struct Policy {
     pub retainer_limits: RetainerLimits,
     /// `emqx_delayed_publish` loaded: `$delayed/<secs>/<topic>` is held, then published.
     pub delayed_publish: bool,
-    /// `mqtt.allow_anonymous`: a client without a username that no source authenticated.
+    /// `mqtt.allow_anonymous`: whether a client that no loaded auth source accepted (whatever
+    /// username it sent, if any) may connect.
     pub allow_anonymous: bool,
     /// Limits of sessions created from now on.
     pub session: SessionConfig,
@@ -115,7 +116,8 @@ impl Policy {
 
     /// The CONNECT decision: bans first; then the client id table, then the username table
     /// (a known entry decides: right password accepts, wrong or missing refuses; an unknown
-    /// one falls through); then `allow_anonymous` for a client without a username.
+    /// one falls through); a client that no source accepted is anonymous, as in EMQ X, whatever
+    /// username it sent: `allow_anonymous` decides.
     pub fn check_connect(
         &self,
         client_id: &str,
@@ -140,7 +142,7 @@ impl Policy {
                 _ => Verdict::BadCredentials,
             };
         }
-        if username.is_none() && !self.allow_anonymous {
+        if !self.allow_anonymous {
             return Verdict::NotAuthorized;
         }
         Verdict::Accept
@@ -262,10 +264,26 @@ mod tests {
             p.check_connect("a", None, None, None, 0),
             Verdict::NotAuthorized
         );
+        // A username no source knows does not make a client known (EMQ X: anonymous).
         assert_eq!(
-            p.check_connect("a", Some("u"), None, None, 0),
+            p.check_connect("a", Some("u"), Some(b"anything"), None, 0),
+            Verdict::NotAuthorized
+        );
+        assert_eq!(
+            p.check_connect("a", Some(""), None, None, 0),
+            Verdict::NotAuthorized
+        );
+        p.auth_username = Some(table(&[("alice", "pw2")]));
+        assert_eq!(
+            p.check_connect("a", Some("mallory"), Some(b"pw2"), None, 0),
+            Verdict::NotAuthorized,
+            "unknown to the loaded table: anonymous"
+        );
+        assert_eq!(
+            p.check_connect("a", Some("alice"), Some(b"pw2"), None, 0),
             Verdict::Accept
         );
+        p.auth_username = None;
         p.auth_clientid = Some(table(&[("a", "pw")]));
         assert_eq!(
             p.check_connect("a", None, Some(b"pw"), None, 0),
