@@ -102,6 +102,7 @@ metric_set! {
         dropped_qos0_offline => "messages/dropped/qos0_offline",
         dropped_slow_subscriber => "messages/dropped/slow_subscriber",
         dropped_invalid => "messages/dropped/invalid",
+        connections_refused_over_cap => "connections/refused/max_connections",
     }
 }
 

@@ -127,6 +127,55 @@ fn anonymous_client_is_refused_with_5_when_allow_anonymous_is_false() {
 }
 
 #[test]
+fn max_connections_holds_across_shards_and_a_closed_connection_makes_room() {
+    let broker = TestBroker::start(&["listeners.tcp.max_connections=3"]);
+    // Clients homed on both shards (two of them handed over by the accepting shard).
+    let held: Vec<Raw> = (0..3)
+        .map(|i| broker.client(&id_on_shard(&format!("capped{i}"), i % SHARDS), true))
+        .collect();
+    for i in 0..4 {
+        // Closed without a CONNACK, whether or not the CONNECT got there first (a reset or an
+        // EOF; a write may fail too once the broker closed).
+        use std::io::{Read, Write};
+        let mut extra = std::net::TcpStream::connect(broker.addr).unwrap();
+        extra.set_read_timeout(Some(WAIT)).unwrap();
+        let mut bytes = bytes::BytesMut::new();
+        let connect = connect_packet(&format!("over-{i}"), true, 0, None, ProtocolVersion::V311);
+        shardmq::codec::encode(
+            &Packet::Connect(Box::new(connect)),
+            ProtocolVersion::V311,
+            &mut bytes,
+        )
+        .unwrap();
+        let _ = extra.write_all(&bytes);
+        let mut got = [0u8; 4];
+        match extra.read(&mut got) {
+            Ok(0) => {}
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut => {}
+            other => panic!("connection {i} over the cap was answered: {other:?} {got:?}"),
+        }
+    }
+    let mut held = held.into_iter();
+    held.next().unwrap().disconnect();
+    // The slot comes back when the closed connection's task ends: retry until it has.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (c, ack) = Raw::connect(broker.addr, "after-one-left", true, 0, None);
+        if ack.code == 0 {
+            c.disconnect();
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a client left"
+        );
+    }
+    drop(held);
+}
+
+#[test]
 fn mqtt_3_2_2_session_present_flag_follows_clean_session() {
     let broker = TestBroker::default_broker();
     for shard in 0..SHARDS {

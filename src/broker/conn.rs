@@ -27,6 +27,7 @@ use super::link::Link;
 use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
 use super::shard::{Refusal, Shard};
+use super::slots::ConnSlot;
 
 /// Bytes asked of one read: starts small (an idle connection holds little memory), doubles
 /// while reads fill it, halves when they come back mostly empty. Larger packets are
@@ -34,6 +35,8 @@ use super::shard::{Refusal, Shard};
 /// saved another 0.5 KB per idle connection but cost 2-4 % of QoS 1 fan-in throughput.)
 const MIN_READ_CHUNK: usize = 512;
 const MAX_READ_CHUNK: usize = 64 * 1024;
+/// Output is written in slices of at most this many bytes (see `drive`).
+const WRITE_SLICE: usize = 64 * 1024;
 /// An output buffer that grew past this is given back when the connection goes idle.
 const MAX_IDLE_OUT: usize = 16 * 1024;
 
@@ -46,14 +49,33 @@ const TAKEOVER_DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// may carry a `SlowDown`).
 const BATCH_PACKETS: usize = 32;
 
-/// Accepts connections on this shard's `SO_REUSEPORT` listener until shutdown.
+/// Accepts connections on this shard's `SO_REUSEPORT` listener until shutdown. Over
+/// `listeners.tcp.max_connections` (all shards together) a connection is closed at once,
+/// without reading its CONNECT, and counted.
 pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
-        match listener.accept().await.and_then(Socket::register) {
-            Ok(stream) => {
+        let accepted = listener.accept().await.and_then(|fd| {
+            let Some(slot) = shard.conn_slots.try_take() else {
+                shard.metrics.borrow_mut().connections_refused_over_cap += 1;
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    last_warning = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        shard = shard.id,
+                        "refusing connections: listeners.tcp.max_connections ({}) reached",
+                        shard.cfg.listeners.tcp.max_connections
+                    );
+                }
+                return Ok(None); // dropping the descriptor closes the connection
+            };
+            Socket::register(fd).map(|s| Some((s, slot)))
+        });
+        match accepted {
+            Ok(Some((stream, slot))) => {
                 let shard = shard.clone();
-                spawn_local(async move { handshake(shard, stream).await }).detach();
+                spawn_local(async move { handshake(shard, stream, slot).await }).detach();
             }
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(shard = shard.id, "accept failed: {e}");
                 rt::sleep(Duration::from_millis(10)).await;
@@ -63,7 +85,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
 }
 
 /// Reads the CONNECT, then serves the connection here or hands it to its home shard.
-async fn handshake(shard: Rc<Shard>, mut stream: Socket) {
+async fn handshake(shard: Rc<Shard>, mut stream: Socket, slot: ConnSlot) {
     let _ = stream.set_nodelay(true);
     let Ok(peer) = stream.peer_addr() else { return };
     let mut buf = BytesMut::new();
@@ -118,7 +140,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket) {
     }
     let home = home_shard(&connect.client_id, shard.shards);
     if home == shard.id {
-        serve(shard, stream, connect, buf, peer).await;
+        serve(shard, stream, connect, buf, peer, slot).await;
         return;
     }
     match SocketInTransit::detach(stream) {
@@ -129,6 +151,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket) {
                 connect,
                 rest: buf,
                 peer,
+                slot,
             })),
         ),
         Err(e) => tracing::warn!("handing a connection to shard {home} failed: {e}"),
@@ -212,7 +235,15 @@ pub async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
             return;
         }
     };
-    serve(shard, stream, adopt.connect, adopt.rest, adopt.peer).await;
+    serve(
+        shard,
+        stream,
+        adopt.connect,
+        adopt.rest,
+        adopt.peer,
+        adopt.slot,
+    )
+    .await;
 }
 
 /// Accepts (or refuses) a client's CONNECT on its home shard, then runs the connection as a
@@ -224,6 +255,7 @@ async fn serve(
     connect: Connect,
     buf: BytesMut,
     peer: SocketAddr,
+    slot: ConnSlot,
 ) {
     // Takeover: what the old connection's client sent before it reconnected (acks above
     // all) is still in that socket; let the old connection handle it while it owns the
@@ -248,7 +280,7 @@ async fn serve(
         .read(codec::encoded_len(&connect, version).unwrap_or(0) + buf.len());
     link.counters.received(&connect);
     drop(connect);
-    spawn_local(run(shard, stream, link, client_id, buf)).detach();
+    spawn_local(run(shard, stream, link, client_id, buf, slot)).detach();
 }
 
 /// Drives one accepted connection until it closes, then tells the shard.
@@ -258,6 +290,7 @@ async fn run(
     link: Rc<Link>,
     client_id: Str,
     mut buf: BytesMut,
+    slot: ConnSlot,
 ) {
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
     // A takeover waiting on this connection may go on.
@@ -280,6 +313,7 @@ async fn run(
     }
     let _ = stream.shutdown_write();
     shard.connection_closed(&client_id, &link, reason);
+    drop(slot); // the cap counts this connection until here
 }
 
 /// The read/decode/dispatch/write loop. Returns why the connection ends.
@@ -307,17 +341,25 @@ async fn drive(
         // Write everything queued for this client in one go.
         link.take_output(&mut out);
         if !out.is_empty() {
-            link.set_writing(out.len());
-            let written = stream.write_all(&out).await;
-            link.set_writing(0);
-            if written.is_err() {
-                return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+            // In slices, so that flow control sees a slow reader's progress during a long
+            // write (a write that waited longer than `flow::STALL` looked stalled).
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                let n = rest.len().min(WRITE_SLICE);
+                link.set_writing(rest.len());
+                let written = stream.write_all(&rest[..n]).await;
+                rest = &rest[n..];
+                link.set_writing(rest.len());
+                if written.is_err() {
+                    link.set_writing(0);
+                    return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+                }
+                if link.flow_watched() {
+                    shard.recheck_backlog(client_id);
+                }
             }
             link.counters.wrote(out.len());
             out.clear();
-            if link.flow_watched() {
-                shard.recheck_backlog(client_id);
-            }
         }
         if let Some(reason) = link.close_reason() {
             return reason;

@@ -17,6 +17,7 @@ pub mod publish;
 pub mod race;
 pub mod route;
 pub mod shard;
+pub mod slots;
 pub mod subscribe;
 pub mod sys;
 pub mod views;
@@ -123,6 +124,7 @@ pub fn start_with_shutdown(
         mqtt_addr = addr;
         _port_held = Some(held);
     }
+    let conn_slots = slots::ConnSlots::new(cfg.listeners.tcp.max_connections);
     let cfg = std::sync::Arc::new(cfg);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (mgmt_tx, mgmt_rx) = mpsc::channel::<Result<SocketAddr, String>>();
@@ -136,6 +138,7 @@ pub fn start_with_shutdown(
         let ready = ready_tx.clone();
         let id = member.id();
         let core = *core;
+        let conn_slots = conn_slots.clone();
         threads.push(spawn_pinned(
             &format!("shard-{id}"),
             core,
@@ -148,6 +151,7 @@ pub fn start_with_shutdown(
                     Rc::new((*cfg).clone()),
                     mesh.clone(),
                     shutdown.clone(),
+                    conn_slots,
                 );
                 let handler = shard.clone();
                 mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));

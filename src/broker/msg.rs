@@ -76,6 +76,8 @@ pub struct Adopt {
     /// Bytes read after the CONNECT packet (the client may pipeline).
     pub rest: BytesMut,
     pub peer: SocketAddr,
+    /// The connection's place under `listeners.tcp.max_connections`.
+    pub slot: super::slots::ConnSlot,
 }
 
 /// What a `Collect` asks a shard for (the management API's and `$SYS`'s questions).

@@ -85,6 +85,8 @@ pub struct Shard {
     pub(super) scratch: RefCell<Vec<(Str, SubOptions)>>,
     /// The backlog episodes one delivery fed (reused, no allocation per message).
     pub(super) backlog_scratch: std::cell::Cell<Vec<flow::FlowKey>>,
+    /// The node's MQTT connection cap, shared with every shard (taken at accept).
+    pub conn_slots: Arc<super::slots::ConnSlots>,
     /// Flow control: backlogged sessions and throttled publishers.
     pub flow: super::flow::Flow,
     /// Emptied action lists, reused by `on_packet` and deliveries.
@@ -138,6 +140,7 @@ impl Shard {
         cfg: Rc<Config>,
         mesh: Rc<Mesh<ShardMsg>>,
         shutdown: ShutdownFlag,
+        conn_slots: Arc<super::slots::ConnSlots>,
     ) -> Rc<Shard> {
         let policy = Arc::new(Policy::from_config(&cfg));
         Rc::new(Shard {
@@ -165,6 +168,7 @@ impl Shard {
             backlog_scratch: Default::default(),
             action_pool: RefCell::new(Vec::new()),
             flow: Default::default(),
+            conn_slots,
         })
     }
 
