@@ -9,49 +9,40 @@ use shardmq_bench::cli::Opts;
 use shardmq_bench::plan::Scenario;
 use shardmq_bench::{hgrm, probe, rtt, run};
 
+/// A probe's end: its summary on stdout, its report in `--json`, or its error.
+fn probe_done<R: serde::Serialize>(
+    opts: &Opts,
+    result: Result<R, String>,
+    summary: impl Fn(&R) -> String,
+) -> ExitCode {
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shardmq-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", summary(&report));
+    if let Some(path) = &opts.json {
+        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("shardmq-bench: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let opts = Opts::parse();
     if let Err(e) = opts.validate() {
         eprintln!("shardmq-bench: {e}");
         return ExitCode::from(2);
     }
-    if opts.scenario == Scenario::Rtt {
-        return match rtt::rtt(&opts) {
-            Ok(r) => {
-                print!("{}", r.summary());
-                if let Some(path) = &opts.json {
-                    let text = serde_json::to_string_pretty(&r).expect("report serialises");
-                    if let Err(e) = std::fs::write(path, text + "\n") {
-                        eprintln!("shardmq-bench: writing {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("shardmq-bench: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if opts.scenario == Scenario::Window {
-        return match probe::window(&opts) {
-            Ok(r) => {
-                print!("{}", r.summary());
-                if let Some(path) = &opts.json {
-                    let text = serde_json::to_string_pretty(&r).expect("report serialises");
-                    if let Err(e) = std::fs::write(path, text + "\n") {
-                        eprintln!("shardmq-bench: writing {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("shardmq-bench: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    match opts.scenario {
+        Scenario::Rtt => return probe_done(&opts, rtt::rtt(&opts), |r| r.summary()),
+        Scenario::Window => return probe_done(&opts, probe::window(&opts), |r| r.summary()),
+        _ => {}
     }
     let (report, hist) = match run::run(&opts, &mut std::io::stderr()) {
         Ok(r) => r,
