@@ -192,7 +192,7 @@ impl Shard {
                 // than queued without bound in its socket buffer; QoS 1/2 are bounded by the
                 // session's inflight window and queue.
                 let unread = c.link.as_ref().is_some_and(|l| {
-                    let bound = if c.backlogged {
+                    let bound = if c.backlogged() {
                         MAX_HELD_LINK_BACKLOG
                     } else {
                         MAX_LINK_BACKLOG

@@ -47,12 +47,18 @@ pub struct Client {
     pub connected_at: SystemTime,
     pub keep_alive: u16,
     pub protocol: ProtocolVersion,
-    /// Counted in `Shard::flow` as backlogged (see `flow`).
-    pub backlogged: bool,
-    /// The backlog episode in force while `backlogged`.
+    /// The backlog episode in force while flow control counts this client as backlogged
+    /// (see `flow`).
     pub backlog: Option<flow::FlowKey>,
     /// Flow control's view of the session's progress (stall detection).
     pub progress: flow::Progress,
+}
+
+impl Client {
+    /// Whether flow control counts this client as backlogged (an episode is in force).
+    pub fn backlogged(&self) -> bool {
+        self.backlog.is_some()
+    }
 }
 
 /// One core's broker state.
@@ -287,7 +293,7 @@ impl Shard {
         let session_present = resumable && !connect.clean_start;
         if !session_present {
             if let Some(mut old) = self.clients.borrow_mut().remove(&client_id) {
-                if old.backlogged {
+                if old.backlogged() {
                     self.flow.observe(true, 0, false, false);
                 }
                 self.end_backlog(&mut old);
@@ -314,7 +320,6 @@ impl Shard {
                 connected_at: SystemTime::now(),
                 keep_alive: connect.keep_alive,
                 protocol: connect.protocol,
-                backlogged: false,
                 backlog: None,
                 progress: flow::Progress::new(now),
             };
@@ -421,7 +426,7 @@ impl Shard {
             let mut metrics = self.metrics.borrow_mut();
             c.session
                 .handle(packet, self.now(), &mut metrics, &mut actions);
-            if c.backlogged || c.progress.watched() {
+            if c.backlogged() || c.progress.watched() {
                 self.note_backlog(c);
             }
         }
@@ -437,15 +442,13 @@ impl Shard {
         let unwritten = c.link.as_ref().map_or(0, |l| l.unwritten());
         let queued = c.session.queued().max(unwritten / flow::BYTES_PER_MESSAGE);
         let stalled = c.progress.observe(queued, Instant::now);
-        let (now, released) = self
-            .flow
-            .observe(c.backlogged, queued, c.link.is_some(), stalled);
-        if now != c.backlogged {
+        let was = c.backlogged();
+        let (now, released) = self.flow.observe(was, queued, c.link.is_some(), stalled);
+        if now != was {
             // Messages its publishers sent before the hold lands must not be dropped.
             c.session.hold_publishers(now);
         }
-        c.backlogged = now;
-        if now && c.backlog.is_none() {
+        if now && !was {
             c.backlog = Some(self.flow.begin(self.id));
         }
         if released {
@@ -728,7 +731,7 @@ impl Shard {
             .filter(|(_, c)| {
                 c.session.next_deadline().is_some_and(|d| d <= now)
                     || (c.link.is_none() && c.session.expired(now))
-                    || c.backlogged // flow control: has it stalled?
+                    || c.backlogged() // flow control: has it stalled?
             })
             .map(|(id, _)| id.clone())
             .collect();
