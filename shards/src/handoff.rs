@@ -4,8 +4,8 @@
 //! Owns: the conversion between an executor-bound [`Socket`] and a `Send`able descriptor.
 //! The receiving executor re-registers the socket with its own reactor; no data is lost
 //! because the caller passes along whatever bytes it had already read.
-//! Must never: let the same fd be used by two executors (the sender's stream is dropped
-//! after the descriptor is duplicated).
+//! Must never: let the same fd be used by two executors (the sender's socket gives up its
+//! descriptor and its reactor's interest in it before the descriptor travels).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -19,12 +19,13 @@ pub struct SocketInTransit(OwnedFd);
 impl SocketInTransit {
     /// Detaches `stream` from this executor. Any read or write in flight on it must have
     /// completed (the caller owns the stream, so none can be).
-    pub fn detach(socket: Socket) -> io::Result<SocketInTransit> {
-        Ok(SocketInTransit(socket.into_fd()?))
+    pub fn detach(socket: Socket) -> SocketInTransit {
+        SocketInTransit(socket.into_fd())
     }
 
     /// Binds the socket to the current executor's reactor.
     pub fn attach(self) -> io::Result<Socket> {
-        Socket::register(self.0)
+        // It left a `Socket`, so it is non-blocking already.
+        Socket::register_nonblocking(self.0)
     }
 }

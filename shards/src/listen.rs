@@ -1,6 +1,6 @@
 //! Binding a shard's listening socket: `SO_REUSEPORT` (every shard binds the same address and
-//! the kernel spreads new connections across them), the configured backlog, and
-//! `TCP_DEFER_ACCEPT`.
+//! the kernel spreads new connections across them), the configured backlog, `TCP_NODELAY`
+//! (inherited by every accepted connection) and `TCP_DEFER_ACCEPT`.
 //!
 //! Must never: be called outside an executor thread (the listener belongs to the executor
 //! that binds it); [`reserve_port`] is the exception, for the thread that starts the shards.
@@ -25,6 +25,10 @@ pub fn bind_reuseport(
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    // Accepted connections inherit it (Linux copies the listener's TCP options), which saves
+    // a `setsockopt` per connection: MQTT's small request/response packets must not wait
+    // for Nagle's algorithm.
+    socket.set_nodelay(true)?;
     if defer_accept_secs > 0 {
         let secs = libc::c_int::try_from(defer_accept_secs).unwrap_or(libc::c_int::MAX);
         // SAFETY: a valid socket and a c_int option value of the size passed.

@@ -99,6 +99,10 @@ pub struct Reactor {
     /// Read polls are multishot (Linux ≥ 5.13); cleared when the kernel refuses one, after
     /// which every wait arms a one-shot poll.
     multishot: std::cell::Cell<bool>,
+    /// Requests are in the submission queue that no `io_uring_enter` has passed on yet.
+    unsubmitted: std::cell::Cell<bool>,
+    /// The flusher task, while it waits for [`Reactor::queue`] to give it something.
+    flusher: RefCell<Option<Waker>>,
 }
 
 thread_local! {
@@ -121,6 +125,7 @@ impl Reactor {
         let efd = reactor.eventfd()?;
         CURRENT.with(|c| *c.borrow_mut() = Some(reactor.clone()));
         glommio::spawn_local(pump(reactor.clone(), efd)).detach();
+        glommio::spawn_local(flusher(reactor.clone())).detach();
         Ok(reactor)
     }
 
@@ -133,6 +138,8 @@ impl Reactor {
             slots: RefCell::new(Slab::new()),
             next_gen: std::cell::Cell::new(0),
             multishot: std::cell::Cell::new(true),
+            unsubmitted: std::cell::Cell::new(false),
+            flusher: RefCell::new(None),
         })
     }
 
@@ -154,16 +161,32 @@ impl Reactor {
         Ok(fd)
     }
 
-    /// Queues one request and submits it (with anything else queued) right away.
-    fn submit(&self, entry: squeue::Entry) -> io::Result<()> {
+    /// Queues one request; the flusher task submits it, with every other request queued in
+    /// the same executor turn, in one `io_uring_enter` before the executor can park (a burst
+    /// of accepted or closed connections costs one syscall, not one each). Requests reach the
+    /// kernel in the order queued, so a cancel always finds the poll queued before it.
+    fn queue(&self, entry: squeue::Entry) -> io::Result<()> {
         let mut ring = self.ring.borrow_mut();
         // SAFETY: poll and cancel requests reference no memory of ours, only a descriptor
         // that stays open until its poll is cancelled (see `deregister`).
         while unsafe { ring.submission().push(&entry) }.is_err() {
             ring.submit()?;
         }
-        ring.submit()?;
+        if !self.unsubmitted.replace(true) {
+            if let Some(w) = self.flusher.borrow_mut().take() {
+                w.wake();
+            }
+        }
         Ok(())
+    }
+
+    /// Passes every queued request to the kernel.
+    fn flush(&self) {
+        if self.unsubmitted.replace(false) {
+            if let Err(e) = self.ring.borrow_mut().submit() {
+                tracing::warn!("socket reactor: submitting requests failed: {e}");
+            }
+        }
     }
 
     fn register(&self, fd: RawFd) -> io::Result<(usize, u32)> {
@@ -193,7 +216,7 @@ impl Reactor {
             .build()
             .user_data(token(slot, gen, Interest::Read));
         self.slots.borrow_mut()[slot].read_armed = true;
-        let res = self.submit(poll);
+        let res = self.queue(poll);
         if res.is_err() {
             self.slots.borrow_mut()[slot].read_armed = false;
         }
@@ -217,7 +240,7 @@ impl Reactor {
             let entry = opcode::AsyncCancel::new(token(slot, gen, interest))
                 .build()
                 .user_data(IGNORED);
-            if let Err(e) = self.submit(entry) {
+            if let Err(e) = self.queue(entry) {
                 tracing::warn!("cancelling a socket poll failed: {e}");
             }
         };
@@ -341,7 +364,7 @@ impl Reactor {
             let poll = opcode::PollAdd::new(types::Fd(fd), WRITE_EVENTS)
                 .build()
                 .user_data(token(slot, gen, Interest::Write));
-            if let Err(e) = self.submit(poll) {
+            if let Err(e) = self.queue(poll) {
                 self.slots.borrow_mut()[slot].write_armed = false;
                 return Poll::Ready(Err(e));
             }
@@ -382,6 +405,17 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
     }
 }
 
+/// Submits what [`Reactor::queue`] queued, once per executor turn in which anything was: a
+/// task woken by `queue` runs before the executor parks. Runs for the executor's whole life.
+async fn flusher(reactor: Rc<Reactor>) {
+    poll_fn(|cx| {
+        reactor.flush();
+        *reactor.flusher.borrow_mut() = Some(cx.waker().clone());
+        Poll::<()>::Pending
+    })
+    .await;
+}
+
 /// A connected, non-blocking TCP socket registered with the executor's [`Reactor`].
 pub struct Socket {
     fd: OwnedFd,
@@ -408,6 +442,12 @@ impl Socket {
     /// Registers a connected TCP socket with this executor (making it non-blocking).
     pub fn register(fd: OwnedFd) -> io::Result<Socket> {
         set_nonblocking(fd.as_raw_fd())?;
+        Socket::register_nonblocking(fd)
+    }
+
+    /// [`Socket::register`] for a descriptor already in non-blocking mode (accepted with
+    /// `SOCK_NONBLOCK`, or handed over from another executor's `Socket`): no `fcntl`.
+    pub(crate) fn register_nonblocking(fd: OwnedFd) -> io::Result<Socket> {
         let reactor = Reactor::current()?;
         let (slot, gen) = reactor.register(fd.as_raw_fd())?;
         Ok(Socket {
@@ -419,11 +459,15 @@ impl Socket {
     }
 
     /// Unregisters the socket and gives its descriptor back, e.g. to hand it to another
-    /// executor. Input the kernel holds stays there.
-    pub fn into_fd(self) -> io::Result<OwnedFd> {
-        // The duplicate outlives this socket, whose drop cancels the poll and closes the
-        // original.
-        self.fd.try_clone()
+    /// executor. Input the kernel holds stays there; the descriptor stays non-blocking.
+    pub fn into_fd(self) -> OwnedFd {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.reactor.deregister(this.slot, this.gen);
+        // SAFETY: `this` is never dropped or used again, so each field is moved out once:
+        // the descriptor to the caller, the reactor handle dropped here.
+        let (fd, reactor) = unsafe { (std::ptr::read(&this.fd), std::ptr::read(&this.reactor)) };
+        drop(reactor);
+        fd
     }
 
     /// Reads what the socket has, up to `buf.len()` bytes, waiting until it has something.
@@ -544,6 +588,22 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// A connection [`Listener::accept`] took: a non-blocking descriptor that no reactor watches
+/// yet, and the peer's address as `accept4` gave it.
+#[derive(Debug)]
+pub struct Accepted {
+    pub fd: OwnedFd,
+    /// `None` for a peer that is not an IP socket.
+    pub peer: Option<SocketAddr>,
+}
+
+impl Accepted {
+    /// Registers the connection with the calling executor's reactor.
+    pub fn register(self) -> io::Result<Socket> {
+        Socket::register_nonblocking(self.fd)
+    }
+}
+
 /// A listening socket registered with the executor's [`Reactor`]: waits until connections
 /// are queued, then takes them all with plain `accept4` calls.
 pub struct Listener {
@@ -560,7 +620,7 @@ impl Listener {
 
     /// The next queued connection, non-blocking, not yet registered with any reactor (the
     /// caller decides where it is served).
-    pub async fn accept(&self) -> io::Result<OwnedFd> {
+    pub async fn accept(&self) -> io::Result<Accepted> {
         let s = &self.socket;
         poll_fn(|cx| loop {
             match s.reactor.poll_readable(s.slot, s.gen, cx.waker()) {
@@ -568,20 +628,33 @@ impl Listener {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            // SAFETY: null address pointers ask accept4 for no peer address.
-            let fd = unsafe {
-                libc::accept4(
-                    s.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
+            // SAFETY: `init` passes a zeroed `sockaddr_storage` and its length, valid for
+            // the whole call; accept4 writes at most that many bytes of the peer's address.
+            let taken = unsafe {
+                socket2::SockAddr::init(|addr, len| {
+                    let fd = libc::accept4(
+                        s.fd.as_raw_fd(),
+                        addr.cast(),
+                        len,
+                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    );
+                    if fd < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        // SAFETY: accept4 returned a new descriptor that nobody else owns.
+                        Ok(OwnedFd::from_raw_fd(fd))
+                    }
+                })
             };
-            if fd >= 0 {
-                // SAFETY: accept4 returned a new descriptor that nobody else owns.
-                return Poll::Ready(Ok(unsafe { OwnedFd::from_raw_fd(fd) }));
-            }
-            let e = io::Error::last_os_error();
+            let e = match taken {
+                Ok((fd, addr)) => {
+                    return Poll::Ready(Ok(Accepted {
+                        fd,
+                        peer: addr.as_socket(),
+                    }))
+                }
+                Err(e) => e,
+            };
             match e.kind() {
                 io::ErrorKind::WouldBlock => s.reactor.set_readable(s.slot, false),
                 io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}

@@ -67,7 +67,7 @@ fn echo(multishot: bool) {
         }
         let listener = bind_reuseport(loopback(), 16, 0).unwrap();
         addr_tx.send(listener.local_addr().unwrap()).unwrap();
-        let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+        let mut s = listener.accept().await.unwrap().register().unwrap();
         let reactor = Reactor::current().unwrap();
         assert_eq!(reactor.registered(), 2, "the listener and the connection");
         let mut total = 0;
@@ -118,7 +118,7 @@ fn completions_beyond_a_full_completion_queue_are_not_lost() {
         addr_tx.send(listener.local_addr().unwrap()).unwrap();
         let mut sockets = Vec::new();
         while sockets.len() < CLIENTS {
-            sockets.push(Socket::register(listener.accept().await.unwrap()).unwrap());
+            sockets.push(listener.accept().await.unwrap().register().unwrap());
         }
         go_tx.send(()).unwrap();
         let tasks: Vec<_> = sockets
@@ -175,7 +175,7 @@ fn a_write_larger_than_the_send_buffer_waits_for_room_and_arrives_whole() {
     on_executor(move || async move {
         let listener = bind_reuseport(loopback(), 16, 0).unwrap();
         addr_tx.send(listener.local_addr().unwrap()).unwrap();
-        let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+        let mut s = listener.accept().await.unwrap().register().unwrap();
         s.write_all(&data).await.unwrap();
         s.shutdown_write().unwrap();
     });
@@ -204,13 +204,13 @@ fn a_socket_handed_to_another_executor_keeps_its_unread_input() {
         on_executor(move || async move {
             let listener = bind_reuseport(loopback(), 16, 0).unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+            let mut s = listener.accept().await.unwrap().register().unwrap();
             let mut buf = [0u8; 5];
             let n = s.read(&mut buf).await.unwrap();
             assert_eq!(&buf[..n], b"first");
             s.write_all(b"ok").await.unwrap();
             let fd = s.peer_addr().unwrap();
-            fd_tx.send(SocketInTransit::detach(s).unwrap()).unwrap();
+            fd_tx.send(SocketInTransit::detach(s)).unwrap();
             fd
         })
     });
@@ -305,7 +305,7 @@ fn input_wakes_an_executor_that_has_gone_to_sleep_at_once() {
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
         addr_tx.send((listener.local_addr().unwrap(), tid)).unwrap();
-        let mut s = Socket::register(listener.accept().await.unwrap()).unwrap();
+        let mut s = listener.accept().await.unwrap().register().unwrap();
         for _ in 0..ROUNDS {
             let mut buf = [0u8; 1];
             assert_eq!(s.read(&mut buf).await.unwrap(), 1);

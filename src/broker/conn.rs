@@ -55,7 +55,7 @@ const BATCH_PACKETS: usize = 32;
 pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
-        let accepted = listener.accept().await.and_then(|fd| {
+        let accepted = listener.accept().await.and_then(|conn| {
             let Some(slot) = shard.conn_slots.try_take() else {
                 shard.metrics.borrow_mut().connections_refused_over_cap += 1;
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
@@ -68,12 +68,15 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
                 }
                 return Ok(None); // dropping the descriptor closes the connection
             };
-            Socket::register(fd).map(|s| Some((s, slot)))
+            let Some(peer) = conn.peer else {
+                return Ok(None); // not an IP peer: nothing this listener serves
+            };
+            conn.register().map(|s| Some((s, peer, slot)))
         });
         match accepted {
-            Ok(Some((stream, slot))) => {
+            Ok(Some((stream, peer, slot))) => {
                 let shard = shard.clone();
-                spawn_local(async move { handshake(shard, stream, slot).await }).detach();
+                spawn_local(async move { handshake(shard, stream, peer, slot).await }).detach();
             }
             Ok(None) => {}
             Err(e) => {
@@ -85,9 +88,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
 }
 
 /// Reads the CONNECT, then serves the connection here or hands it to its home shard.
-async fn handshake(shard: Rc<Shard>, mut stream: Socket, slot: ConnSlot) {
-    let _ = stream.set_nodelay(true);
-    let Ok(peer) = stream.peer_addr() else { return };
+async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot: ConnSlot) {
     let mut buf = BytesMut::new();
     let idle = Duration::from_secs(shard.cfg.mqtt.idle_timeout.max(1));
     let first = or_timeout(read_first_packet(&shard, &mut stream, &mut buf), idle).await;
@@ -143,19 +144,16 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, slot: ConnSlot) {
         serve(shard, stream, connect, buf, peer, slot).await;
         return;
     }
-    match SocketInTransit::detach(stream) {
-        Ok(socket) => shard.mesh.send(
-            home,
-            ShardMsg::Adopt(Box::new(Adopt {
-                socket,
-                connect,
-                rest: buf,
-                peer,
-                slot,
-            })),
-        ),
-        Err(e) => tracing::warn!("handing a connection to shard {home} failed: {e}"),
-    }
+    shard.mesh.send(
+        home,
+        ShardMsg::Adopt(Box::new(Adopt {
+            socket: SocketInTransit::detach(stream),
+            connect,
+            rest: buf,
+            peer,
+            slot,
+        })),
+    );
 }
 
 /// The CONNECT's strings are slices of the first read buffer; the session keeps some of them
