@@ -103,6 +103,7 @@ metric_set! {
         dropped_slow_subscriber => "messages/dropped/slow_subscriber",
         dropped_invalid => "messages/dropped/invalid",
         connections_refused_over_cap => "connections/refused/max_connections",
+        accept_failures => "connections/accept_failed",
     }
 }
 

@@ -15,7 +15,8 @@
 //!   the client what to do); any other transfer coding gets **501** (RFC 9112 §6.1), and a
 //!   `Transfer-Encoding` in an HTTP/1.0 request is faulty framing, **400** (RFC 9112 §6.1).
 //! * Duplicate `Content-Length` with different values, or a non-numeric one, is 400
-//!   (RFC 9112 §6.3). An HTTP/1.1 request without `Host` is 400 (RFC 9112 §3.2).
+//!   (RFC 9112 §6.3). An HTTP/1.1 request without `Host`, or with more than one, is 400
+//!   (RFC 9112 §3.2).
 //! * HTTP/1.1 keeps the connection open unless `Connection: close`; HTTP/1.0 closes unless
 //!   `Connection: keep-alive`.
 //! * After any error the framing is lost: the caller answers and closes.
@@ -254,6 +255,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
                 all.extend_from_slice(h.value);
                 transfer_encoding = Some(all);
             }
+            // More than one Host field is 400 (RFC 9112 §3.2): which one names the target
+            // is ambiguous, the classic request-smuggling lever.
+            "host" if has_host => return Err(HttpError::BadRequest("more than one Host header")),
             "host" => has_host = true,
             "connection" => {
                 for token in h.value.split(|&b| b == b',') {

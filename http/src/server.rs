@@ -2,7 +2,10 @@
 //! answers in order. IO, runtime-agnostic (futures-lite traits); runs on the management thread.
 //!
 //! Owns: the read buffer, the order of responses, keep-alive/close, and the deadlines: an
-//! idle keep-alive connection closes after [`ServerConfig::idle_timeout`]; a request must
+//! idle keep-alive connection closes after [`ServerConfig::idle_timeout`], one that has not
+//! yet had a request answered with success (2xx/3xx: e.g. only 401s, or nothing sent at all)
+//! after [`ServerConfig::request_timeout`], so unauthenticated sockets cannot sit on the
+//! listener's connection slots; a request must
 //! arrive completely within [`ServerConfig::request_timeout`] of its first byte (else 408 and
 //! close); a response must be written within `request_timeout`. Timers come from a
 //! caller-supplied factory so no runtime is named here.
@@ -83,6 +86,9 @@ where
     let mut chunk = vec![0u8; config.read_chunk.max(1)];
     // The running deadline, and whether it is the idle one (no request bytes yet).
     let mut deadline: Option<(Pin<Box<F>>, bool)> = None;
+    // Whether a request on this connection was answered with success: until then, waiting
+    // for a request is held to `request_timeout`.
+    let mut trusted = false;
     loop {
         // Answer every complete request already buffered (pipelining), in order.
         loop {
@@ -104,6 +110,7 @@ where
                             Response::internal_error()
                         }
                     };
+                    trusted |= resp.status < 400;
                     let keep = req.keep_alive && !resp.close;
                     let http10 = req.version == Version::Http10;
                     resp.write_to(&mut out, keep, http10, req.method == Method::Head);
@@ -129,7 +136,7 @@ where
             Some((_, was_idle)) => *was_idle && !idle,
         };
         if stale {
-            let d = if idle {
+            let d = if idle && trusted {
                 config.idle_timeout
             } else {
                 config.request_timeout

@@ -234,3 +234,20 @@ fn query_parsing() {
     );
     assert!(parse_query("").is_empty());
 }
+
+#[test]
+fn two_host_headers_are_a_bad_request() {
+    for input in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"[..],
+        &b"GET / HTTP/1.1\r\nHost: a\r\nhOsT: a\r\n\r\n"[..],
+    ] {
+        assert!(
+            matches!(
+                parse_request(input, &limits()),
+                Err(HttpError::BadRequest(_))
+            ),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}

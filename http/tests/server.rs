@@ -285,3 +285,43 @@ fn a_panic_in_one_request_answers_500_and_the_connection_goes_on() {
     );
     assert!(out.contains("list_brokers"));
 }
+
+/// Runs a connection whose deadlines fire at once, returning the durations it asked for.
+fn deadlines_asked(steps: Vec<Step>, config: &ServerConfig) -> (ConnEnd, Vec<Duration>) {
+    let mut io = Script::new(steps);
+    let asked = std::cell::RefCell::new(Vec::new());
+    let timer = |d: Duration| {
+        asked.borrow_mut().push(d);
+        async {}
+    };
+    let end = future::block_on(serve_connection(&mut io, &Names, config, timer)).unwrap();
+    (end, asked.into_inner())
+}
+
+#[test]
+fn a_connection_without_a_successful_answer_waits_only_request_timeout() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    };
+    // Silent from the start: closed after request_timeout, not idle_timeout.
+    let (end, asked) = deadlines_asked(vec![Step::Stall], &config);
+    assert_eq!(end, ConnEnd::IdleTimeout);
+    assert_eq!(asked, [Duration::from_secs(3)]);
+    // Only an error answer (404) so far: still request_timeout.
+    let (_, asked) = deadlines_asked(
+        vec![
+            data("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Step::Stall,
+        ],
+        &config,
+    );
+    assert_eq!(asked.last(), Some(&Duration::from_secs(3)), "{asked:?}");
+    // After a successful answer the keep-alive idle timeout applies.
+    let (_, asked) = deadlines_asked(
+        vec![data("GET /stats HTTP/1.1\r\nHost: x\r\n\r\n"), Step::Stall],
+        &config,
+    );
+    assert_eq!(asked.last(), Some(&Duration::from_secs(60)), "{asked:?}");
+}

@@ -28,6 +28,7 @@ use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
 use super::shard::{Refusal, Shard};
 use super::slots::ConnSlot;
+use super::warned::Warned;
 
 /// Bytes asked of one read: starts small (an idle connection holds little memory), doubles
 /// while reads fill it, halves when they come back mostly empty. Larger packets are
@@ -53,19 +54,19 @@ const BATCH_PACKETS: usize = 32;
 /// `listeners.tcp.max_connections` (all shards together) a connection is closed at once,
 /// without reading its CONNECT, and counted.
 pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
-    let mut last_warning: Option<std::time::Instant> = None;
+    let mut over_cap = Warned::default();
+    let mut failed = Warned::default();
     loop {
         let accepted = listener.accept().await.and_then(|conn| {
             let Some(slot) = shard.conn_slots.try_take() else {
                 shard.metrics.borrow_mut().connections_refused_over_cap += 1;
-                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    last_warning = Some(std::time::Instant::now());
+                over_cap.warn(|more| {
                     tracing::warn!(
                         shard = shard.id,
-                        "refusing connections: listeners.tcp.max_connections ({}) reached",
+                        "refusing connections: listeners.tcp.max_connections ({}) reached ({more} more since the last warning)",
                         shard.cfg.listeners.tcp.max_connections
-                    );
-                }
+                    )
+                });
                 return Ok(None); // dropping the descriptor closes the connection
             };
             let Some(peer) = conn.peer else {
@@ -80,7 +81,15 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(shard = shard.id, "accept failed: {e}");
+                // E.g. out of file descriptors: the connection waits in the listen queue; the
+                // alarm monitor raises `accept_failed` from the count.
+                shard.metrics.borrow_mut().accept_failures += 1;
+                failed.warn(|more| {
+                    tracing::warn!(
+                        shard = shard.id,
+                        "accept failed: {e} ({more} more since the last warning)"
+                    )
+                });
                 rt::sleep(Duration::from_millis(10)).await;
             }
         }

@@ -21,6 +21,7 @@ pub mod slots;
 pub mod subscribe;
 pub mod sys;
 pub mod views;
+pub mod warned;
 
 use std::io;
 use std::net::SocketAddr;

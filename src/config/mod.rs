@@ -91,8 +91,11 @@ pub struct ManagementConfig {
     /// Seconds a request may take to arrive completely (else 408 and close), and a response
     /// to be written.
     pub request_timeout: u64,
-    /// Seconds an idle keep-alive connection is kept open.
+    /// Seconds an idle keep-alive connection is kept open. A connection that has not yet had a
+    /// request answered successfully (an unauthenticated one) waits `request_timeout` instead.
     pub idle_timeout: u64,
+    /// Most HTTP connections open at once; more are closed as they are accepted.
+    pub max_connections: u64,
 }
 
 /// `[listeners]`: the MQTT listeners.
@@ -248,6 +251,7 @@ impl Default for ManagementConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: 10,
             idle_timeout: 60,
+            max_connections: 512,
         }
     }
 }
@@ -383,6 +387,9 @@ impl Config {
         }
         if self.management.idle_timeout == 0 {
             return fail("management.idle_timeout", "must be at least 1".into());
+        }
+        if self.management.max_connections == 0 {
+            return fail("management.max_connections", "must be at least 1".into());
         }
 
         let tcp = &self.listeners.tcp;

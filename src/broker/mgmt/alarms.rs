@@ -1,6 +1,8 @@
 //! Alarms: the management thread's system monitors (EMQ X `emqx_os_mon` / `emqx_vm_mon`):
-//! system CPU, system memory, this process's memory, and live connections against
-//! `listeners.tcp.max_connections`, checked every `alarms.check_interval_ms`. Each raise and
+//! system CPU, system memory, this process's memory, live connections against
+//! `listeners.tcp.max_connections`, and failing accepts (`accept_failed`: the listener could
+//! not take a connection since the previous check, e.g. out of file descriptors; cleared by a
+//! check with none), checked every `alarms.check_interval_ms`. Each raise and
 //! clear is kept (present table keyed by id; history keyed by id with `clear_at`, as EMQ X
 //! 3.2) and published to `$SYS/brokers/<node>/alarms/alert|clear`.
 //!
@@ -23,6 +25,7 @@ pub const CPU: &str = "cpu_high_watermark";
 pub const SYSMEM: &str = "system_memory_high_watermark";
 pub const PROCMEM: &str = "process_memory_high_watermark";
 pub const CONNECTIONS: &str = "too_many_connections";
+pub const ACCEPT_FAILED: &str = "accept_failed";
 
 /// One reading of the monitored figures (`None`: not available on this system).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -35,6 +38,8 @@ pub struct Sample {
     pub procmem: Option<f64>,
     pub rss: u64,
     pub connections: u64,
+    /// Accepts that failed on the MQTT listeners since the broker started.
+    pub accept_failures: u64,
 }
 
 /// A raise or a clear, to publish.
@@ -50,6 +55,8 @@ pub struct Alarms {
     present: BTreeMap<String, String>,
     history: BTreeMap<String, ClearedAlarm>,
     cpu_prev: Option<(u64, u64)>,
+    /// `accept_failures` at the previous check.
+    accept_failures_prev: u64,
 }
 
 impl Alarms {
@@ -143,11 +150,21 @@ impl Alarms {
             cfg.connections_low_watermark,
             s.connections.to_string(),
         );
+        let failed = s.accept_failures.saturating_sub(self.accept_failures_prev);
+        self.accept_failures_prev = s.accept_failures;
+        events.extend(if failed > 0 {
+            self.raise(
+                ACCEPT_FAILED,
+                format!("{failed} connections could not be accepted"),
+            )
+        } else {
+            self.clear(ACCEPT_FAILED, now.to_string())
+        });
         events
     }
 
     /// Reads the system figures (CPU use is the delta since the previous call).
-    pub fn sample(&mut self, connections: u64) -> Sample {
+    pub fn sample(&mut self, connections: u64, accept_failures: u64) -> Sample {
         let cpu = cpu_times().and_then(|(busy, total)| {
             let prev = self.cpu_prev.replace((busy, total));
             let (pb, pt) = prev?;
@@ -162,6 +179,7 @@ impl Alarms {
             procmem: mem.map(|(total, _)| rss as f64 / total as f64),
             rss,
             connections,
+            accept_failures,
         }
     }
 }
@@ -203,14 +221,14 @@ fn rss_bytes() -> u64 {
 impl Broker {
     /// One check of every monitor; raises and clears are published to `$SYS`.
     pub async fn check_alarms(&self) {
-        let ((_, stats), cov) = self.totals().await;
+        let ((metrics, stats), cov) = self.totals().await;
         if !cov.is_complete() {
             return;
         }
         let cfg = &self.cfg.alarms;
         let events = {
             let mut alarms = self.admin.alarms.borrow_mut();
-            let sample = alarms.sample(stats.connections);
+            let sample = alarms.sample(stats.connections, metrics.accept_failures);
             alarms.check(
                 cfg,
                 &sample,
@@ -265,5 +283,25 @@ mod tests {
         a.check(&cfg, &s(0.5, 1), 10, "t5");
         assert!(a.present().is_empty());
         assert_eq!(a.history().len(), 2);
+    }
+
+    #[test]
+    fn accept_failures_raise_while_they_grow_and_clear_on_a_check_without_any() {
+        let cfg = AlarmsConfig::default();
+        let mut a = Alarms::default();
+        let s = |failures: u64| Sample {
+            accept_failures: failures,
+            ..Sample::default()
+        };
+        assert!(a.check(&cfg, &s(0), 10, "t1").is_empty());
+        let ev = a.check(&cfg, &s(40), 10, "t2");
+        assert!(
+            matches!(&ev[..], [AlarmEvent::Raised { id, desc }] if id == ACCEPT_FAILED && desc.starts_with("40 ")),
+            "{ev:?}"
+        );
+        assert!(a.check(&cfg, &s(90), 10, "t3").is_empty(), "still failing");
+        let ev = a.check(&cfg, &s(90), 10, "t4");
+        assert!(matches!(&ev[..], [AlarmEvent::Cleared { id, .. }] if id == ACCEPT_FAILED));
+        assert!(a.present().is_empty());
     }
 }

@@ -470,7 +470,7 @@ impl Broker {
                 acceptors: 1,
                 current_conns: self.http_conns.get(),
                 listen_on: self.http_addr.to_string(),
-                max_conns: 512,
+                max_conns: self.cfg.management.max_connections,
                 protocol: "http:management".into(),
                 shutdown_count: ShutdownCount(http_shutdowns),
             },

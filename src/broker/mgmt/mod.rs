@@ -30,6 +30,7 @@ use shardmq_shards::rt::{self, spawn_local, TcpListener};
 use shardmq_shards::runtime::ShutdownFlag;
 
 use super::msg::ShardMsg;
+use super::warned::Warned;
 use crate::config::Config;
 use crate::metrics::StatsWithMax;
 use collector::Broker;
@@ -126,16 +127,43 @@ pub async fn run(
         ..ServerConfig::default()
     };
     let accept_api = api.clone();
+    let max_conns = cfg.management.max_connections;
     let accept = spawn_local(async move {
+        let mut warned = Warned::default();
+        let mut over_cap = Warned::default();
         loop {
-            let Ok(mut stream) = listener.accept().await else {
-                rt::sleep(Duration::from_millis(10)).await;
-                continue;
+            let mut stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    warned.warn(|more| {
+                        tracing::warn!(
+                            "management: accept failed: {e} ({more} more since the last warning)"
+                        )
+                    });
+                    rt::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             };
+            let broker = &accept_api.collector;
+            if broker.http_conns.get() >= max_conns {
+                // Over the cap: closed unread (dropping the stream), counted per listener.
+                *broker
+                    .http_shutdowns
+                    .borrow_mut()
+                    .entry("max_connections".to_string())
+                    .or_default() += 1;
+                over_cap.warn(|more| {
+                    tracing::warn!(
+                        "management: refusing connections: management.max_connections ({max_conns}) reached ({more} more since the last warning)"
+                    )
+                });
+                continue;
+            }
+            // Counted here, not in the task: a burst of accepts must see every one before it.
+            broker.http_conns.set(broker.http_conns.get() + 1);
             let api = accept_api.clone();
             spawn_local(async move {
                 let broker = &api.collector;
-                broker.http_conns.set(broker.http_conns.get() + 1);
                 let end = serve_connection(&mut stream, &*api, &server_cfg, rt::sleep).await;
                 broker.http_conns.set(broker.http_conns.get() - 1);
                 let reason = match end {
