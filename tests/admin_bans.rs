@@ -1,5 +1,6 @@
 //! Bans over real sockets: a banned client id / username / IP address cannot connect
-//! (CONNACK 5), a live client that becomes banned is kicked, `until` expires a ban, and the
+//! (CONNACK 5), a live client that becomes banned is kicked, a ban already expired or an
+//! `ip_address` ban of something not an address is refused (108), and the
 //! routes validate (107/108) and page. Loopback only; bounded waits.
 
 mod common;
@@ -51,13 +52,15 @@ fn banned_clients_cannot_connect_and_a_live_one_is_kicked() {
     assert_eq!(node.connack("anyone", None, None), 5);
     node.expect("DELETE", "banned/127.0.0.1?as=ip_address", None, 0);
     assert_eq!(node.connack("anyone", None, None), 0);
-    // A ban whose `until` passed is not enforced.
-    node.expect(
+    // A ban whose `until` already passed would never take effect: refused (108), not
+    // answered 0 and silently ignored.
+    let r = node.expect(
         "POST",
         "banned/",
         Some(json!({"who": "old", "as": "client_id", "until": now() - 5})),
-        0,
+        108,
     );
+    assert!(r["message"].as_str().unwrap().contains("until"), "{r}");
     assert_eq!(node.connack("old", None, None), 0);
 }
 
@@ -80,6 +83,21 @@ fn banned_routes_validate_and_page() {
         Some(json!({"who": "x", "as": "client_id", "until": "soon"})),
         108,
     );
+    // An ip_address ban needs an IP address.
+    for who in ["not-an-ip", "127.0.0", "::g"] {
+        node.expect(
+            "POST",
+            "banned/",
+            Some(json!({"who": who, "as": "ip_address"})),
+            108,
+        );
+    }
+    node.expect(
+        "POST",
+        "banned/",
+        Some(json!({"who": "::1", "as": "ip_address"})),
+        0,
+    );
     node.expect("DELETE", "banned/x", None, 107);
     node.expect("DELETE", "banned/x?as=nick", None, 108);
     assert_eq!(node.call("POST", "banned/", None).status, 400);
@@ -91,6 +109,7 @@ fn banned_routes_validate_and_page() {
             0,
         );
     }
+    node.expect("DELETE", "banned/::1?as=ip_address", None, 0);
     let page = node.expect("GET", "banned/?_page=2&_limit=2", None, 0);
     assert_eq!(page["meta"], json!({"page": 2, "limit": 2, "count": 3}));
     assert_eq!(page["data"].as_array().unwrap().len(), 1);

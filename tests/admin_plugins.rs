@@ -164,7 +164,7 @@ fn auth_username_checks_known_usernames_and_anonymous_follows_the_setting() {
 }
 
 #[test]
-fn unloading_the_retainer_stops_retained_delivery() {
+fn unloading_the_retainer_stops_retained_delivery_and_keeps_the_messages() {
     let dir = tempfile::tempdir().unwrap();
     let node = AdminNode::start(dir.path(), &[]);
     let mut publisher = node.connect("pub", None, None).0;
@@ -176,10 +176,14 @@ fn unloading_the_retainer_stops_retained_delivery() {
     let mut sub2 = node.connect("sub2", None, None).0;
     sub2.subscribe(1, &[("keep/#", QoS::AtLeastOnce)]);
     sub2.expect_nothing();
+    // Published while unloaded: not stored.
     publisher.publish_retained("keep/b", b"2", 2);
+    // Loaded again: what was retained before is served again (unloading deleted nothing).
     node.load("emqx_retainer");
     let mut sub3 = node.connect("sub3", None, None).0;
     sub3.subscribe(1, &[("keep/#", QoS::AtLeastOnce)]);
+    let p = sub3.recv_publish();
+    assert_eq!((&p.topic[..], &p.payload[..]), ("keep/a", &b"1"[..]));
     sub3.expect_nothing();
 }
 

@@ -137,3 +137,104 @@ fn sigterm_shuts_the_broker_down_cleanly() {
     assert!(exit.success(), "exit status {exit}: {err}");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }
+
+/// Starts the binary on these ports and data directory; returns the child once it accepts
+/// MQTT connections.
+fn start_listening(mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
+    let mut child = Command::new(BIN)
+        .args([
+            "--mqtt",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--shards",
+            "2",
+            "--set",
+            &format!("node.data_dir={}", data.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("shardmq exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shardmq did not listen on {mqtt}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Runs a second broker to completion (it must refuse to start); returns its stderr.
+fn second_broker_fails(args: &[String]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--shards", "2"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a second broker started: {err}");
+    err
+}
+
+#[test]
+fn a_second_broker_on_the_same_ports_or_data_dir_refuses_to_start() {
+    let (data, other_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mqtt, http) = (free_port(), free_port());
+    let mut first = start_listening(mqtt, http, data.path());
+    let set = |d: &std::path::Path| format!("node.data_dir={}", d.display());
+    // The same MQTT port (its own data dir and API port).
+    let err = second_broker_fails(&[
+        "--mqtt".into(),
+        format!("127.0.0.1:{mqtt}"),
+        "--http".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--set".into(),
+        set(other_data.path()),
+    ]);
+    assert!(
+        err.contains(&mqtt.to_string()) && err.contains("in use"),
+        "{err}"
+    );
+    // The same API port.
+    let err = second_broker_fails(&[
+        "--mqtt".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--http".into(),
+        format!("127.0.0.1:{http}"),
+        "--set".into(),
+        set(other_data.path()),
+    ]);
+    assert!(
+        err.contains(&http.to_string()) && err.contains("in use"),
+        "{err}"
+    );
+    // The same data directory on free ports.
+    let err = second_broker_fails(&[
+        "--mqtt".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--http".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--set".into(),
+        set(data.path()),
+    ]);
+    assert!(err.contains("data_dir") && err.contains("in use"), "{err}");
+    // The first one still serves: CONNECT → CONNACK 0.
+    let mut s = TcpStream::connect(("127.0.0.1", mqtt)).unwrap();
+    s.write_all(&[
+        0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'c',
+    ])
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+    let _ = first.kill();
+    let _ = first.wait();
+}

@@ -162,9 +162,22 @@ fn max_connections_holds_across_shards_and_a_closed_connection_makes_room() {
     // The slot comes back when the closed connection's task ends: retry until it has.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let (c, ack) = Raw::connect(broker.addr, "after-one-left", true, 0, None);
-        if ack.code == 0 {
-            c.disconnect();
+        // Until then a new connection is closed without a CONNACK.
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(broker.addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut bytes = bytes::BytesMut::new();
+        let connect = connect_packet("after-one-left", true, 0, None, ProtocolVersion::V311);
+        shardmq::codec::encode(
+            &Packet::Connect(Box::new(connect)),
+            ProtocolVersion::V311,
+            &mut bytes,
+        )
+        .unwrap();
+        let _ = s.write_all(&bytes);
+        let mut ack = [0u8; 4];
+        if s.read_exact(&mut ack).is_ok() {
+            assert_eq!(ack, [0x20, 2, 0, 0], "CONNACK once there is room");
             break;
         }
         assert!(

@@ -9,6 +9,10 @@ use shardmq_bench::cli::Opts;
 fn fanin_qos1_against_an_in_process_broker_loses_nothing() {
     let mut cfg = Config::default();
     cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+    // Its own API port and data directory: one broker per address and per directory.
+    cfg.management.bind = "127.0.0.1:0".parse().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    cfg.node.data_dir = data.path().to_string_lossy().into_owned();
     cfg.mqtt.max_mqueue = 100_000;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let broker = shardmq::broker::start(cfg, &[0, 1 % cores]).expect("broker starts");
@@ -54,6 +58,10 @@ fn fanin_qos1_against_an_in_process_broker_loses_nothing() {
 fn window_probe_finds_the_brokers_inflight_window() {
     let mut cfg = Config::default();
     cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+    // Its own API port and data directory: one broker per address and per directory.
+    cfg.management.bind = "127.0.0.1:0".parse().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    cfg.node.data_dir = data.path().to_string_lossy().into_owned();
     cfg.mqtt.max_inflight = 7;
     let broker = shardmq::broker::start(cfg, &[0]).expect("broker starts");
     let port = broker.mqtt_addr.port().to_string();

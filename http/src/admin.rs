@@ -76,7 +76,10 @@ fn ban_kind(raw: Option<String>) -> Result<BanKind, Response> {
     }
 }
 
-fn banned_params(map: Map<String, Value>) -> Result<Banned, Response> {
+/// A ban from a `POST /banned` body, checked: `who` of an `ip_address` ban must be an IP
+/// address, and an `until` at or before `now` (Unix seconds) would never take effect, so both
+/// are refused (108) instead of answering 0 for a ban that is never listed or enforced.
+fn banned_params(map: Map<String, Value>, now: u64) -> Result<Banned, Response> {
     let who = opt_string(&map, "who")?;
     let kind = opt_string(&map, "as")?;
     if who.as_deref().is_none_or(str::is_empty) || kind.is_none() {
@@ -92,13 +95,26 @@ fn banned_params(map: Map<String, Value>) -> Result<Banned, Response> {
             format!("missing mandatory params: [{}]", missing.join(", ")),
         )));
     }
+    let who = who.unwrap_or_default();
+    let kind = ban_kind(kind)?;
+    if kind == BanKind::IpAddress && who.parse::<std::net::IpAddr>().is_err() {
+        return Err(type_error(&format!(
+            "'who' of an ip_address ban must be an IP address, not {who:?}"
+        )));
+    }
+    let until = opt_expiry(&map, "until")?.flatten();
+    if let Some(t) = until.filter(|t| *t <= now) {
+        return Err(type_error(&format!(
+            "'until' ({t}) is not in the future (now {now}): the ban would never take effect"
+        )));
+    }
     Ok(Banned {
-        who: who.unwrap_or_default(),
-        kind: ban_kind(kind)?,
+        who,
+        kind,
         reason: opt_string(&map, "reason")?.unwrap_or_default(),
         desc: opt_string(&map, "desc")?.unwrap_or_default(),
         by: opt_string(&map, "by")?,
-        until: opt_expiry(&map, "until")?.flatten(),
+        until,
     })
 }
 
@@ -257,7 +273,9 @@ impl<C: Collector> Api<C> {
             Route::DelApp { appid } => ApiCall::DelApp { app_id: appid },
 
             Route::ListBanned => ApiCall::ListBanned { paging },
-            Route::CreateBanned => ApiCall::CreateBanned(banned_params(body_json(req)?)?),
+            Route::CreateBanned => {
+                ApiCall::CreateBanned(banned_params(body_json(req)?, (self.clock)())?)
+            }
             Route::DeleteBanned { who } => ApiCall::DeleteBanned {
                 kind: ban_kind(req.query_param("as"))?,
                 who,

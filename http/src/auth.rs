@@ -12,8 +12,6 @@ use crate::response::{ApiError, ErrorCode};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 
 /// Default app id / user name created on first start.
 pub const DEFAULT_LOGIN: &str = "admin";
@@ -106,21 +104,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// 16 unpredictable bytes from std's randomly keyed SipHash (salts need uniqueness, not
-/// cryptographic strength; secrets built from them are 128-bit unguessable per process).
+/// 16 bytes from the operating system's random source (`getrandom(2)`), for salts and app
+/// secrets. A system that cannot give any is not one to hand out credentials on: this
+/// panics, and the API answers that request with 500.
 pub fn random_bytes() -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (i, chunk) in out.chunks_mut(8).enumerate() {
-        let mut h = RandomState::new().build_hasher();
-        h.write_usize(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
+    getrandom::getrandom(&mut out).expect("the OS random source (getrandom) failed");
     out
 }
 
@@ -142,7 +131,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

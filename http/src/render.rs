@@ -32,8 +32,14 @@ impl Kind {
 }
 
 /// The family name for an EMQ X style name: prefixed, every character outside
-/// `[a-zA-Z0-9_]` becomes `_`, counters end in `_total`.
+/// `[a-zA-Z0-9_]` becomes `_`, counters end in `_total`. A gauge's EMQ X `/count` suffix is
+/// dropped (`connections/count` → `shardmq_connections`): Prometheus reserves `_count` for
+/// summaries and histograms.
 pub fn family_name(name: &str, kind: Kind) -> String {
+    let name = match kind {
+        Kind::Gauge => name.strip_suffix("/count").unwrap_or(name),
+        Kind::Counter => name,
+    };
     let mut out = String::with_capacity(PREFIX.len() + name.len() + 6);
     out.push_str(PREFIX);
     out.extend(name.chars().map(|c| {
@@ -74,7 +80,7 @@ pub fn write_family(
     name: &str,
     help: &str,
     kind: Kind,
-    samples: &[(Vec<(&str, String)>, u64)],
+    samples: &[(Vec<(&str, String)>, f64)],
 ) {
     let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(out, "# TYPE {name} {}", kind.as_str());
@@ -94,17 +100,53 @@ pub fn write_family(
     }
 }
 
-/// Whether an event-loop figure is a gauge (its name ends in `depth`, `count` or `max`).
+/// Whether an event-loop figure is a gauge (its name ends in `depth`, `count`, `max` or
+/// `permille`).
 fn loop_kind(name: &str) -> Kind {
-    if name.ends_with("depth") || name.ends_with("count") || name.ends_with("max") {
+    if ["depth", "count", "max", "permille"]
+        .iter()
+        .any(|s| name.ends_with(s))
+    {
         Kind::Gauge
     } else {
         Kind::Counter
     }
 }
 
-/// Which part of a shard view, its kind (`None`: decided per name), and the HELP prefix.
-type Section = (fn(&ShardView) -> &NamedValues, Option<Kind>, &'static str);
+/// EMQ X metrics that are gauges although they sit among the counters (they go down).
+const GAUGE_METRICS: &[&str] = &["messages/retained"];
+
+/// How a figure is exposed: its family name, its kind, and the factor that brings its value
+/// to base units (a `*_permille` figure becomes a `*_ratio` between 0 and 1).
+fn exposed(name: &str, kind: Kind) -> (String, f64) {
+    match name.strip_suffix("_permille") {
+        Some(stem) => (family_name(&format!("{stem}_ratio"), kind), 0.001),
+        None => (family_name(name, kind), 1.0),
+    }
+}
+
+/// The parts of a shard view.
+#[derive(Clone, Copy)]
+enum Part {
+    Stats,
+    Metrics,
+    EventLoop,
+}
+
+impl Part {
+    /// The kind of the figure `name` of this part.
+    fn kind(self, name: &str) -> Kind {
+        match self {
+            Part::Stats => Kind::Gauge,
+            Part::Metrics if GAUGE_METRICS.contains(&name) => Kind::Gauge,
+            Part::Metrics => Kind::Counter,
+            Part::EventLoop => loop_kind(name),
+        }
+    }
+}
+
+/// Which part of a shard view, and the HELP prefix.
+type Section = (fn(&ShardView) -> &NamedValues, Part, &'static str);
 
 /// Renders every shard's stats (gauges), metrics (counters) and event-loop figures as one
 /// family per name, one sample per shard, labelled `shard` and `core`. Families appear in
@@ -112,12 +154,16 @@ type Section = (fn(&ShardView) -> &NamedValues, Option<Kind>, &'static str);
 pub fn render_shards(shards: &[ShardView]) -> String {
     let mut out = String::new();
     let sections: [Section; 3] = [
-        (|s| &s.stats, Some(Kind::Gauge), "EMQ X stat"),
-        (|s| &s.metrics, Some(Kind::Counter), "EMQ X metric"),
-        (|s| &s.event_loop, None, "Shard event loop figure"),
+        (|s| &s.stats, Part::Stats, "EMQ X stat"),
+        (|s| &s.metrics, Part::Metrics, "EMQ X metric"),
+        (
+            |s| &s.event_loop,
+            Part::EventLoop,
+            "Shard event loop figure",
+        ),
     ];
     let mut seen: Vec<String> = Vec::new();
-    for (pick, kind, what) in sections {
+    for (pick, part, what) in sections {
         let mut names: Vec<&str> = Vec::new();
         for shard in shards {
             for (name, _) in &pick(shard).0 {
@@ -127,8 +173,8 @@ pub fn render_shards(shards: &[ShardView]) -> String {
             }
         }
         for name in names {
-            let kind = kind.unwrap_or_else(|| loop_kind(name));
-            let family = family_name(name, kind);
+            let kind = part.kind(name);
+            let (family, scale) = exposed(name, kind);
             if seen.contains(&family) {
                 continue;
             }
@@ -136,7 +182,7 @@ pub fn render_shards(shards: &[ShardView]) -> String {
                 .iter()
                 .filter_map(|s| {
                     let labels = vec![("shard", s.shard.to_string()), ("core", s.core.to_string())];
-                    pick(s).get(name).map(|v| (labels, v))
+                    pick(s).get(name).map(|v| (labels, v as f64 * scale))
                 })
                 .collect();
             write_family(

@@ -271,6 +271,13 @@ fn shard_view_json_and_prometheus() {
         metrics: NamedValues::from_pairs([("packets/connect", connects)]),
         event_loop: NamedValues::from_pairs([("loop/busy_us", 7), ("mesh/depth", 1)]),
     };
+    let shard_with_gauges = |id: u32| ShardView {
+        shard: id,
+        core: id,
+        stats: NamedValues::from_pairs([("connections/max", 5)]),
+        metrics: NamedValues::from_pairs([("messages/retained", 2)]),
+        event_loop: NamedValues::from_pairs([("loop/busy_permille", 250)]),
+    };
     let shards = [shard(0, 3, 10), shard(1, 4, 20)];
     assert_eq!(
         serde_json::to_string(&shards[0]).unwrap(),
@@ -280,16 +287,17 @@ fn shard_view_json_and_prometheus() {
         family_name("packets/connect", Kind::Counter),
         "shardmq_packets_connect_total"
     );
+    // `_count` is a summary's suffix in Prometheus: a gauge does without it.
     assert_eq!(
         family_name("connections/count", Kind::Gauge),
-        "shardmq_connections_count"
+        "shardmq_connections"
     );
     let text = render_shards(&shards);
     let expected = "\
-# HELP shardmq_connections_count EMQ X stat connections/count, per shard
-# TYPE shardmq_connections_count gauge
-shardmq_connections_count{shard=\"0\",core=\"2\"} 3
-shardmq_connections_count{shard=\"1\",core=\"3\"} 4
+# HELP shardmq_connections EMQ X stat connections/count, per shard
+# TYPE shardmq_connections gauge
+shardmq_connections{shard=\"0\",core=\"2\"} 3
+shardmq_connections{shard=\"1\",core=\"3\"} 4
 # HELP shardmq_packets_connect_total EMQ X metric packets/connect, per shard
 # TYPE shardmq_packets_connect_total counter
 shardmq_packets_connect_total{shard=\"0\",core=\"2\"} 10
@@ -302,6 +310,20 @@ shardmq_loop_busy_us_total{shard=\"1\",core=\"3\"} 7
 # TYPE shardmq_mesh_depth gauge
 shardmq_mesh_depth{shard=\"0\",core=\"2\"} 1
 shardmq_mesh_depth{shard=\"1\",core=\"3\"} 1
+";
+    assert_eq!(text, expected);
+    // Figures that go down are gauges, and a permille is a ratio in base units.
+    let text = render_shards(&[shard_with_gauges(0)]);
+    let expected = "\
+# HELP shardmq_connections_max EMQ X stat connections/max, per shard
+# TYPE shardmq_connections_max gauge
+shardmq_connections_max{shard=\"0\",core=\"0\"} 5
+# HELP shardmq_messages_retained EMQ X metric messages/retained, per shard
+# TYPE shardmq_messages_retained gauge
+shardmq_messages_retained{shard=\"0\",core=\"0\"} 2
+# HELP shardmq_loop_busy_ratio Shard event loop figure loop/busy_permille, per shard
+# TYPE shardmq_loop_busy_ratio gauge
+shardmq_loop_busy_ratio{shard=\"0\",core=\"0\"} 0.25
 ";
     assert_eq!(text, expected);
     for line in text.lines().filter(|l| !l.starts_with('#')) {

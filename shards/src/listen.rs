@@ -51,8 +51,55 @@ pub fn bind_reuseport(
     Listener::register(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
 }
 
-/// Picks a free port for `addr` (whose port is 0) and keeps it bound, not listening, with
-/// `SO_REUSEPORT`, until the returned socket is dropped: the shards bind the same port
+/// Claims `addr` for this process's shards: refuses it when another socket already listens
+/// there (another broker: with `SO_REUSEPORT` alone it would silently share the port and
+/// split the clients), then keeps it bound with [`reserve_port`] until the shards have bound
+/// it too. Port 0 picks a free port. The check binds without `SO_REUSEPORT` (and with
+/// `SO_REUSEADDR`, so a restart is not refused for the last run's `TIME_WAIT` connections);
+/// only a second broker starting in the same instant could slip past it.
+pub fn claim_port(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
+    if addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        if let Err(e) = probe.bind(&addr.into()) {
+            return Err(if e.kind() == io::ErrorKind::AddrInUse {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{addr} is already in use (another broker or program listens there)"),
+                )
+            } else {
+                e
+            });
+        }
+    }
+    reserve_port(addr)
+}
+
+/// Binds the management listener for the calling executor: no `SO_REUSEPORT` (one process
+/// serves the API; a second broker on the same address fails with `AddrInUse` instead of
+/// sharing it), `SO_REUSEADDR` for restarts.
+pub fn bind_exclusive(addr: SocketAddr, backlog: u32) -> io::Result<crate::rt::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{addr} is already in use (another broker or program listens there)"),
+            )
+        } else {
+            e
+        }
+    })?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    // SAFETY: a bound, listening socket whose ownership passes to the glommio listener.
+    Ok(unsafe {
+        <crate::rt::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd())
+    })
+}
+
+/// Keeps `addr` bound, not listening, with `SO_REUSEPORT` (port 0: a free port, picked now)
+/// until the returned socket is dropped: the shards bind the same port
 /// meanwhile, and nothing else can be given it. (Picking with a plain socket and dropping it
 /// before the shards bind let two brokers started at once get the same port and share it
 /// through `SO_REUSEPORT`: one's clients were served by the other.) A bound socket that does

@@ -236,7 +236,7 @@ fn from_u64(v: u64) -> libc::rlim_t {
 fn show(v: u64) -> String {
     if v == u64::MAX {
         "unlimited".to_owned()
-    } else if v >= 1024 && v % 1024 == 0 {
+    } else if v >= 1024 && v.is_multiple_of(1024) {
         format!("{} KiB", v / 1024)
     } else {
         format!("{v} bytes")

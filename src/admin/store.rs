@@ -112,10 +112,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store in `dir` (created when missing).
+    /// The store in `dir` (created when missing, readable by this user only: the tables
+    /// hold password hashes and app secrets).
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Store> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
+        create_private_dir(&dir)?;
         Ok(Store { dir })
     }
 
@@ -296,12 +297,72 @@ fn corrupt(table: &str) -> io::Error {
     )
 }
 
-/// Replaces `dir/name` with `bytes`: write `name.tmp`, fsync it, rename it over `name`,
+/// Takes `<dir>/shardmq.lock` (created when missing) with an exclusive `flock`, held until
+/// the returned file is dropped (or the process ends): one broker per data directory. A
+/// second one gets `WouldBlock` with a message that names the directory.
+pub fn lock_data_dir(dir: &Path) -> io::Result<fs::File> {
+    create_private_dir(dir)?;
+    let path = dir.join("shardmq.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "data_dir {} is in use by another broker (it holds {})",
+                dir.display(),
+                path.display()
+            ),
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Creates `dir` (and its parents) when missing, the directory itself `0700`. An existing
+/// directory keeps its mode (it may be shared, e.g. `/tmp`); one that others can read gets a
+/// warning (the files in it are `0600` regardless).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "data_dir {} is readable by other users (mode {:o}); `chmod 700` it",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Replaces `dir/name` with `bytes` (a file only this user can read or write): write `name.tmp`, fsync it, rename it over `name`,
 /// fsync the directory so the rename itself is durable.
 pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     {
-        let mut f = fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // `mode` applies only when the file is created: a leftover from an older version
+        // is narrowed too.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -379,5 +440,25 @@ mod tests {
         assert!(loaded.plugin_active("emqx_management"));
         fs::write(dir.path().join("sub/apps.json"), b"[{").unwrap();
         assert!(store.load(&Bootstrap::default(), false).is_err());
+    }
+
+    #[test]
+    fn tables_are_private_to_the_user_and_a_new_data_dir_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let store = Store::open(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        atomic_write(&dir, "apps.json", b"[]").unwrap();
+        assert_eq!(mode(&dir.join("apps.json")), 0o600);
+        // A table an older version left world-readable is narrowed on its next write.
+        fs::set_permissions(dir.join("apps.json"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(dir.join("apps.json.tmp"), fs::Permissions::from_mode(0o644)).ok();
+        drop(store);
+        fs::write(dir.join("apps.json.tmp"), b"x").unwrap();
+        fs::set_permissions(dir.join("apps.json.tmp"), fs::Permissions::from_mode(0o644)).unwrap();
+        atomic_write(&dir, "apps.json", b"[1]").unwrap();
+        assert_eq!(mode(&dir.join("apps.json")), 0o600);
     }
 }

@@ -1,6 +1,6 @@
 //! A shard's side of administration: swapping in a new admin [`Policy`] (and kicking the
-//! live clients a new ban matches, dropping retained messages when the retainer is
-//! unloaded), retained-message expiry, and `emqx_delayed_publish`'s timers.
+//! live clients a new ban matches), retained-message expiry, and `emqx_delayed_publish`'s
+//! timers.
 //!
 //! Runs on the shard. Must never: change the policy it was given (it is shared, read-only),
 //! hold a borrow across a call that can re-enter the shard, or add work per message beyond
@@ -37,7 +37,7 @@ pub fn parse_delayed(topic: &str) -> Option<(Duration, &str)> {
 
 impl Shard {
     /// Puts `policy` in force: new CONNECTs and new sessions follow it from now on; live
-    /// clients a ban now matches are kicked; an unloaded retainer forgets its messages.
+    /// clients a ban now matches are kicked.
     pub fn apply_policy(self: &Rc<Self>, policy: Arc<Policy>) {
         let now = unix_secs();
         let kicked: Vec<_> = self
@@ -51,9 +51,8 @@ impl Shard {
                     .then(|| link.clone())
             })
             .collect();
-        if !policy.retainer {
-            self.retained.borrow_mut().clear();
-        }
+        // An unloaded retainer keeps its messages (loading it again serves them); while it is
+        // unloaded nothing is stored or served (`store_retained`, `retained_matching`).
         *self.policy.borrow_mut() = policy;
         for link in kicked {
             link.close(CloseReason::Kicked);

@@ -70,6 +70,8 @@ pub struct Broker {
     pub http_addr: SocketAddr,
     shutdown: ShutdownFlag,
     threads: Vec<JoinHandle<()>>,
+    /// The `data_dir` lock, released when the broker is dropped (after its threads ended).
+    _data_lock: std::fs::File,
 }
 
 impl Broker {
@@ -116,15 +118,13 @@ pub fn start_with_shutdown(
             route::MAX_SHARDS
         )));
     }
-    let mut mqtt_addr: SocketAddr = cfg.listeners.tcp.bind;
-    // Every shard must bind the same port: with port 0, pick a free one now and hold it until
-    // they all have.
-    let mut _port_held = None;
-    if mqtt_addr.port() == 0 {
-        let (addr, held) = shardmq_shards::listen::reserve_port(mqtt_addr)?;
-        mqtt_addr = addr;
-        _port_held = Some(held);
-    }
+    // One broker per data directory and per port: a second one is refused here, before it
+    // touches either.
+    let data_lock = crate::admin::store::lock_data_dir(std::path::Path::new(&cfg.node.data_dir))?;
+    // Every shard must bind the same port, which nobody else may hold: claim it now (port
+    // 0: pick a free one) and hold it until they all have bound it.
+    let (mqtt_addr, _port_held) = shardmq_shards::listen::claim_port(cfg.listeners.tcp.bind)
+        .map_err(|e| io::Error::new(e.kind(), format!("MQTT listener: {e}")))?;
     let conn_slots = slots::ConnSlots::new(cfg.listeners.tcp.max_connections);
     let cfg = std::sync::Arc::new(cfg);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -211,6 +211,7 @@ pub fn start_with_shutdown(
         http_addr,
         shutdown,
         threads,
+        _data_lock: data_lock,
     })
 }
 

@@ -399,7 +399,8 @@ impl Config {
         if tcp.backlog == 0 {
             return fail("listeners.tcp.backlog", "must be at least 1".into());
         }
-        if tcp.bind == self.management.bind {
+        // Port 0 is a different free port for each.
+        if tcp.bind == self.management.bind && tcp.bind.port() != 0 {
             return fail(
                 "management.bind",
                 format!("{} is also listeners.tcp.bind", tcp.bind),

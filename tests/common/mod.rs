@@ -44,6 +44,8 @@ impl TestBroker {
     pub fn start_with_shards(shards: usize, sets: &[&str]) -> TestBroker {
         let mut cfg = Config::default();
         cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+        // Each test broker has its own API port: one process per address.
+        cfg.management.bind = "127.0.0.1:0".parse().unwrap();
         let data = tempfile::tempdir().expect("a temp data dir");
         cfg.node.data_dir = data.path().to_string_lossy().into_owned();
         for s in sets {

@@ -26,7 +26,7 @@ use shardmq_http::api::{system_clock, Api};
 use shardmq_http::{serve_connection, ConnEnd, Limits, ServerConfig};
 use shardmq_shards::mesh::MeshMember;
 use shardmq_shards::reply::Replies;
-use shardmq_shards::rt::{self, spawn_local, TcpListener};
+use shardmq_shards::rt::{self, spawn_local};
 use shardmq_shards::runtime::ShutdownFlag;
 
 use super::msg::ShardMsg;
@@ -64,7 +64,7 @@ pub async fn run(
             inbox.deliver(req, *reply);
         }
     });
-    let listener = match TcpListener::bind(cfg.management.bind) {
+    let listener = match shardmq_shards::listen::bind_exclusive(cfg.management.bind, 1024) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!(
