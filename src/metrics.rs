@@ -104,6 +104,7 @@ metric_set! {
         dropped_invalid => "messages/dropped/invalid",
         connections_refused_over_cap => "connections/refused/max_connections",
         accept_failures => "connections/accept_failed",
+        connections_cut_input_budget => "connections/cut/input_budget",
     }
 }
 

@@ -23,6 +23,7 @@ use shardmq_shards::handoff::SocketInTransit;
 use shardmq_shards::rt::{self, spawn_local};
 use shardmq_shards::sockio::{Listener, Socket};
 
+use super::budget::InputBudget;
 use super::link::Link;
 use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
@@ -190,7 +191,13 @@ async fn read_first_packet(
     stream: &mut Socket,
     buf: &mut BytesMut,
 ) -> Result<Packet, ConnectError> {
-    let max = shard.cfg.mqtt.max_packet_size as usize;
+    // An unauthenticated peer can make us buffer only this much (a CONNECT announcing more
+    // is refused as soon as its fixed header arrives).
+    let max = shard
+        .cfg
+        .mqtt
+        .max_packet_size
+        .min(shard.cfg.mqtt.max_connect_packet_size) as usize;
     loop {
         match codec::decode(buf, ProtocolVersion::V311, max) {
             Ok(Some(p)) => return Ok(p),
@@ -300,6 +307,7 @@ async fn run(
     slot: ConnSlot,
 ) {
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
+    shard.input_budget.borrow_mut().release(link.id);
     // A takeover waiting on this connection may go on.
     link.drained();
     // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
@@ -334,6 +342,8 @@ async fn drive(
     let max = shard.cfg.mqtt.max_packet_size as usize;
     let mut out = BytesMut::new();
     let mut chunk = MIN_READ_CHUNK;
+    // Bytes of `buf` on the books of the shard's input budget.
+    let mut counted = 0usize;
     loop {
         if link.drain_asked() {
             drain(shard, stream, link, client_id, buf, max);
@@ -345,6 +355,9 @@ async fn drive(
         let dispatched = dispatch(shard, link, client_id, buf, max, BATCH_PACKETS, true);
         // The batch's time must not outlive it: the write below may wait.
         drop(clock);
+        if InputBudget::<()>::must_report(buf.len(), counted) {
+            counted = shard.hold_input(link, buf.len());
+        }
         // Write everything queued for this client in one go.
         link.take_output(&mut out);
         if !out.is_empty() {
@@ -426,6 +439,9 @@ async fn drive(
                 };
                 shard.metrics.borrow_mut().bytes_received += n as u64;
                 link.counters.read(n);
+                if InputBudget::<()>::must_report(buf.len(), counted) {
+                    counted = shard.hold_input(link, buf.len());
+                }
             }
             Either::Right(()) => {}
         }

@@ -7,6 +7,7 @@
 //! [`sys`] (`$SYS` topics).
 //! Must never: share mutable state between shards except through the mesh.
 
+pub mod budget;
 pub mod conn;
 pub mod enforce;
 pub mod flow;

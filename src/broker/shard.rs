@@ -95,6 +95,10 @@ pub struct Shard {
     pub conn_slots: Arc<super::slots::ConnSlots>,
     /// Flow control: backlogged sessions and throttled publishers.
     pub flow: super::flow::Flow,
+    /// This shard's share of `mqtt.input_budget` and who holds it.
+    pub input_budget: RefCell<super::budget::InputBudget<std::rc::Weak<Link>>>,
+    /// The warning for cuts over the input budget, at most once a second.
+    pub input_budget_warned: RefCell<super::warned::Warned>,
     /// Emptied action lists, reused by `on_packet` and deliveries.
     action_pool: RefCell<Vec<Vec<Action>>>,
     /// The time a connection task read at the start of its current batch of packets (see
@@ -149,6 +153,7 @@ impl Shard {
         conn_slots: Arc<super::slots::ConnSlots>,
     ) -> Rc<Shard> {
         let policy = Arc::new(Policy::from_config(&cfg));
+        let input_share = (cfg.mqtt.input_budget / shards.max(1) as u64) as usize;
         Rc::new(Shard {
             id,
             core,
@@ -174,8 +179,31 @@ impl Shard {
             backlog_scratch: Default::default(),
             action_pool: RefCell::new(Vec::new()),
             flow: Default::default(),
+            input_budget: RefCell::new(super::budget::InputBudget::new(input_share)),
+            input_budget_warned: Default::default(),
             conn_slots,
         })
+    }
+
+    /// Records that `link`'s connection holds `held` bytes of input not yet handled; when
+    /// this shard's share of `mqtt.input_budget` runs out, the largest holder is closed
+    /// (counted and logged). Returns the bytes now counted for `link`.
+    pub fn hold_input(&self, link: &Rc<Link>, held: usize) -> usize {
+        let (counted, cut) =
+            self.input_budget
+                .borrow_mut()
+                .hold(link.id, held, &Rc::downgrade(link));
+        if let Some(victim) = cut.and_then(|w| w.upgrade()) {
+            self.metrics.borrow_mut().connections_cut_input_budget += 1;
+            self.input_budget_warned.borrow_mut().warn(|more| {
+                tracing::warn!(
+                    shard = self.id,
+                    "mqtt.input_budget reached: closing the connection holding the most unfinished input ({more} more since the last warning)"
+                )
+            });
+            victim.close(CloseReason::InputBudget);
+        }
+        counted
     }
 
     pub(super) fn random(&self) -> u64 {

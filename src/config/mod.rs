@@ -142,6 +142,13 @@ pub enum SharedSubscriptionStrategy {
 pub struct MqttConfig {
     /// Largest packet in bytes, fixed header included (1..=268435455).
     pub max_packet_size: u32,
+    /// Largest CONNECT in bytes (at most `max_packet_size` counts): what an unauthenticated
+    /// peer may make the broker buffer.
+    pub max_connect_packet_size: u32,
+    /// Bytes all connections together may hold in packets not yet complete (an equal share
+    /// per shard; each connection counts from 64 KiB). Over it the connection holding the
+    /// most is closed.
+    pub input_budget: u64,
     /// Longest client id in bytes (at least 23).
     pub max_clientid_len: u16,
     /// Most levels in a topic name or filter (0 = unlimited).
@@ -271,6 +278,8 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             max_packet_size: 1024 * 1024,
+            max_connect_packet_size: 64 * 1024,
+            input_budget: 256 * 1024 * 1024,
             max_clientid_len: 65535,
             max_topic_levels: 0,
             max_qos_allowed: 2,
@@ -413,6 +422,21 @@ impl Config {
                 "mqtt.max_packet_size",
                 format!(
                     "must be in 1..={MAX_PACKET_SIZE_LIMIT}, got {}",
+                    mqtt.max_packet_size
+                ),
+            );
+        }
+        if mqtt.max_connect_packet_size < 64 {
+            return fail(
+                "mqtt.max_connect_packet_size",
+                "must be at least 64 (a CONNECT with a short client id)".into(),
+            );
+        }
+        if mqtt.input_budget < u64::from(mqtt.max_packet_size).max(1024 * 1024) {
+            return fail(
+                "mqtt.input_budget",
+                format!(
+                    "must be at least mqtt.max_packet_size ({}) and 1048576: each shard's share must hold a whole packet",
                     mqtt.max_packet_size
                 ),
             );

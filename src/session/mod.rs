@@ -163,6 +163,9 @@ pub enum CloseReason {
     SocketClosed,
     /// The broker is shutting down (glue).
     ServerShutdown,
+    /// The connection held the most input in unfinished packets when the broker's input
+    /// budget ran out (glue).
+    InputBudget,
 }
 
 impl CloseReason {
@@ -182,6 +185,7 @@ impl CloseReason {
             CloseReason::Kicked => "kicked",
             CloseReason::SocketClosed => "closed",
             CloseReason::ServerShutdown => "shutdown",
+            CloseReason::InputBudget => "input_budget",
         }
     }
 
@@ -194,6 +198,7 @@ impl CloseReason {
             CloseReason::Takeover => Some(0x8E),
             CloseReason::Kicked => Some(0x98),
             CloseReason::ServerShutdown => Some(0x8B),
+            CloseReason::InputBudget => Some(0x97),
             CloseReason::Disconnect
             | CloseReason::DisconnectWithWill
             | CloseReason::SocketClosed => None,
