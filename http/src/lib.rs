@@ -13,6 +13,8 @@
 //! * [`parse`]: HTTP/1.1 framing and limits (pure).
 //! * [`route`] and [`index`]: the route table and `GET /api/v3/` data (pure).
 //! * [`auth`]: Basic auth, apps, dashboard users, salted hashes (pure).
+//! * [`throttle`]: failed logins per client address, back-off (pure; the broker's MQTT
+//!   CONNECT check uses it too).
 //! * [`response`]: envelope, error codes, statuses, pagination, wire bytes (pure).
 //! * [`render`]: Prometheus text for `GET /metrics` (pure).
 //! * [`model`]: serde types of the API, field for field as api-v3.md (pure).
@@ -31,6 +33,7 @@ pub mod render;
 pub mod response;
 pub mod route;
 pub mod server;
+pub mod throttle;
 
 pub use collector::{ApiAnswer, ApiCall, Collector, Coverage, Page, Reply};
 pub use parse::{parse_request, HttpError, Limits, Method, Request, Version};
