@@ -93,6 +93,13 @@ pub struct ManagementConfig {
     pub request_timeout: u64,
     /// Seconds an idle keep-alive connection is kept open.
     pub idle_timeout: u64,
+    /// Failed logins (wrong Basic credentials, failed `POST /auth`) from one IP address within
+    /// `auth_fail_window` after which its requests get 429 for `auth_fail_backoff` (0 = off).
+    pub auth_fail_limit: u32,
+    /// Seconds failed logins are counted together, from the first (0 = off).
+    pub auth_fail_window: u64,
+    /// Seconds an address that reached `auth_fail_limit` is refused (0 = off).
+    pub auth_fail_backoff: u64,
 }
 
 /// `[listeners]`: the MQTT listeners.
@@ -171,6 +178,14 @@ pub struct MqttConfig {
     pub idle_timeout: u64,
     /// How shared subscription groups pick a member.
     pub shared_subscription_strategy: SharedSubscriptionStrategy,
+    /// Failed authentications (CONNACK 4, or 5 for an anonymous client when those are not
+    /// allowed) from one IP address within `auth_fail_window` after which its CONNECTs are
+    /// refused (CONNACK 5) for `auth_fail_backoff` (0 = off).
+    pub auth_fail_limit: u32,
+    /// Seconds failed authentications are counted together, from the first (0 = off).
+    pub auth_fail_window: u64,
+    /// Seconds an address that reached `auth_fail_limit` is refused (0 = off).
+    pub auth_fail_backoff: u64,
 }
 
 /// `[retainer]`: retained messages.
@@ -248,6 +263,9 @@ impl Default for ManagementConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: 10,
             idle_timeout: 60,
+            auth_fail_limit: 5,
+            auth_fail_window: 60,
+            auth_fail_backoff: 60,
         }
     }
 }
@@ -283,6 +301,9 @@ impl Default for MqttConfig {
             upgrade_qos: false,
             idle_timeout: 15,
             shared_subscription_strategy: SharedSubscriptionStrategy::Random,
+            auth_fail_limit: 5,
+            auth_fail_window: 60,
+            auth_fail_backoff: 60,
         }
     }
 }
