@@ -4,10 +4,10 @@
 //! crate knows nothing of glommio or of the broker: the broker implements [`Collector`], the
 //! runtime supplies the socket (futures-lite `AsyncRead + AsyncWrite`) and a timer factory.
 //!
-//! Pipeline of one request: [`parse::parse_request`] → [`route::route`] → auth
-//! ([`auth::CredentialStore::authorize`]) → handler ([`server::Handler`]) which turns the
-//! route into [`ApiCall`]s and the [`ApiAnswer`]s into a [`response::Response`] →
-//! [`server::serve_connection`] writes it.
+//! Pipeline of one request: [`parse::parse_request`] → [`route::route`] → throttle
+//! ([`throttle::AuthThrottle::check`]) → auth ([`auth::CredentialStore::authorize`]) →
+//! handler ([`server::Handler`]) which turns the route into [`ApiCall`]s and the
+//! [`ApiAnswer`]s into a [`response::Response`] → [`server::serve_connection`] writes it.
 //!
 //! Modules, and what each owns:
 //! * [`parse`]: HTTP/1.1 framing and limits (pure).
