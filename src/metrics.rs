@@ -103,6 +103,9 @@ metric_set! {
         dropped_slow_subscriber => "messages/dropped/slow_subscriber",
         dropped_invalid => "messages/dropped/invalid",
         connections_refused_over_cap => "connections/refused/max_connections",
+        connections_refused_auth_failed => "connections/refused/auth_failed",
+        connections_refused_auth_throttled => "connections/refused/auth_throttled",
+        auth_throttled_addresses => "auth/throttled_addresses",
     }
 }
 
