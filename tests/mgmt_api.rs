@@ -1324,9 +1324,12 @@ fn per_core_stats_and_prometheus_metrics() {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     assert!(!series.is_empty());
+    // Every series is per shard, except the management thread's own (node-wide).
     for line in &series {
         assert!(
-            line.contains("shard=\"0\"") || line.contains("shard=\"1\""),
+            line.contains("shard=\"0\"")
+                || line.contains("shard=\"1\"")
+                || line.starts_with("shardmq_http_"),
             "{line}"
         );
     }

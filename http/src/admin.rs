@@ -158,6 +158,7 @@ impl<C: Collector> Api<C> {
     pub(crate) async fn admin(&self, route: Route, req: &Request, paging: Paging) -> Answer {
         let node = self.node.clone();
         let shape = Shape::of(&route);
+        let login = matches!(route, Route::AuthUser);
         let call = match route {
             Route::ListClientid => ApiCall::ListAuth {
                 table: AuthTable::ClientId,
@@ -324,6 +325,18 @@ impl<C: Collector> Api<C> {
             _ => return Err(failed(ApiError::new(ErrorCode::Unknown, "not_supported"))),
         };
         let reply = self.collector.call(call).await;
+        // A dashboard login is a password check like Basic auth: throttled the same way.
+        if login {
+            match &reply.answer {
+                ApiAnswer::Done => self.login_succeeded(req),
+                ApiAnswer::Failed(e)
+                    if matches!(e.code, ErrorCode::BadCredentials | ErrorCode::UserNotFound) =>
+                {
+                    self.login_failed(req)
+                }
+                _ => {}
+            }
+        }
         let resp = match (reply.answer, shape) {
             (ApiAnswer::Data(data), Shape::Plugins) => {
                 Response::data(&json!([{"node": node, "plugins": data}]))

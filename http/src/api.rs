@@ -1,13 +1,18 @@
-//! The REST handlers: request → route → auth → node check → [`ApiCall`]s → [`Response`].
+//! The REST handlers: request → route → throttle → auth → node check → [`ApiCall`]s →
+//! [`Response`].
 //!
 //! Owns: what each route of api-v3.md answers and in which shape (lists per node, arrays for
-//! lookups, pages with `meta`), parameter validation (codes 107/108/109/115), and the
-//! `X-ShardMQ-Shards: responded/total` header. Pure over the [`Collector`] seam, so it is
-//! tested with a fake broker. Runs on the management thread.
+//! lookups, pages with `meta`), parameter validation (codes 107/108/109/115), the
+//! `X-ShardMQ-Shards: responded/total` header, and the failed-login throttle of the API
+//! ([`crate::throttle`]: wrong Basic credentials and failed `POST /auth` logins count; an
+//! address in back-off gets 429 on every route that checks credentials). Pure over the
+//! [`Collector`] seam, so it is tested with a fake broker (the throttle reads the monotonic
+//! clock). Runs on the management thread.
 //! Must never: panic on any request, answer 5xx for bad input, or talk to shards itself.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -18,10 +23,11 @@ use crate::model::{
     NodeListeners, NodeMetrics, NodeStats, PublishParams, SubscribeParams, UnsubscribeParams,
 };
 use crate::parse::Request;
-use crate::render::{render_shards, PROMETHEUS_CONTENT_TYPE};
+use crate::render::{render_node, render_shards, PROMETHEUS_CONTENT_TYPE};
 use crate::response::{ApiError, ErrorCode, Paging, Response};
 use crate::route::{route, Route};
 use crate::server::Handler;
+use crate::throttle::{AuthThrottle, Failure};
 
 /// The REST API of one node.
 pub struct Api<C: Collector> {
@@ -34,6 +40,8 @@ pub struct Api<C: Collector> {
     pub credentials: Rc<RefCell<CredentialStore>>,
     /// Unix seconds now (for app expiry); a function so tests can fix it.
     pub clock: fn() -> u64,
+    /// Failed logins per client address (`management.auth_fail_*`).
+    pub throttle: RefCell<AuthThrottle>,
 }
 
 /// Unix seconds from the system clock.
@@ -68,14 +76,24 @@ impl<C: Collector> Api<C> {
         let Ok(route) = route(&req.method, &req.path) else {
             return Response::not_found();
         };
-        if route.needs_auth()
-            && self
-                .credentials
-                .borrow()
-                .authorize(req.header("authorization"), (self.clock)())
-                .is_none()
-        {
-            return Response::unauthorized();
+        // Every route that checks credentials (Basic auth, or the login of `POST /auth`) is
+        // refused while the client's address is in back-off, the right credentials included.
+        if route.needs_auth() || matches!(route, Route::AuthUser) {
+            if let Some(refused) = self.throttled(req) {
+                return refused;
+            }
+        }
+        if route.needs_auth() {
+            let header = req.header("authorization");
+            let who = self.credentials.borrow().authorize(header, (self.clock)());
+            if who.is_none() {
+                // No credentials at all is a question (a browser asks first), not a guess.
+                if header.is_some() {
+                    self.login_failed(req);
+                }
+                return Response::unauthorized();
+            }
+            self.login_succeeded(req);
         }
         if let Some(node) = route.node() {
             if node != self.node {
@@ -245,7 +263,9 @@ impl<C: Collector> Api<C> {
                         )
                     }
                     ApiAnswer::Shards(views) => {
-                        Response::text(PROMETHEUS_CONTENT_TYPE, render_shards(&views))
+                        let mut text = render_shards(&views);
+                        text.push_str(&render_node(&self.node_figures()));
+                        Response::text(PROMETHEUS_CONTENT_TYPE, text)
                     }
                     other => unexpected(other),
                 };
@@ -261,6 +281,55 @@ impl<C: Collector> Api<C> {
             "X-ShardMQ-Shards",
             format!("{}/{}", coverage.responded, coverage.total),
         )
+    }
+
+    /// 429 while the request's address is in back-off.
+    fn throttled(&self, req: &Request) -> Option<Response> {
+        let left = self
+            .throttle
+            .borrow_mut()
+            .check(req.peer?, Instant::now())?;
+        Some(Response::too_many_requests(left))
+    }
+
+    /// Wrong credentials: counted against the request's address; logs a warning (paced)
+    /// when that starts its back-off.
+    pub(crate) fn login_failed(&self, req: &Request) {
+        let Some(ip) = req.peer else {
+            return;
+        };
+        let mut throttle = self.throttle.borrow_mut();
+        if let Failure::Throttled { warn: Some(others) } = throttle.failure(ip, Instant::now()) {
+            let cfg = throttle.config();
+            let more = match others {
+                0 => String::new(),
+                n => format!(" ({n} more addresses throttled since the last warning)"),
+            };
+            tracing::warn!(
+                address = %ip,
+                "management API: {ip} made {} failed logins within {} s: its requests are refused (429) for {} s{more}",
+                cfg.limit,
+                cfg.window.as_secs(),
+                cfg.backoff.as_secs(),
+            );
+        }
+    }
+
+    /// Right credentials: the address's failures are forgotten (not a back-off in force).
+    pub(crate) fn login_succeeded(&self, req: &Request) {
+        if let Some(ip) = req.peer {
+            self.throttle.borrow_mut().success(ip, Instant::now());
+        }
+    }
+
+    /// The management thread's own figures for `GET /metrics` (node-wide, no shard).
+    fn node_figures(&self) -> Vec<(&'static str, u64)> {
+        let counts = self.throttle.borrow().counts();
+        vec![
+            ("http/refused/auth_failed", counts.failures),
+            ("http/refused/auth_throttled", counts.refused),
+            ("http/auth/throttled_addresses", counts.throttled),
+        ]
     }
 
     async fn paged(&self, call: ApiCall, paging: Paging) -> (Response, crate::Coverage) {

@@ -4,15 +4,17 @@
 //! crate knows nothing of glommio or of the broker: the broker implements [`Collector`], the
 //! runtime supplies the socket (futures-lite `AsyncRead + AsyncWrite`) and a timer factory.
 //!
-//! Pipeline of one request: [`parse::parse_request`] → [`route::route`] → auth
-//! ([`auth::CredentialStore::authorize`]) → handler ([`server::Handler`]) which turns the
-//! route into [`ApiCall`]s and the [`ApiAnswer`]s into a [`response::Response`] →
-//! [`server::serve_connection`] writes it.
+//! Pipeline of one request: [`parse::parse_request`] → [`route::route`] → throttle
+//! ([`throttle::AuthThrottle::check`]) → auth ([`auth::CredentialStore::authorize`]) →
+//! handler ([`server::Handler`]) which turns the route into [`ApiCall`]s and the
+//! [`ApiAnswer`]s into a [`response::Response`] → [`server::serve_connection`] writes it.
 //!
 //! Modules, and what each owns:
 //! * [`parse`]: HTTP/1.1 framing and limits (pure).
 //! * [`route`] and [`index`]: the route table and `GET /api/v3/` data (pure).
 //! * [`auth`]: Basic auth, apps, dashboard users, salted hashes (pure).
+//! * [`throttle`]: failed logins per client address, back-off (pure; the broker's MQTT
+//!   CONNECT check uses it too).
 //! * [`response`]: envelope, error codes, statuses, pagination, wire bytes (pure).
 //! * [`render`]: Prometheus text for `GET /metrics` (pure).
 //! * [`model`]: serde types of the API, field for field as api-v3.md (pure).
@@ -31,6 +33,7 @@ pub mod render;
 pub mod response;
 pub mod route;
 pub mod server;
+pub mod throttle;
 
 pub use collector::{ApiAnswer, ApiCall, Collector, Coverage, Page, Reply};
 pub use parse::{parse_request, HttpError, Limits, Method, Request, Version};

@@ -22,6 +22,7 @@
 //! * After any error the framing is lost: the caller answers and closes.
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// Hard limits applied while parsing. Each one maps to its own status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +171,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection may stay open after the response.
     pub keep_alive: bool,
+    /// The client's address, when the server knows it (the parser never does: the
+    /// connection loop fills it in).
+    pub peer: Option<IpAddr>,
 }
 
 impl Request {
@@ -305,6 +309,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
         headers,
         body: body.to_vec(),
         keep_alive,
+        peer: None,
     };
     Ok(Some((request, total)))
 }

@@ -1,5 +1,6 @@
 //! Prometheus text exposition (format 0.0.4) for `GET /metrics`: one series per shard, with a
-//! `shard` label (and `core`). Pure, runs on the management thread.
+//! `shard` label (and `core`), then the management thread's node-wide counters, unlabelled.
+//! Pure, runs on the management thread.
 //!
 //! Owns: metric-name mapping (`packets/connect` → `shardmq_packets_connect_total`), HELP/TYPE
 //! lines, label escaping. Must never: emit a family twice, emit a name outside
@@ -194,6 +195,23 @@ pub fn render_shards(shards: &[ShardView]) -> String {
             );
             seen.push(family);
         }
+    }
+    out
+}
+
+/// Renders node-wide counters (the management thread's own, e.g. `http/refused/auth_failed`):
+/// one family per name, one sample without labels. Their names must not be those of a shard
+/// figure (they start with `http/`).
+pub fn render_node(counters: &[(&str, u64)]) -> String {
+    let mut out = String::new();
+    for (name, value) in counters {
+        write_family(
+            &mut out,
+            &family_name(name, Kind::Counter),
+            &format!("Management thread figure {name}, node-wide"),
+            Kind::Counter,
+            &[(Vec::new(), *value as f64)],
+        );
     }
     out
 }

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     Unauthorized = 401,
     NotFound = 404,
     PayloadTooLarge = 413,
+    /// Too many failed logins from the client's address: refused during its back-off.
+    TooManyRequests = 429,
     HeadersTooLarge = 431,
 }
 
@@ -48,13 +50,14 @@ impl ErrorCode {
     }
 
     /// The HTTP status: 200 for application errors (clients read `code`), 400 for a body
-    /// that is not JSON, and the mirrored status for 401/404/413/431.
+    /// that is not JSON, and the mirrored status for 401/404/413/429/431.
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BodyNotJson => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::HeadersTooLarge => 431,
             _ => 200,
         }
@@ -202,6 +205,20 @@ impl Response {
         Response::error(&ApiError::new(ErrorCode::Unauthorized, "Unauthorized"))
     }
 
+    /// 429 `{"code":429,"message":...}` with `Retry-After` (whole seconds, rounded up), for a
+    /// client whose address is in back-off after too many failed logins. The connection
+    /// closes: a guesser pays a new connection for every refused attempt.
+    pub fn too_many_requests(retry_after: std::time::Duration) -> Response {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let mut resp = Response::error(&ApiError::new(
+            ErrorCode::TooManyRequests,
+            format!("too many failed logins from this address, retry in {secs} s"),
+        ))
+        .with_header("Retry-After", secs.to_string());
+        resp.close = true;
+        resp
+    }
+
     /// 404 `{"code":404,"message":"Not found"}`.
     pub fn not_found() -> Response {
         Response::error(&ApiError::not_found())
@@ -287,6 +304,7 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -66,11 +67,12 @@ pub enum ConnEnd {
     Rejected(HttpError),
 }
 
-/// Serves one connection until it ends. `timer(d)` must return a future that completes
-/// after `d`. Returns `Err` only for I/O errors (including a response write that timed out,
-/// as `TimedOut`).
+/// Serves one connection from `peer` (given to every request as [`Request::peer`]) until it
+/// ends. `timer(d)` must return a future that completes after `d`. Returns `Err` only for I/O
+/// errors (including a response write that timed out, as `TimedOut`).
 pub async fn serve_connection<S, H, T, F>(
     io: &mut S,
+    peer: Option<IpAddr>,
     handler: &H,
     config: &ServerConfig,
     timer: T,
@@ -93,8 +95,9 @@ where
         // Answer every complete request already buffered (pipelining), in order.
         loop {
             match parse_request(&buf, &config.limits) {
-                Ok(Some((req, used))) => {
+                Ok(Some((mut req, used))) => {
                     buf.drain(..used);
+                    req.peer = peer;
                     deadline = None;
                     // A panic in one request's handling answers 500 and leaves the server
                     // (and every other connection of the management thread) serving.

@@ -3,6 +3,7 @@
 //! client would send.
 
 use std::cell::RefCell;
+use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -16,6 +17,7 @@ use shardmq_http::model::{
     BrokerInfo, ConnectionInfo, ListenerInfo, Memory, NamedValues, NodeInfo, RouteInfo,
     SessionInfo, ShardView, ShutdownCount, SubscriptionInfo,
 };
+use shardmq_http::throttle::{AuthThrottle, ThrottleConfig};
 use shardmq_http::{parse_request, ApiError, ErrorCode, Limits, Paging, Reply, Response};
 
 const NODE: &str = "shardmq@test";
@@ -222,6 +224,7 @@ fn api_with(fake: Fake) -> Api<Fake> {
             &Bootstrap::default(),
         ))),
         clock: || 1_000,
+        throttle: RefCell::new(AuthThrottle::new(ThrottleConfig::off())),
     }
 }
 
@@ -235,10 +238,16 @@ fn basic(user_pass: &str) -> String {
 
 /// Sends raw request bytes through the parser and the handlers.
 fn send_raw(api: &Api<Fake>, raw: &[u8]) -> Response {
-    let (req, used) = parse_request(raw, &Limits::default())
+    send_raw_from(api, None, raw)
+}
+
+/// [`send_raw`] as if from `peer` (what the connection loop fills in).
+fn send_raw_from(api: &Api<Fake>, peer: Option<IpAddr>, raw: &[u8]) -> Response {
+    let (mut req, used) = parse_request(raw, &Limits::default())
         .expect("valid request")
         .expect("complete request");
     assert_eq!(used, raw.len());
+    req.peer = peer;
     block_on(api.dispatch(&req))
 }
 
@@ -249,12 +258,24 @@ fn request(
     auth: Option<&str>,
     body: &str,
 ) -> Response {
+    request_from(api, None, method, target, auth, body)
+}
+
+fn request_from(
+    api: &Api<Fake>,
+    peer: Option<&str>,
+    method: &str,
+    target: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> Response {
     let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n");
     if let Some(a) = auth {
         raw.push_str(&format!("Authorization: {}\r\n", basic(a)));
     }
     raw.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    send_raw(api, raw.as_bytes())
+    let peer = peer.map(|p| p.parse().expect("an IP address"));
+    send_raw_from(api, peer, raw.as_bytes())
 }
 
 fn get(api: &Api<Fake>, target: &str) -> Response {
@@ -325,6 +346,161 @@ fn missing_or_wrong_credentials_are_401_with_challenge() {
         api.collector.calls.borrow().is_empty(),
         "no call before auth"
     );
+}
+
+fn throttled_api(fake: Fake, limit: u32) -> Api<Fake> {
+    let api = api_with(fake);
+    *api.throttle.borrow_mut() = AuthThrottle::new(ThrottleConfig::from_secs(limit, 60, 60));
+    api
+}
+
+#[test]
+fn wrong_credentials_from_one_address_are_401_then_429_for_every_login_from_it() {
+    let api = throttled_api(Fake::default(), 3);
+    let from = |ip: &str, auth: &str| {
+        request_from(&api, Some(ip), "GET", "/api/v3/brokers/", Some(auth), "")
+    };
+    for _ in 0..3 {
+        assert_error(&from("127.0.0.1", "admin:guess"), 401, 401);
+    }
+    for auth in ["admin:guess", "admin:public"] {
+        let resp = from("127.0.0.1", auth);
+        assert_error(&resp, 429, 429);
+        assert!(resp.close, "a refused guesser reconnects");
+        let secs: u64 = header(&resp, "Retry-After").unwrap().parse().unwrap();
+        assert!((59..=60).contains(&secs), "{secs}");
+        assert!(json_of(&resp)["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry in"));
+    }
+    // The login routes are throttled too; the unauthenticated liveness check is not.
+    let login = request_from(
+        &api,
+        Some("127.0.0.1"),
+        "POST",
+        "/api/v3/auth",
+        None,
+        r#"{"username":"admin","password":"public"}"#,
+    );
+    assert_error(&login, 429, 429);
+    assert_eq!(
+        request_from(&api, Some("127.0.0.1"), "GET", "/status", None, "").status,
+        200
+    );
+    // Another address, even next door, is not affected.
+    assert_eq!(from("127.0.0.2", "admin:public").status, 200);
+    assert_eq!(from("::1", "admin:public").status, 200);
+    assert!(api
+        .collector
+        .calls
+        .borrow()
+        .iter()
+        .all(|c| matches!(c, ApiCall::Broker)));
+
+    let metrics = request_from(
+        &api,
+        Some("127.0.0.2"),
+        "GET",
+        "/metrics",
+        Some("admin:public"),
+        "",
+    );
+    let text = String::from_utf8(metrics.body).unwrap();
+    for line in [
+        "shardmq_http_refused_auth_failed_total 3",
+        "shardmq_http_refused_auth_throttled_total 3",
+        "shardmq_http_auth_throttled_addresses_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
+
+#[test]
+fn a_success_before_the_limit_clears_and_missing_credentials_do_not_count() {
+    let api = throttled_api(Fake::default(), 3);
+    let from = |auth: Option<&str>| {
+        request_from(&api, Some("10.0.0.9"), "GET", "/api/v3/brokers/", auth, "").status
+    };
+    for _ in 0..10 {
+        assert_eq!(from(Some("admin:guess")), 401);
+        assert_eq!(from(Some("admin:guess")), 401);
+        assert_eq!(from(Some("admin:public")), 200, "clears the two failures");
+    }
+    for _ in 0..10 {
+        assert_eq!(from(None), 401, "a question, not a guess");
+    }
+    assert_eq!(from(Some("admin:public")), 200);
+}
+
+#[test]
+fn failed_dashboard_logins_count_like_wrong_basic_credentials() {
+    let api = throttled_api(
+        Fake {
+            fail: Some(ApiError::new(ErrorCode::BadCredentials, "Password Error")),
+            ..Fake::default()
+        },
+        2,
+    );
+    let login = || {
+        request_from(
+            &api,
+            Some("10.0.0.9"),
+            "POST",
+            "/api/v3/auth",
+            None,
+            r#"{"username":"admin","password":"x"}"#,
+        )
+    };
+    assert_eq!(json_of(&login())["code"], 103);
+    assert_eq!(json_of(&login())["code"], 103);
+    assert_error(&login(), 429, 429);
+    assert_eq!(
+        api.collector.calls.borrow().len(),
+        2,
+        "the third never reached the broker"
+    );
+}
+
+#[test]
+fn without_a_peer_address_or_with_the_throttle_off_nothing_is_refused() {
+    let unknown_peer = throttled_api(Fake::default(), 1);
+    for _ in 0..5 {
+        assert_eq!(
+            request(
+                &unknown_peer,
+                "GET",
+                "/api/v3/brokers/",
+                Some("admin:x"),
+                ""
+            )
+            .status,
+            401
+        );
+    }
+    assert_eq!(
+        request(
+            &unknown_peer,
+            "GET",
+            "/api/v3/brokers/",
+            Some("admin:public"),
+            ""
+        )
+        .status,
+        200
+    );
+    let off = api();
+    for _ in 0..50 {
+        let resp = request_from(
+            &off,
+            Some("10.0.0.9"),
+            "GET",
+            "/api/v3/brokers/",
+            Some("admin:x"),
+            "",
+        );
+        assert_eq!(resp.status, 401);
+    }
 }
 
 #[test]
@@ -893,12 +1069,17 @@ fn per_core_views() {
     let text = String::from_utf8(resp.body.clone()).unwrap();
     assert!(text.contains("# HELP "), "{text}");
     assert!(text.contains("# TYPE "), "{text}");
+    // Every series is per shard, except the management thread's own (node-wide, `http/`).
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
     {
-        assert!(line.contains("shard=\""), "{line}");
+        assert!(
+            line.contains("shard=\"") || line.starts_with("shardmq_http_"),
+            "{line}"
+        );
     }
+    assert!(text.contains("\nshardmq_http_refused_auth_throttled_total 0\n"));
 }
 
 #[test]

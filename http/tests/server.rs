@@ -105,7 +105,7 @@ fn run(steps: Vec<Step>, config: &ServerConfig, deadlines_fire: bool) -> (ConnEn
             future::pending::<()>().await;
         }
     };
-    let end = future::block_on(serve_connection(&mut io, &Names, config, timer)).unwrap();
+    let end = future::block_on(serve_connection(&mut io, None, &Names, config, timer)).unwrap();
     (end, String::from_utf8(io.written).unwrap(), io.closed)
 }
 
@@ -271,6 +271,7 @@ fn a_panic_in_one_request_answers_500_and_the_connection_goes_on() {
     let timer = |_d: Duration| future::pending::<()>();
     let end = future::block_on(serve_connection(
         &mut io,
+        None,
         &Fragile,
         &ServerConfig::default(),
         timer,
@@ -294,7 +295,7 @@ fn deadlines_asked(steps: Vec<Step>, config: &ServerConfig) -> (ConnEnd, Vec<Dur
         asked.borrow_mut().push(d);
         async {}
     };
-    let end = future::block_on(serve_connection(&mut io, &Names, config, timer)).unwrap();
+    let end = future::block_on(serve_connection(&mut io, None, &Names, config, timer)).unwrap();
     (end, asked.into_inner())
 }
 

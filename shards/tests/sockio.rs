@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shardmq_shards::handoff::SocketInTransit;
 use shardmq_shards::listen::bind_reuseport;
-use shardmq_shards::sockio::{Reactor, Socket};
+use shardmq_shards::sockio::Reactor;
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()

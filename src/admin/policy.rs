@@ -45,6 +45,11 @@ pub struct RetainerLimits {
 /// What CONNECT is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// A loaded auth table knows the client id or username and the password matches: the
+    /// client proved it knows a secret (this, and only this, clears its address's failed
+    /// authentications in the throttle).
+    Authenticated,
+    /// No source knows the client and anonymous clients are allowed.
     Accept,
     /// A ban matches: CONNACK 5 (3.x) / 0x8A (5.0).
     Banned,
@@ -115,9 +120,9 @@ impl Policy {
     }
 
     /// The CONNECT decision: bans first; then the client id table, then the username table
-    /// (a known entry decides: right password accepts, wrong or missing refuses; an unknown
-    /// one falls through); a client that no source accepted is anonymous, as in EMQ X, whatever
-    /// username it sent: `allow_anonymous` decides.
+    /// (a known entry decides: right password authenticates, wrong or missing refuses; an
+    /// unknown one falls through); a client that no source accepted is anonymous, as in EMQ X,
+    /// whatever username it sent: `allow_anonymous` decides.
     pub fn check_connect(
         &self,
         client_id: &str,
@@ -138,7 +143,7 @@ impl Policy {
                 continue; // unknown: ignore, ask the next source
             };
             return match password {
-                Some(p) if hash.verify(p) => Verdict::Accept,
+                Some(p) if hash.verify(p) => Verdict::Authenticated,
                 _ => Verdict::BadCredentials,
             };
         }
@@ -242,12 +247,18 @@ mod tests {
         let v = |id: &str, user: Option<&str>, pw: Option<&str>| {
             p.check_connect(id, user, pw.map(str::as_bytes), None, 0)
         };
-        assert_eq!(v("dev1", None, Some("pw1")), Verdict::Accept);
+        assert_eq!(v("dev1", None, Some("pw1")), Verdict::Authenticated);
         assert_eq!(v("dev1", None, Some("nope")), Verdict::BadCredentials);
         assert_eq!(v("dev1", None, None), Verdict::BadCredentials);
         // The client id decides before the username is looked at.
-        assert_eq!(v("dev1", Some("alice"), Some("pw1")), Verdict::Accept);
-        assert_eq!(v("other", Some("alice"), Some("pw2")), Verdict::Accept);
+        assert_eq!(
+            v("dev1", Some("alice"), Some("pw1")),
+            Verdict::Authenticated
+        );
+        assert_eq!(
+            v("other", Some("alice"), Some("pw2")),
+            Verdict::Authenticated
+        );
         assert_eq!(
             v("other", Some("alice"), Some("pw1")),
             Verdict::BadCredentials
@@ -281,13 +292,13 @@ mod tests {
         );
         assert_eq!(
             p.check_connect("a", Some("alice"), Some(b"pw2"), None, 0),
-            Verdict::Accept
+            Verdict::Authenticated
         );
         p.auth_username = None;
         p.auth_clientid = Some(table(&[("a", "pw")]));
         assert_eq!(
             p.check_connect("a", None, Some(b"pw"), None, 0),
-            Verdict::Accept
+            Verdict::Authenticated
         );
         // An unloaded table is not consulted at all.
         p.auth_clientid = None;

@@ -224,7 +224,7 @@ async fn refuse(shard: &Shard, stream: &mut Socket, version: ProtocolVersion, wh
             Refusal::ServerUnavailable => 0x88,
             Refusal::BadCredentials => 0x86,
             Refusal::NotAuthorized => 0x87,
-            Refusal::Banned => 0x8A,
+            Refusal::Banned | Refusal::Throttled => 0x8A,
         },
         _ => why.code_v3(),
     };

@@ -5,8 +5,11 @@
 //! [`conn`] (sockets), [`link`] (a connection's
 //! outbound side), [`route`] (routing tables), [`msg`] (the cross-shard protocol) and
 //! [`sys`] (`$SYS` topics).
-//! Must never: share mutable state between shards except through the mesh.
+//! Must never: share mutable state between shards except through the mesh, or the two
+//! node-wide tables touched once per connection at most and never per packet: the
+//! connection cap ([`slots`]) and the failed-authentication table ([`auth_throttle`]).
 
+pub mod auth_throttle;
 pub mod budget;
 pub mod conn;
 pub mod enforce;
@@ -126,7 +129,10 @@ pub fn start_with_shutdown(
     // 0: pick a free one) and hold it until they all have bound it.
     let (mqtt_addr, _port_held) = shardmq_shards::listen::claim_port(cfg.listeners.tcp.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("MQTT listener: {e}")))?;
-    let conn_slots = slots::ConnSlots::new(cfg.listeners.tcp.max_connections);
+    let node_shared = shard::NodeShared {
+        conn_slots: slots::ConnSlots::new(cfg.listeners.tcp.max_connections),
+        auth_throttle: auth_throttle::MqttAuthThrottle::new(&cfg),
+    };
     let cfg = std::sync::Arc::new(cfg);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (mgmt_tx, mgmt_rx) = mpsc::channel::<Result<SocketAddr, String>>();
@@ -140,7 +146,7 @@ pub fn start_with_shutdown(
         let ready = ready_tx.clone();
         let id = member.id();
         let core = *core;
-        let conn_slots = conn_slots.clone();
+        let node_shared = node_shared.clone();
         threads.push(spawn_pinned(
             &format!("shard-{id}"),
             core,
@@ -153,7 +159,7 @@ pub fn start_with_shutdown(
                     Rc::new((*cfg).clone()),
                     mesh.clone(),
                     shutdown.clone(),
-                    conn_slots,
+                    node_shared,
                 );
                 let handler = shard.clone();
                 mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));

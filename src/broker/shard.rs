@@ -23,11 +23,13 @@ use crate::fastmap::FastMap;
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats};
 use crate::session::{Action, CloseReason, Message, Session};
+use shardmq_http::throttle::Failure;
 use shardmq_shards::mesh::Mesh;
 use shardmq_shards::reply::Replies;
 use shardmq_shards::rt::spawn_local;
 use shardmq_shards::runtime::ShutdownFlag;
 
+use super::auth_throttle::MqttAuthThrottle;
 use super::flow;
 use super::link::Link;
 use super::msg::{Forward, Query, ReplyData, ShardMsg};
@@ -93,6 +95,9 @@ pub struct Shard {
     pub(super) backlog_scratch: std::cell::Cell<Vec<flow::FlowKey>>,
     /// The node's MQTT connection cap, shared with every shard (taken at accept).
     pub conn_slots: Arc<super::slots::ConnSlots>,
+    /// The node's failed-authentication table, shared with every shard (touched only for
+    /// addresses that failed).
+    pub auth_throttle: Arc<MqttAuthThrottle>,
     /// Flow control: backlogged sessions and throttled publishers.
     pub flow: super::flow::Flow,
     /// This shard's share of `mqtt.input_budget` and who holds it.
@@ -121,25 +126,40 @@ impl Drop for BatchClock<'_> {
     }
 }
 
-/// Why a CONNECT was refused (the CONNACK code to answer, 3.x numbering).
+/// Why a CONNECT was refused (the CONNACK code to answer: [`Refusal::code_v3`], and
+/// `conn::refuse` for 5.0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    IdentifierRejected = 2,
-    ServerUnavailable = 3,
-    BadCredentials = 4,
-    NotAuthorized = 5,
+    IdentifierRejected,
+    ServerUnavailable,
+    BadCredentials,
+    NotAuthorized,
     /// A ban matches (3.x: 5 "not authorized"; 5.0: 0x8A "banned").
-    Banned = 0x8A,
+    Banned,
+    /// The client's address is in back-off after too many failed authentications
+    /// (`mqtt.auth_fail_*`), whatever it sent: answered as a ban, as EMQ X answers the
+    /// temporary ban of its flapping detection (3.x: 5; 5.0: 0x8A).
+    Throttled,
 }
 
 impl Refusal {
     /// The CONNACK return code of MQTT 3.1 / 3.1.1.
     pub fn code_v3(self) -> u8 {
         match self {
-            Refusal::Banned => Refusal::NotAuthorized as u8,
-            other => other as u8,
+            Refusal::IdentifierRejected => 2,
+            Refusal::ServerUnavailable => 3,
+            Refusal::BadCredentials => 4,
+            Refusal::NotAuthorized | Refusal::Banned | Refusal::Throttled => 5,
         }
     }
+}
+
+/// What the shards of a node share: the connection cap and the failed-authentication table
+/// (atomics, and a lock taken only for addresses that failed).
+#[derive(Debug, Clone)]
+pub struct NodeShared {
+    pub conn_slots: Arc<super::slots::ConnSlots>,
+    pub auth_throttle: Arc<MqttAuthThrottle>,
 }
 
 impl Shard {
@@ -150,10 +170,12 @@ impl Shard {
         cfg: Rc<Config>,
         mesh: Rc<Mesh<ShardMsg>>,
         shutdown: ShutdownFlag,
-        conn_slots: Arc<super::slots::ConnSlots>,
+        shared: NodeShared,
     ) -> Rc<Shard> {
         let policy = Arc::new(Policy::from_config(&cfg));
-        let input_share = (cfg.mqtt.input_budget / shards.max(1) as u64) as usize;
+        // An equal share, but never less than one whole packet.
+        let input_share = (cfg.mqtt.input_budget / shards.max(1) as u64)
+            .max(u64::from(cfg.mqtt.max_packet_size)) as usize;
         Rc::new(Shard {
             id,
             core,
@@ -181,7 +203,8 @@ impl Shard {
             flow: Default::default(),
             input_budget: RefCell::new(super::budget::InputBudget::new(input_share)),
             input_budget_warned: Default::default(),
-            conn_slots,
+            conn_slots: shared.conn_slots,
+            auth_throttle: shared.auth_throttle,
         })
     }
 
@@ -280,19 +303,32 @@ impl Shard {
     ) -> Result<Rc<Link>, Refusal> {
         // The id length limit is checked by the accepting shard (`conn::handshake`) on the
         // id the client sent, so an id the broker assigned is never refused by it.
+        let ip = peer.ip();
+        // An address in back-off is refused before its credentials are even looked at.
+        if self.auth_throttle.refused(ip).is_some() {
+            self.metrics.borrow_mut().connections_refused_auth_throttled += 1;
+            return Err(Refusal::Throttled);
+        }
         let client_id = connect.client_id.clone();
         let policy = self.policy.borrow().clone();
         match policy.check_connect(
             &client_id,
             connect.username.as_deref(),
             connect.password.as_deref(),
-            Some(peer.ip()),
+            Some(ip),
             unix_secs(),
         ) {
+            Verdict::Authenticated => self.auth_throttle.authenticated(ip),
             Verdict::Accept => {}
             Verdict::Banned => return Err(Refusal::Banned),
-            Verdict::BadCredentials => return Err(Refusal::BadCredentials),
-            Verdict::NotAuthorized => return Err(Refusal::NotAuthorized),
+            Verdict::BadCredentials => {
+                self.auth_failed(ip);
+                return Err(Refusal::BadCredentials);
+            }
+            Verdict::NotAuthorized => {
+                self.auth_failed(ip);
+                return Err(Refusal::NotAuthorized);
+            }
         }
         let now = Instant::now();
         let link_id = self.next_link_id.get();
@@ -371,6 +407,33 @@ impl Shard {
         self.apply(&client_id, actions);
         self.publish_client_event(connect, peer);
         Ok(link)
+    }
+
+    /// A CONNECT from `ip` refused for its credentials: counted, and against the address in
+    /// the node's throttle; the start of a back-off is logged (paced node-wide).
+    fn auth_failed(&self, ip: std::net::IpAddr) {
+        let failure = self.auth_throttle.failed(ip);
+        let mut metrics = self.metrics.borrow_mut();
+        metrics.connections_refused_auth_failed += 1;
+        let Failure::Throttled { warn } = failure else {
+            return;
+        };
+        metrics.auth_throttled_addresses += 1;
+        if let Some(others) = warn {
+            let cfg = self.auth_throttle.config();
+            let more = match others {
+                0 => String::new(),
+                n => format!(" ({n} more addresses throttled since the last warning)"),
+            };
+            tracing::warn!(
+                shard = self.id,
+                address = %ip,
+                "MQTT: {ip} failed to authenticate {} times within {} s: its CONNECTs are refused (CONNACK 5) for {} s{more}",
+                cfg.limit,
+                cfg.window.as_secs(),
+                cfg.backoff.as_secs(),
+            );
+        }
     }
 
     /// The connection `link` of `client_id` ended for `reason`: publish the will if the

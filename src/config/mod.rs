@@ -96,6 +96,13 @@ pub struct ManagementConfig {
     pub idle_timeout: u64,
     /// Most HTTP connections open at once; more are closed as they are accepted.
     pub max_connections: u64,
+    /// Failed logins (wrong Basic credentials, failed `POST /auth`) from one IP address within
+    /// `auth_fail_window` after which its requests get 429 for `auth_fail_backoff` (0 = off).
+    pub auth_fail_limit: u32,
+    /// Seconds failed logins are counted together, from the first (0 = off).
+    pub auth_fail_window: u64,
+    /// Seconds an address that reached `auth_fail_limit` is refused (0 = off).
+    pub auth_fail_backoff: u64,
 }
 
 /// `[listeners]`: the MQTT listeners.
@@ -146,7 +153,7 @@ pub struct MqttConfig {
     /// peer may make the broker buffer.
     pub max_connect_packet_size: u32,
     /// Bytes all connections together may hold in packets not yet complete (an equal share
-    /// per shard; each connection counts from 64 KiB). Over it the connection holding the
+    /// per shard, at least `max_packet_size`; each connection counts from 64 KiB). Over it the connection holding the
     /// most is closed.
     pub input_budget: u64,
     /// Longest client id in bytes (at least 23).
@@ -181,6 +188,14 @@ pub struct MqttConfig {
     pub idle_timeout: u64,
     /// How shared subscription groups pick a member.
     pub shared_subscription_strategy: SharedSubscriptionStrategy,
+    /// Failed authentications (CONNACK 4, or 5 for an anonymous client when those are not
+    /// allowed) from one IP address within `auth_fail_window` after which its CONNECTs are
+    /// refused (CONNACK 5) for `auth_fail_backoff` (0 = off).
+    pub auth_fail_limit: u32,
+    /// Seconds failed authentications are counted together, from the first (0 = off).
+    pub auth_fail_window: u64,
+    /// Seconds an address that reached `auth_fail_limit` is refused (0 = off).
+    pub auth_fail_backoff: u64,
 }
 
 /// `[retainer]`: retained messages.
@@ -259,6 +274,9 @@ impl Default for ManagementConfig {
             request_timeout: 10,
             idle_timeout: 60,
             max_connections: 512,
+            auth_fail_limit: 5,
+            auth_fail_window: 60,
+            auth_fail_backoff: 60,
         }
     }
 }
@@ -279,7 +297,7 @@ impl Default for MqttConfig {
         MqttConfig {
             max_packet_size: 1024 * 1024,
             max_connect_packet_size: 64 * 1024,
-            input_budget: 256 * 1024 * 1024,
+            input_budget: 64 * 1024 * 1024,
             max_clientid_len: 65535,
             max_topic_levels: 0,
             max_qos_allowed: 2,
@@ -296,6 +314,9 @@ impl Default for MqttConfig {
             upgrade_qos: false,
             idle_timeout: 15,
             shared_subscription_strategy: SharedSubscriptionStrategy::Random,
+            auth_fail_limit: 5,
+            auth_fail_window: 60,
+            auth_fail_backoff: 60,
         }
     }
 }

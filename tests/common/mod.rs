@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -93,6 +93,24 @@ impl Drop for TestBroker {
     }
 }
 
+/// A TCP connection to `addr` from the local address `from`: on loopback any 127.x.y.z, so a
+/// test has clients "from other addresses" on one machine.
+pub fn tcp_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a TCP socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("binding the client to {from}: {e}"));
+    socket
+        .connect(&addr.into())
+        .expect("TCP connect to the broker");
+    socket.into()
+}
+
 /// A client id starting with `prefix` whose home shard (of [`SHARDS`]) is `shard`.
 pub fn id_on_shard(prefix: &str, shard: usize) -> String {
     (0..10_000)
@@ -160,12 +178,35 @@ pub struct Raw {
 impl Raw {
     /// Opens a TCP connection and sends nothing.
     pub fn open(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).expect("TCP connect to the broker");
+        Raw::over(TcpStream::connect(addr).expect("TCP connect to the broker"))
+    }
+
+    /// Opens a TCP connection from the local address `from` (see [`tcp_from`]).
+    pub fn open_from(from: IpAddr, addr: SocketAddr) -> Raw {
+        Raw::over(tcp_from(from, addr))
+    }
+
+    fn over(stream: TcpStream) -> Raw {
         stream.set_nodelay(true).unwrap();
         Raw {
             stream,
             buf: BytesMut::with_capacity(4096),
             version: ProtocolVersion::V311,
+        }
+    }
+
+    /// [`Raw::connect_with`] from the local address `from`.
+    pub fn connect_from(
+        from: IpAddr,
+        addr: SocketAddr,
+        connect: Connect,
+    ) -> (Raw, shardmq::codec::ConnAck) {
+        let mut c = Raw::open_from(from, addr);
+        c.version = connect.protocol;
+        c.send(&Packet::Connect(Box::new(connect)));
+        match c.recv() {
+            Packet::ConnAck(a) => (c, a),
+            other => panic!("expected CONNACK, got {other:?}"),
         }
     }
 
@@ -716,6 +757,21 @@ impl AdminNode {
         c.username = user.map(Str::from);
         c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
         let (raw, ack) = Raw::connect_with(self.mqtt, c);
+        (raw, ack.code)
+    }
+
+    /// [`AdminNode::connect`] from the local address `from` (see [`tcp_from`]).
+    pub fn connect_from(
+        &self,
+        from: IpAddr,
+        id: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> (Raw, u8) {
+        let mut c = connect_packet(id, true, 0, None, ProtocolVersion::V311);
+        c.username = user.map(Str::from);
+        c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+        let (raw, ack) = Raw::connect_from(from, self.mqtt, c);
         (raw, ack.code)
     }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardmq_http::api::{system_clock, Api};
+use shardmq_http::throttle::{AuthThrottle, ThrottleConfig};
 use shardmq_http::{serve_connection, ConnEnd, Limits, ServerConfig};
 use shardmq_shards::mesh::MeshMember;
 use shardmq_shards::reply::Replies;
@@ -105,6 +106,11 @@ pub async fn run(
         node: cfg.node.name.clone(),
         credentials,
         clock: system_clock,
+        throttle: RefCell::new(AuthThrottle::new(ThrottleConfig::from_secs(
+            cfg.management.auth_fail_limit,
+            cfg.management.auth_fail_window,
+            cfg.management.auth_fail_backoff,
+        ))),
     });
     // Every shard enforces the loaded policy before the broker reports ready.
     let cov = api.collector.push_policy().await;
@@ -164,7 +170,8 @@ pub async fn run(
             let api = accept_api.clone();
             spawn_local(async move {
                 let broker = &api.collector;
-                let end = serve_connection(&mut stream, &*api, &server_cfg, rt::sleep).await;
+                let peer = stream.peer_addr().ok().map(|a| a.ip());
+                let end = serve_connection(&mut stream, peer, &*api, &server_cfg, rt::sleep).await;
                 broker.http_conns.set(broker.http_conns.get() - 1);
                 let reason = match end {
                     Ok(ConnEnd::PeerClosed | ConnEnd::Done) => None,
