@@ -125,7 +125,7 @@ pub struct TcpListenerConfig {
     pub backlog: u32,
     /// `TCP_DEFER_ACCEPT` in seconds; 0 (the default) turns it off. With it, the kernel
     /// hands a connection to a shard only once its CONNECT arrived: less broker CPU per
-    /// connect, but fewer connects per second in a storm (see bench/history/runs-1-to-5.md).
+    /// connect, but fewer connects per second in a storm (see bench/history/runs-1-to-6.md).
     pub defer_accept: u32,
 }
 
