@@ -2,7 +2,10 @@
 //!
 //! This crate is two things:
 //! - the **pure MQTT core** (always built): [`codec`], [`topic`], [`session`], [`config`],
-//!   [`metrics`]. None of it does I/O or knows about threads; all of it is unit-tested on bytes.
+//!   [`metrics`], and the administration's decisions in [`admin`] (the policy shards enforce:
+//!   bans, auth tables, salted password hashes, the configs whitelist, plugins). None of it
+//!   does I/O or knows about threads; all of it is unit-tested on values. (`admin::store`, the
+//!   admin state's files, is part of the runtime.)
 //! - the **broker** (`feature = "runtime"`): the glue that runs the pure core on the per-core
 //!   runtime of `shardmq-shards` (glommio executors, one per core).
 
@@ -13,7 +16,6 @@ pub mod metrics;
 pub mod session;
 pub mod topic;
 
-#[cfg(feature = "runtime")]
 pub mod admin;
 #[cfg(feature = "runtime")]
 pub mod broker;

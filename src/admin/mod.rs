@@ -10,4 +10,5 @@ pub mod configs;
 pub mod hash;
 pub mod plugins;
 pub mod policy;
+#[cfg(feature = "runtime")]
 pub mod store;

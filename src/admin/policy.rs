@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use shardmq_http::model::BanKind;
 
 use super::hash::PasswordHash;
-use crate::broker::session_config;
 use crate::config::Config;
 use crate::session::SessionConfig;
 
@@ -97,7 +96,7 @@ impl Policy {
             },
             delayed_publish: false,
             allow_anonymous: cfg.mqtt.allow_anonymous,
-            session: session_config(cfg),
+            session: SessionConfig::from(cfg),
         }
     }
 

@@ -240,8 +240,14 @@ async fn refuse(shard: &Shard, stream: &mut Socket, version: ProtocolVersion, wh
     }
 }
 
+/// Serves, on `shard` (its home), a connection another shard accepted: the shard's
+/// [`Shard::adopter`].
+pub fn adopt(shard: Rc<Shard>, adopt: Adopt) {
+    spawn_local(serve_adopted(shard, adopt)).detach();
+}
+
 /// Entry point on the home shard for a connection another shard accepted.
-pub async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
+async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
     let stream = match adopt.socket.attach() {
         Ok(s) => s,
         Err(e) => {

@@ -35,7 +35,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{Config, TcpListenerConfig};
-use crate::session::SessionConfig;
 use shardmq_shards::mesh::full_mesh;
 use shardmq_shards::rt::{self, spawn_local};
 use shardmq_shards::runtime::{spawn_pinned, ShutdownFlag};
@@ -46,25 +45,6 @@ use shard::Shard;
 
 /// How often each shard runs its housekeeping (keepalive, expiry, shutdown check).
 const TICK: Duration = Duration::from_millis(250);
-
-/// The session limits from the configuration.
-pub fn session_config(cfg: &Config) -> SessionConfig {
-    let m = &cfg.mqtt;
-    SessionConfig {
-        max_inflight: m.max_inflight,
-        max_mqueue: m.max_mqueue,
-        mqueue_store_qos0: m.mqueue_store_qos0,
-        max_awaiting_rel: m.max_awaiting_rel as usize,
-        await_rel_timeout: Duration::from_secs(m.await_rel_timeout),
-        retry_interval: Duration::from_secs(m.retry_interval),
-        keepalive_multiplier: m.keepalive_multiplier as f32,
-        upgrade_qos: m.upgrade_qos,
-        max_subscriptions: m.max_subscriptions as usize,
-        session_expiry: Duration::from_secs(m.session_expiry_interval),
-        max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed)
-            .unwrap_or(crate::codec::QoS::ExactlyOnce),
-    }
-}
 
 /// A running broker.
 pub struct Broker {
@@ -162,6 +142,7 @@ pub fn start_with_shutdown(
                     node_shared,
                 );
                 let handler = shard.clone();
+                shard.adopter.set(Some(conn::adopt));
                 mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));
                 let listener = match bind_listener(mqtt_addr, &cfg.listeners.tcp) {
                     Ok(l) => l,

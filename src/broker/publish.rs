@@ -5,12 +5,10 @@
 //! Runs on every shard, on the message path. Must never: allocate per subscriber beyond the
 //! session's own queue, copy a payload, or hold a borrow across a call that re-enters the shard.
 
-use crate::fastmap::FastMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::codec::{QoS, Str, SubOptions};
-use crate::config::SharedSubscriptionStrategy;
+use crate::codec::{QoS, Str};
 use crate::home_shard;
 use crate::metrics::DropReason;
 use crate::session::{Action, Message};
@@ -21,7 +19,7 @@ use super::flow::FlowKey;
 use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
 use super::route::{shards_in, ShardSet};
-use super::shard::{Client, Shard, ROUTE_ACK_DEADLINE};
+use super::shard::{Shard, ROUTE_ACK_DEADLINE};
 
 /// Bytes not yet written to one connection above which QoS 0 deliveries to it are dropped,
 /// unless flow control holds its publishers (then [`MAX_HELD_LINK_BACKLOG`]).
@@ -62,25 +60,11 @@ impl Shard {
             // Ordinary deliveries carry RETAIN 0 [MQTT-3.3.1-9].
             msg.retain = false;
         }
-        let mut direct: ShardSet = 0;
-        let mut picks: Vec<(usize, Str, Str)> = Vec::new();
-        {
-            let routes = self.routes.borrow();
-            routes
-                .direct
-                .for_each_match(&msg.topic, |_, set| direct |= *set);
-            routes.shared.for_each_match(&msg.topic, |filter, groups| {
-                for (group, set) in groups {
-                    if let Some(shard) = self.pick_shard(*set) {
-                        picks.push((shard, Str::from(filter), group.clone()));
-                    }
-                }
-            });
-        }
-        let mut targets = direct;
-        for (s, _, _) in &picks {
-            targets |= 1 << *s;
-        }
+        let plan = self
+            .routes
+            .borrow()
+            .plan(&msg.topic, |set| self.pick_shard(set));
+        let targets = plan.targets();
         if targets == 0 {
             if !msg.topic.starts_with("$SYS/") {
                 self.metrics
@@ -90,12 +74,7 @@ impl Shard {
             return stored;
         }
         for shard in shards_in(targets) {
-            let shared: Vec<(Str, Str)> = picks
-                .iter()
-                .filter(|(s, _, _)| *s == shard)
-                .map(|(_, f, g)| (f.clone(), g.clone()))
-                .collect();
-            let to_subscribers = direct & (1 << shard) != 0;
+            let (to_subscribers, shared) = plan.for_shard(shard);
             if shard == self.id {
                 self.deliver_local(&msg, to_subscribers, &shared);
             } else {
@@ -131,50 +110,19 @@ impl Shard {
         shared: &[(Str, Str)],
     ) {
         let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
-        targets.clear();
-        // Shared-group picks are kept apart: each group's copy is delivered even to a
-        // client that also gets the message through an ordinary subscription
-        // [MQTT 5.0 4.8.2], so they must not be merged by the de-duplication below.
-        let mut picked = Vec::new();
-        let mut matched_filters = 0;
         {
-            let mut index = self.index.borrow_mut();
-            if to_subscribers {
-                index.direct.for_each_match(&msg.topic, |_, subs| {
-                    matched_filters += 1;
-                    for (client, opts) in subs {
-                        targets.push((client.clone(), *opts));
-                    }
-                });
-            }
-            for (filter, group) in shared {
-                let clients = self.clients.borrow();
-                if let Some(g) = index
-                    .shared
-                    .get_mut(filter)
-                    .and_then(|gs| gs.get_mut(group))
-                {
-                    if let Some(member) = pick_member(
-                        g,
-                        &clients,
-                        self.cfg.mqtt.shared_subscription_strategy,
-                        self.random(),
-                        msg,
-                    ) {
-                        picked.push(member);
-                    }
-                }
-            }
+            let clients = self.clients.borrow();
+            self.index.borrow_mut().recipients(
+                &msg.topic,
+                &msg.publisher,
+                to_subscribers,
+                shared,
+                self.cfg.mqtt.shared_subscription_strategy,
+                || self.random(),
+                |id| clients.get(id).is_some_and(|c| c.link.is_some()),
+                &mut targets,
+            );
         }
-        // One delivery per client for its ordinary subscriptions, at the highest granted
-        // QoS among its matches; then one per shared group that picked it. A client appears
-        // once per filter, so with a single matching filter there is nothing to merge (and
-        // no client ids to compare per message).
-        if matched_filters > 1 {
-            targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
-            targets.dedup_by(|a, b| a.0 == b.0);
-        }
-        targets.append(&mut picked);
         let now = self.now();
         let mut fed_backlogs = self.backlog_scratch.take();
         for (client_id, opts) in targets.drain(..) {
@@ -359,37 +307,4 @@ impl Shard {
         found.sort_by(|a, b| a.topic.cmp(&b.topic));
         found
     }
-}
-
-/// Picks one member of a shared group, preferring members that are online.
-fn pick_member(
-    g: &mut super::route::SharedGroup,
-    clients: &FastMap<Str, Client>,
-    strategy: SharedSubscriptionStrategy,
-    random: u64,
-    msg: &Message,
-) -> Option<(Str, SubOptions)> {
-    let n = g.members.len();
-    if n == 0 {
-        return None;
-    }
-    let start = match strategy {
-        SharedSubscriptionStrategy::RoundRobin => {
-            g.next = (g.next + 1) % n;
-            g.next
-        }
-        SharedSubscriptionStrategy::Random => (random % n as u64) as usize,
-        SharedSubscriptionStrategy::HashClientid => crate::home_shard(&msg.publisher, n),
-        SharedSubscriptionStrategy::HashTopic => crate::home_shard(&msg.topic, n),
-    };
-    let online = |i: usize| {
-        clients
-            .get(&g.members[i].0)
-            .is_some_and(|c| c.link.is_some())
-    };
-    let chosen = (0..n)
-        .map(|k| (start + k) % n)
-        .find(|&i| online(i))
-        .unwrap_or(start);
-    Some(g.members[chosen].clone())
 }

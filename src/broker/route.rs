@@ -2,14 +2,17 @@
 //! broker-wide route table.
 //!
 //! Owns: `LocalIndex` (filter → this shard's subscribers) and `RouteReplica` (filter → the
-//! set of shards with at least one subscriber, plus shared groups per shard). Pure data,
-//! touched only by its shard's thread.
+//! set of shards with at least one subscriber, plus shared groups per shard), and the routing
+//! decisions made from them: which shards a message goes to ([`RouteReplica::plan`]) and
+//! which local clients receive it ([`LocalIndex::recipients`], [`SharedGroup::pick`]). Pure
+//! data and pure functions, touched only by its shard's thread, unit-tested here.
 //! Must never: do I/O or talk to other shards; the shard sends `RouteAdd`/`RouteDel` when
 //! these tables say a filter appeared or vanished here.
 
 use std::collections::HashMap;
 
 use crate::codec::{Str, SubOptions};
+use crate::config::SharedSubscriptionStrategy;
 use crate::topic::TopicTrie;
 
 /// A set of shards as a bitset; the broker caps the shard count at 128.
@@ -196,6 +199,129 @@ impl RouteReplica {
     }
 }
 
+/// Where one message goes, as the route replica decides it (see [`RouteReplica::plan`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RoutePlan {
+    /// Shards with ordinary subscribers of the topic.
+    pub direct: ShardSet,
+    /// One entry per shared group with members anywhere: (the shard picked to serve the
+    /// group, filter, group).
+    pub shared: Vec<(usize, Str, Str)>,
+}
+
+impl RoutePlan {
+    /// Every shard that gets a copy.
+    pub fn targets(&self) -> ShardSet {
+        self.shared
+            .iter()
+            .fold(self.direct, |set, (s, _, _)| set | (1 << *s))
+    }
+
+    /// What `shard` is given: whether its ordinary subscribers get the message, and the
+    /// shared groups (filter, group) it serves.
+    pub fn for_shard(&self, shard: usize) -> (bool, Vec<(Str, Str)>) {
+        let shared = self
+            .shared
+            .iter()
+            .filter(|(s, _, _)| *s == shard)
+            .map(|(_, f, g)| (f.clone(), g.clone()))
+            .collect();
+        (self.direct & (1 << shard) != 0, shared)
+    }
+}
+
+impl RouteReplica {
+    /// The plan for a message on `topic`: the shards whose ordinary subscribers match, and for
+    /// each matching shared group the one shard `pick` chooses among those with members.
+    pub fn plan(&self, topic: &str, mut pick: impl FnMut(ShardSet) -> Option<usize>) -> RoutePlan {
+        let mut plan = RoutePlan::default();
+        self.direct
+            .for_each_match(topic, |_, set| plan.direct |= *set);
+        self.shared.for_each_match(topic, |filter, groups| {
+            for (group, set) in groups {
+                if let Some(shard) = pick(*set) {
+                    plan.shared.push((shard, Str::from(filter), group.clone()));
+                }
+            }
+        });
+        plan
+    }
+}
+
+impl LocalIndex {
+    /// This shard's recipients of a message on `topic`, into `out` (emptied first): with
+    /// `to_subscribers`, every ordinary subscriber once, at the highest QoS among its matching
+    /// subscriptions; then one member of each shared group in `shared` (filter, group),
+    /// chosen by `strategy` among the members `online` says are connected (any member when
+    /// none is). A shared pick is delivered even to a client that also subscribes ordinarily
+    /// [MQTT 5.0 4.8.2], so it is not merged with those.
+    #[allow(clippy::too_many_arguments)]
+    pub fn recipients(
+        &mut self,
+        topic: &str,
+        publisher: &str,
+        to_subscribers: bool,
+        shared: &[(Str, Str)],
+        strategy: SharedSubscriptionStrategy,
+        mut random: impl FnMut() -> u64,
+        online: impl Fn(&Str) -> bool,
+        out: &mut Vec<(Str, SubOptions)>,
+    ) {
+        out.clear();
+        let mut matched_filters = 0;
+        if to_subscribers {
+            self.direct.for_each_match(topic, |_, subs| {
+                matched_filters += 1;
+                out.extend(subs.iter().map(|(c, o)| (c.clone(), *o)));
+            });
+        }
+        // A client appears once per filter: with one matching filter there is nothing to
+        // merge (and no client ids to compare per message).
+        if matched_filters > 1 {
+            out.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.qos.cmp(&a.1.qos)));
+            out.dedup_by(|a, b| a.0 == b.0);
+        }
+        for (filter, group) in shared {
+            if let Some(g) = self.shared.get_mut(filter).and_then(|gs| gs.get_mut(group)) {
+                out.extend(g.pick(strategy, &mut random, publisher, topic, &online));
+            }
+        }
+    }
+}
+
+impl SharedGroup {
+    /// The member a message goes to: `strategy` names a starting member (`random` is asked
+    /// only by the random strategy), and the first connected one from there is chosen (the
+    /// starting one when none is connected: its session queues the message).
+    pub fn pick(
+        &mut self,
+        strategy: SharedSubscriptionStrategy,
+        random: impl FnOnce() -> u64,
+        publisher: &str,
+        topic: &str,
+        online: impl Fn(&Str) -> bool,
+    ) -> Option<(Str, SubOptions)> {
+        let n = self.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = match strategy {
+            SharedSubscriptionStrategy::RoundRobin => {
+                self.next = (self.next + 1) % n;
+                self.next
+            }
+            SharedSubscriptionStrategy::Random => (random() % n as u64) as usize,
+            SharedSubscriptionStrategy::HashClientid => crate::home_shard(publisher, n),
+            SharedSubscriptionStrategy::HashTopic => crate::home_shard(topic, n),
+        };
+        let chosen = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| online(&self.members[i].0))
+            .unwrap_or(start);
+        Some(self.members[chosen].clone())
+    }
+}
+
 /// Iterates the members of a shard set, lowest first: one step per member (this runs for
 /// every published message; testing all 128 bits was 7 % of a shard's CPU in QoS 1 pairs).
 pub fn shards_in(mut set: ShardSet) -> impl Iterator<Item = usize> {
@@ -285,5 +411,110 @@ mod tests {
         replica.remove(1, "a/b", Some("g"));
         assert_eq!(replica.route_count(), 0);
         assert!(replica.direct.is_empty() && replica.shared.is_empty());
+    }
+
+    #[test]
+    fn a_plan_names_every_shard_with_subscribers_and_one_shard_per_shared_group() {
+        let mut routes = RouteReplica::default();
+        routes.add(0, "a/+", None);
+        routes.add(2, "a/#", None);
+        routes.add(3, "b/#", None);
+        routes.add(1, "a/b", Some("g"));
+        routes.add(3, "a/b", Some("g"));
+        routes.add(2, "a/b", Some("h"));
+        // The picker is given each group's shards and chooses the highest here.
+        let plan = routes.plan("a/b", |set| {
+            (0..MAX_SHARDS).rev().find(|s| set & (1 << s) != 0)
+        });
+        assert_eq!(plan.direct, 0b101);
+        let mut shared = plan.shared.clone();
+        shared.sort();
+        assert_eq!(
+            shared,
+            vec![
+                (2, Str::from("a/b"), Str::from("h")),
+                (3, Str::from("a/b"), Str::from("g"))
+            ]
+        );
+        assert_eq!(plan.targets(), 0b1101);
+        assert_eq!(plan.for_shard(0), (true, vec![]));
+        assert_eq!(
+            plan.for_shard(3),
+            (false, vec![(Str::from("a/b"), Str::from("g"))])
+        );
+        assert_eq!(plan.for_shard(1), (false, vec![]), "not picked");
+        assert_eq!(routes.plan("c", |_| Some(0)), RoutePlan::default());
+    }
+
+    #[test]
+    fn recipients_get_one_copy_at_their_highest_qos_and_each_group_one_online_member() {
+        let mut index = LocalIndex::default();
+        let (a, b, c) = (Str::from("a"), Str::from("b"), Str::from("c"));
+        index.add(&a, "t/+", None, opts(0));
+        index.add(&a, "t/#", None, opts(2));
+        index.add(&b, "t/x", None, opts(1));
+        index.add(&a, "t/x", Some("g"), opts(1));
+        index.add(&c, "t/x", Some("g"), opts(0));
+        let group = [(Str::from("t/x"), Str::from("g"))];
+        let mut out = Vec::new();
+        let strategy = SharedSubscriptionStrategy::RoundRobin;
+        // c is offline: the group's copy goes to a, even though a also subscribes ordinarily.
+        let online = |id: &Str| id.as_str() != "c";
+        index.recipients("t/x", "p", true, &group, strategy, || 0, online, &mut out);
+        let mut ordinary: Vec<_> = out[..2]
+            .iter()
+            .map(|(c, o)| (c.clone(), o.qos as u8))
+            .collect();
+        ordinary.sort();
+        assert_eq!(ordinary, vec![(a.clone(), 2), (b.clone(), 1)]);
+        assert_eq!(
+            out[2].0, a,
+            "the group's pick, kept apart from the ordinary copy"
+        );
+        assert_eq!(out.len(), 3);
+        // Without ordinary delivery (another shard serves those), only the group's member.
+        index.recipients(
+            "t/x",
+            "p",
+            false,
+            &group,
+            strategy,
+            || 0,
+            |_| true,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn shared_picks_follow_the_strategy_and_skip_offline_members() {
+        let mut g = SharedGroup {
+            members: ["m0", "m1", "m2"]
+                .iter()
+                .map(|m| (Str::from(*m), opts(1)))
+                .collect(),
+            next: 0,
+        };
+        let all = |_: &Str| true;
+        let pick = |g: &mut SharedGroup, s, r: u64, online: &dyn Fn(&Str) -> bool| {
+            g.pick(s, || r, "pub", "top", online).unwrap().0.to_string()
+        };
+        use SharedSubscriptionStrategy::*;
+        let rr: Vec<_> = (0..4).map(|_| pick(&mut g, RoundRobin, 0, &all)).collect();
+        assert_eq!(rr, ["m1", "m2", "m0", "m1"]);
+        assert_eq!(pick(&mut g, Random, 5, &all), "m2");
+        let by_pub = pick(&mut g, HashClientid, 0, &all);
+        assert_eq!(
+            by_pub,
+            pick(&mut g, HashClientid, 9, &all),
+            "stable per publisher"
+        );
+        // The starting member offline: the next online one after it.
+        assert_eq!(pick(&mut g, Random, 1, &|m: &Str| m.as_str() != "m1"), "m2");
+        // Nobody online: the starting member (its session queues the message).
+        assert_eq!(pick(&mut g, Random, 1, &|_: &Str| false), "m1");
+        assert!(SharedGroup::default()
+            .pick(Random, || 0, "p", "t", all)
+            .is_none());
     }
 }

@@ -63,6 +63,9 @@ impl Client {
     }
 }
 
+/// Serves a connection handed over by another shard (see [`Shard::adopter`]).
+pub type Adopter = fn(Rc<Shard>, super::msg::Adopt);
+
 /// One core's broker state.
 pub struct Shard {
     pub id: usize,
@@ -100,6 +103,10 @@ pub struct Shard {
     pub auth_throttle: Arc<MqttAuthThrottle>,
     /// Flow control: backlogged sessions and throttled publishers.
     pub flow: super::flow::Flow,
+    /// What serves a connection another shard handed over (`ShardMsg::Adopt`): set by the
+    /// loop that starts the shard (the connection code), so that the shard's decisions do not
+    /// depend on its sockets.
+    pub adopter: Cell<Option<Adopter>>,
     /// This shard's share of `mqtt.input_budget` and who holds it.
     pub input_budget: RefCell<super::budget::InputBudget<std::rc::Weak<Link>>>,
     /// The warning for cuts over the input budget, at most once a second.
@@ -201,6 +208,7 @@ impl Shard {
             backlog_scratch: Default::default(),
             action_pool: RefCell::new(Vec::new()),
             flow: Default::default(),
+            adopter: Cell::new(None),
             input_budget: RefCell::new(super::budget::InputBudget::new(input_share)),
             input_budget_warned: Default::default(),
             conn_slots: shared.conn_slots,
@@ -702,10 +710,13 @@ impl Shard {
                     },
                 );
             }
-            ShardMsg::Adopt(adopt) => {
-                let me = self.clone();
-                spawn_local(async move { super::conn::serve_adopted(me, *adopt).await }).detach();
-            }
+            ShardMsg::Adopt(adopt) => match self.adopter.get() {
+                Some(adopt_with) => adopt_with(self.clone(), *adopt),
+                None => tracing::error!(
+                    shard = self.id,
+                    "a connection handed over before the shard serves any"
+                ),
+            },
             ShardMsg::Collect { req, query } => {
                 let reply = self.collect(query);
                 self.mesh.send(

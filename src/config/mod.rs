@@ -555,3 +555,24 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// The session settings a new session gets from the `[mqtt]` section.
+impl From<&Config> for crate::session::SessionConfig {
+    fn from(cfg: &Config) -> Self {
+        let m = &cfg.mqtt;
+        crate::session::SessionConfig {
+            max_inflight: m.max_inflight,
+            max_mqueue: m.max_mqueue,
+            mqueue_store_qos0: m.mqueue_store_qos0,
+            max_awaiting_rel: m.max_awaiting_rel as usize,
+            await_rel_timeout: std::time::Duration::from_secs(m.await_rel_timeout),
+            retry_interval: std::time::Duration::from_secs(m.retry_interval),
+            keepalive_multiplier: m.keepalive_multiplier as f32,
+            upgrade_qos: m.upgrade_qos,
+            max_subscriptions: m.max_subscriptions as usize,
+            session_expiry: std::time::Duration::from_secs(m.session_expiry_interval),
+            max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed)
+                .unwrap_or(crate::codec::QoS::ExactlyOnce),
+        }
+    }
+}

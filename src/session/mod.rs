@@ -77,21 +77,10 @@ pub struct SessionConfig {
 }
 
 impl Default for SessionConfig {
-    /// EMQ X v3 defaults.
+    /// The configuration's defaults (`Config::default()`, which `tuning/shardmq.toml` documents
+    /// and a test holds equal to it): one place for each default.
     fn default() -> Self {
-        SessionConfig {
-            max_inflight: 32,
-            max_mqueue: 1000,
-            mqueue_store_qos0: true,
-            max_awaiting_rel: 100,
-            await_rel_timeout: Duration::from_secs(300),
-            retry_interval: Duration::from_secs(30),
-            keepalive_multiplier: 1.5,
-            upgrade_qos: false,
-            max_subscriptions: 0,
-            session_expiry: Duration::from_secs(2 * 3600),
-            max_qos_allowed: QoS::ExactlyOnce,
-        }
+        SessionConfig::from(&crate::config::Config::default())
     }
 }
 

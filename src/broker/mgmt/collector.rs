@@ -49,7 +49,7 @@ pub struct Broker {
     pub http_conns: Cell<u64>,
     pub http_shutdowns: RefCell<BTreeMap<String, u64>>,
     /// Apps, users, auth tables, bans, plugins, configs and alarms (`admin.rs`).
-    pub admin: super::admin::Admin,
+    pub admin: super::state::Admin,
 }
 
 impl Collector for Broker {

@@ -13,6 +13,8 @@
 pub mod admin;
 pub mod alarms;
 pub mod collector;
+pub mod monitors;
+pub mod state;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -77,7 +79,7 @@ pub async fn run(
     };
     let http_addr = listener.local_addr().unwrap_or(cfg.management.bind);
     // The durable admin state: read once here (blocking, before serving anything).
-    let admin = match admin::Admin::load(cfg.clone()) {
+    let admin = match state::Admin::load(cfg.clone()) {
         Ok(a) => a,
         Err(e) => {
             let _ = ready.send(Err(format!(

@@ -1,0 +1,126 @@
+//! The management thread's admin state: apps and users (shared with the HTTP layer's
+//! credential check), auth tables, bans, plugin states, changed configs and the alarm
+//! monitors' state, where they are kept (`[node] data_dir`), and the [`Policy`] snapshot the
+//! shards enforce. The API calls that change it are answered in [`super::admin`].
+//!
+//! Runs on the management executor; file writes are blocking but rare (admin changes only).
+//! Must never: run on a shard, or know how requests reach it (no `Broker` here).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use shardmq_http::auth::{Bootstrap, CredentialStore};
+use shardmq_http::collector::{ApiAnswer, AuthTable};
+use shardmq_http::{ApiError, ErrorCode};
+
+use super::monitors::Alarms;
+use crate::admin::configs;
+use crate::admin::hash::{HashAlgo, PasswordHash};
+use crate::admin::plugins;
+use crate::admin::policy::{Ban, Policy};
+use crate::admin::store::{self, AdminState, Store};
+use crate::config::Config;
+
+/// The admin state and where it is kept.
+pub struct Admin {
+    pub state: RefCell<AdminState>,
+    pub store: Store,
+    pub base: Arc<Config>,
+    /// The apps and users, shared with the HTTP layer (Basic auth reads them).
+    pub credentials: Rc<RefCell<CredentialStore>>,
+    pub alarms: RefCell<Alarms>,
+}
+
+/// A failed answer with this code.
+pub(super) fn err(code: ErrorCode, message: impl Into<String>) -> ApiAnswer {
+    ApiAnswer::Failed(ApiError::new(code, message))
+}
+
+impl Admin {
+    /// Loads the state from `[node] data_dir` (a first start writes the bootstrap state).
+    pub fn load(base: Arc<Config>) -> io::Result<Admin> {
+        let store = Store::open(&base.node.data_dir)?;
+        let boot = Bootstrap::default();
+        let first = !std::path::Path::new(&base.node.data_dir)
+            .join(format!("{}.json", store::APPS))
+            .exists();
+        let state = store.load(&boot, base.retainer.enable)?;
+        if first {
+            store.save_all(&state)?;
+        }
+        let credentials = Rc::new(RefCell::new(state.credentials.clone()));
+        for who in credentials.borrow().defaults_in_use(&boot) {
+            tracing::warn!("management API: {who} still uses its default secret; change it");
+        }
+        Ok(Admin {
+            state: RefCell::new(state),
+            store,
+            base,
+            credentials,
+            alarms: RefCell::new(Alarms::default()),
+        })
+    }
+
+    /// The configuration with the API's changes applied.
+    pub fn effective_config(&self) -> Config {
+        configs::effective(&self.base, &self.state.borrow().configs)
+    }
+
+    /// The snapshot shards enforce.
+    pub fn policy(&self) -> Policy {
+        let cfg = self.effective_config();
+        let state = self.state.borrow();
+        let mut p = Policy::from_config(&cfg);
+        p.bans = state
+            .bans
+            .iter()
+            .map(|b| Ban {
+                who: b.who.clone(),
+                kind: b.kind,
+                until: b.until,
+            })
+            .collect();
+        let table = |on: bool, t: &BTreeMap<String, PasswordHash>| {
+            on.then(|| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        };
+        p.auth_clientid = table(
+            state.plugin_active(plugins::AUTH_CLIENTID),
+            &state.auth_clientid,
+        );
+        p.auth_username = table(
+            state.plugin_active(plugins::AUTH_USERNAME),
+            &state.auth_username,
+        );
+        p.retainer = state.plugin_active(plugins::RETAINER);
+        p.delayed_publish = state.plugin_active(plugins::DELAYED_PUBLISH);
+        p
+    }
+
+    /// Writes `table` (apps and users are taken from the shared credential store).
+    pub(super) fn persist(&self, table: &str) -> Result<(), Box<ApiAnswer>> {
+        let mut state = self.state.borrow_mut();
+        if table == store::APPS || table == store::USERS {
+            state.credentials = self.credentials.borrow().clone();
+        }
+        self.store.save(&state, table).map_err(|e| {
+            tracing::error!("writing the {table} table: {e}");
+            Box::new(err(ErrorCode::Unknown, format!("persistence failed: {e}")))
+        })
+    }
+
+    pub(super) fn hash_algo(&self, table: AuthTable) -> HashAlgo {
+        let key = match table {
+            AuthTable::ClientId => "auth.client.password_hash",
+            AuthTable::Username => "auth.user.password_hash",
+        };
+        self.state
+            .borrow()
+            .configs
+            .get(key)
+            .and_then(|v| HashAlgo::parse(v))
+            .unwrap_or(HashAlgo::Sha256)
+    }
+}
