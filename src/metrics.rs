@@ -102,6 +102,7 @@ metric_set! {
         dropped_qos0_offline => "messages/dropped/qos0_offline",
         dropped_slow_subscriber => "messages/dropped/slow_subscriber",
         dropped_invalid => "messages/dropped/invalid",
+        dropped_queue_budget => "messages/dropped/queue_budget",
         connections_refused_over_cap => "connections/refused/max_connections",
         accept_failures => "connections/accept_failed",
         connections_cut_input_budget => "connections/cut/input_budget",
@@ -141,6 +142,8 @@ pub enum DropReason {
     SlowSubscriber,
     /// Could not be published as asked (a malformed `$delayed` topic).
     Invalid,
+    /// Shed from the largest queue when the shard's share of `mqtt.queue_budget` ran out.
+    QueueBudget,
 }
 
 impl Metrics {
@@ -153,6 +156,7 @@ impl Metrics {
             DropReason::Qos0Offline => self.dropped_qos0_offline += 1,
             DropReason::SlowSubscriber => self.dropped_slow_subscriber += 1,
             DropReason::Invalid => self.dropped_invalid += 1,
+            DropReason::QueueBudget => self.dropped_queue_budget += 1,
         }
     }
 }

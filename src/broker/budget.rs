@@ -8,8 +8,12 @@
 //! bytes (smaller buffers are not tracked: they are bounded by the connection cap, and
 //! tracking them would cost every read), and the decision of whom to cut. Runs on one shard;
 //! the connection loop reports what it holds after each read and each dispatch.
-//! Must never: cut a connection while the total is within the share, or cut any other than
-//! the largest holder.
+//! The same for the sessions' message queues ([`queue_cuts`]): when they hold more than the
+//! shard's share of `mqtt.queue_budget`, the largest queues are shed until the shard is back
+//! under 90 % of its share.
+//!
+//! Must never: cut a connection or shed a queue while the total is within the share, or cut
+//! any other than the largest holders.
 
 use std::collections::HashMap;
 
@@ -85,6 +89,33 @@ impl<T: Clone> InputBudget<T> {
     }
 }
 
+/// After shedding, the queues of a shard hold at most this part of its share (so that a
+/// shard at its limit does not shed on every tick).
+const QUEUE_REFILL: (usize, usize) = (9, 10);
+
+/// Which queues to shed, and how many bytes each, when `sizes` (a holder and the bytes its
+/// queue holds) add up to more than `share`: the largest first, each down to what brings the
+/// total under 90 % of `share` (or to nothing, then the next largest). Empty within the share.
+pub fn queue_cuts<K: Clone>(share: usize, sizes: &[(K, usize)]) -> Vec<(K, usize)> {
+    let total: usize = sizes.iter().map(|(_, b)| b).sum();
+    if share == 0 || total <= share {
+        return Vec::new();
+    }
+    let mut excess = total - share / QUEUE_REFILL.1 * QUEUE_REFILL.0;
+    let mut by_size: Vec<&(K, usize)> = sizes.iter().filter(|(_, b)| *b > 0).collect();
+    by_size.sort_by_key(|e| std::cmp::Reverse(e.1));
+    let mut cuts = Vec::new();
+    for (who, bytes) in by_size {
+        if excess == 0 {
+            break;
+        }
+        let cut = (*bytes).min(excess);
+        excess -= cut;
+        cuts.push((who.clone(), cut));
+    }
+    cuts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +160,19 @@ mod tests {
         b.release(2);
         b.release(2);
         assert_eq!(b.total(), 0);
+    }
+
+    #[test]
+    fn queues_are_shed_largest_first_down_to_ninety_percent_and_not_within_the_share() {
+        let sizes = [("a", 300), ("b", 500), ("c", 100), ("d", 0)];
+        assert!(
+            queue_cuts(900, &sizes).is_empty(),
+            "900 is within the share"
+        );
+        assert!(queue_cuts(0, &sizes).is_empty(), "0: no limit");
+        // 900 held, share 800: back to 720 means 180 from the largest (b).
+        assert_eq!(queue_cuts(800, &sizes), vec![("b", 180)]);
+        // Share 400: back to 360 means 540: all of b (500), then 40 of a.
+        assert_eq!(queue_cuts(400, &sizes), vec![("b", 500), ("a", 40)]);
     }
 }

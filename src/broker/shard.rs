@@ -111,6 +111,8 @@ pub struct Shard {
     pub input_budget: RefCell<super::budget::InputBudget<std::rc::Weak<Link>>>,
     /// The warning for cuts over the input budget, at most once a second.
     pub input_budget_warned: RefCell<super::warned::Warned>,
+    /// The warning for queues shed over the queue budget, at most once a second.
+    queue_budget_warned: RefCell<super::warned::Warned>,
     /// Emptied action lists, reused by `on_packet` and deliveries.
     action_pool: RefCell<Vec<Vec<Action>>>,
     /// The time a connection task read at the start of its current batch of packets (see
@@ -211,9 +213,55 @@ impl Shard {
             adopter: Cell::new(None),
             input_budget: RefCell::new(super::budget::InputBudget::new(input_share)),
             input_budget_warned: Default::default(),
+            queue_budget_warned: Default::default(),
             conn_slots: shared.conn_slots,
             auth_throttle: shared.auth_throttle,
         })
+    }
+
+    /// Sheds the largest sessions' queues when this shard's queues hold more than its share of
+    /// `mqtt.queue_budget` ([`super::budget::queue_cuts`]); each message shed is counted.
+    fn enforce_queue_budget(&self) {
+        let budget = self.cfg.mqtt.queue_budget;
+        if budget == 0 {
+            return;
+        }
+        let share = (budget / self.shards.max(1) as u64) as usize;
+        // A sum of one field per session each tick; the list is built only when over.
+        let total: usize = self
+            .clients
+            .borrow()
+            .values()
+            .map(|c| c.session.queued_bytes())
+            .sum();
+        if total <= share {
+            return;
+        }
+        let sizes: Vec<(Str, usize)> = self
+            .clients
+            .borrow()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.session.queued_bytes()))
+            .collect();
+        let cuts = super::budget::queue_cuts(share, &sizes);
+        if cuts.is_empty() {
+            return;
+        }
+        let mut clients = self.clients.borrow_mut();
+        let mut metrics = self.metrics.borrow_mut();
+        let mut freed = 0;
+        for (id, bytes) in &cuts {
+            if let Some(c) = clients.get_mut(id) {
+                freed += c.session.shed_queued(*bytes, &mut metrics);
+            }
+        }
+        self.queue_budget_warned.borrow_mut().warn(|more| {
+            tracing::warn!(
+                shard = self.id,
+                "mqtt.queue_budget reached: shed {freed} bytes from the {} largest queues ({more} more since the last warning)",
+                cuts.len()
+            )
+        });
     }
 
     /// Records that `link`'s connection holds `held` bytes of input not yet handled; when
@@ -826,6 +874,7 @@ impl Shard {
     /// and drops offline persistent sessions past their expiry.
     pub fn tick(self: &Rc<Self>) {
         let now = Instant::now();
+        self.enforce_queue_budget();
         let due: Vec<Str> = self
             .clients
             .borrow()

@@ -156,6 +156,9 @@ pub struct MqttConfig {
     /// per shard, at least `max_packet_size`; each connection counts from 64 KiB). Over it the connection holding the
     /// most is closed.
     pub input_budget: u64,
+    /// Bytes all sessions' queues together may hold (an equal share per shard, checked every
+    /// housekeeping tick; 0 = no limit). Over it the largest queues are shed, QoS 0 first.
+    pub queue_budget: u64,
     /// Longest client id in bytes (at least 23).
     pub max_clientid_len: u16,
     /// Most levels in a topic name or filter (0 = unlimited).
@@ -298,6 +301,7 @@ impl Default for MqttConfig {
             max_packet_size: 1024 * 1024,
             max_connect_packet_size: 64 * 1024,
             input_budget: 64 * 1024 * 1024,
+            queue_budget: 1024 * 1024 * 1024,
             max_clientid_len: 65535,
             max_topic_levels: 0,
             max_qos_allowed: 2,

@@ -407,6 +407,27 @@ impl Session {
         self.mqueue.len()
     }
 
+    /// Memory those messages hold (an upper bound: a payload shared with other sessions
+    /// counts in each).
+    pub fn queued_bytes(&self) -> usize {
+        self.mqueue.bytes()
+    }
+
+    /// Drops queued messages (QoS 0 first, then the oldest) until at least `bytes` of memory
+    /// were given back or the queue is empty: the broker's queue budget ran out and this
+    /// session's queue is the largest. Each drop is counted (`queue_budget`). Returns the
+    /// bytes given back.
+    pub fn shed_queued(&mut self, bytes: usize, m: &mut Metrics) -> usize {
+        let before = self.mqueue.bytes();
+        while before - self.mqueue.bytes() < bytes {
+            if self.mqueue.shed().is_none() {
+                break;
+            }
+            m.count_drop(crate::metrics::DropReason::QueueBudget);
+        }
+        before - self.mqueue.bytes()
+    }
+
     /// True while a connection is attached.
     pub fn is_online(&self) -> bool {
         self.online

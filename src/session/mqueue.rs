@@ -23,6 +23,14 @@ pub struct MQueue {
     /// QoS 0 messages currently queued (so that overflow finds them without a scan when none).
     qos0_len: usize,
     dropped: u64,
+    /// Memory the queued messages hold, as [`entry_bytes`] counts it.
+    bytes: usize,
+}
+
+/// What one queued message costs: the entry, its topic and its payload (a payload shared with
+/// other queues counts in each: an upper bound).
+pub fn entry_bytes(msg: &Message) -> usize {
+    std::mem::size_of::<Message>() + msg.topic.len() + msg.payload.len()
 }
 
 impl MQueue {
@@ -34,6 +42,7 @@ impl MQueue {
             held: false,
             qos0_len: 0,
             dropped: 0,
+            bytes: 0,
         }
     }
 
@@ -63,6 +72,7 @@ impl MQueue {
         if msg.qos == QoS::AtMostOnce {
             self.qos0_len += 1;
         }
+        self.bytes += entry_bytes(&msg);
         self.items.push_back(msg);
         dropped
     }
@@ -125,6 +135,26 @@ impl MQueue {
         if msg.qos == QoS::AtMostOnce {
             self.qos0_len -= 1;
         }
+        self.bytes -= entry_bytes(msg);
+    }
+
+    /// Memory the queued messages hold ([`entry_bytes`] each).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops one message to give memory back (the broker's queue budget ran out): the oldest
+    /// QoS 0 message if there is one, else the oldest. Counted in [`MQueue::dropped`].
+    pub fn shed(&mut self) -> Option<Message> {
+        let victim = if self.qos0_len > 0 {
+            self.items
+                .iter()
+                .position(|m| m.qos == QoS::AtMostOnce)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        self.take(victim)
     }
 }
 
@@ -193,5 +223,23 @@ mod tests {
         }
         assert_eq!(q.len(), 5000);
         assert_eq!(q.pop().unwrap().topic.as_str(), "0");
+    }
+
+    #[test]
+    fn bytes_follow_every_push_pop_and_drop_and_shedding_takes_qos0_first() {
+        let mut q = MQueue::new(2);
+        let big = |t: &str, qos| Message::new(t, "x".repeat(1000), qos, false);
+        q.push(big("a", QoS::AtLeastOnce));
+        q.push(big("b", QoS::AtMostOnce));
+        let each = entry_bytes(&big("a", QoS::AtLeastOnce));
+        assert_eq!(q.bytes(), 2 * each);
+        q.push(big("c", QoS::AtLeastOnce)); // full: drops b
+        assert_eq!(q.bytes(), 2 * each);
+        q.push(big("d", QoS::AtMostOnce)); // full, no QoS 0 queued: drops a
+        assert_eq!(q.shed().unwrap().topic.as_str(), "d", "QoS 0 first");
+        assert_eq!(q.shed().unwrap().topic.as_str(), "c");
+        assert!(q.shed().is_none());
+        assert_eq!(q.bytes(), 0);
+        assert_eq!(q.dropped(), 4);
     }
 }
