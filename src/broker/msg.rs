@@ -84,12 +84,14 @@ pub struct Adopt {
 pub enum Query {
     /// The shard's counters and gauges.
     Counters,
-    /// Connection rows: all of this shard's, or those of one client id / username.
-    Connections(ClientFilter),
+    /// Connection rows: all of this shard's, or those of one client id / username; only the
+    /// first `window` in client-id order are built (a page needs no more from any shard),
+    /// and how many match is counted.
+    Connections(ClientFilter, usize),
     /// Session rows, likewise.
-    Sessions(ClientFilter),
-    /// Subscription rows, likewise.
-    Subscriptions(ClientFilter),
+    Sessions(ClientFilter, usize),
+    /// Subscription rows, likewise (in client id, then topic order).
+    Subscriptions(ClientFilter, usize),
     /// The route replica's filters (every shard has the same; asked of one).
     Routes,
     /// Close a client's connection with reason `kicked` (asked of its home shard).
@@ -135,9 +137,10 @@ pub enum ReplyData {
         metrics: Box<Metrics>,
         stats: Stats,
     },
-    Connections(Vec<ConnectionInfo>),
-    Sessions(Vec<SessionInfo>),
-    Subscriptions(Vec<SubscriptionInfo>),
+    /// The first rows of a row query's window, in order, and how many rows matched.
+    Connections(Vec<ConnectionInfo>, u64),
+    Sessions(Vec<SessionInfo>, u64),
+    Subscriptions(Vec<SubscriptionInfo>, u64),
     Routes(Vec<String>),
     /// An action's outcome: `Err((EMQ X code, message))`.
     Done(Result<(), (u16, String)>),

@@ -23,34 +23,45 @@ impl Shard {
                 metrics: Box::new(self.metrics_now()),
                 stats: self.stats(),
             },
-            Query::Connections(filter) => ReplyData::Connections(
-                self.matching(&filter)
-                    .into_iter()
-                    .filter_map(|id| self.connection_row(&id))
-                    .collect(),
-            ),
-            Query::Sessions(filter) => ReplyData::Sessions(
-                self.matching(&filter)
-                    .into_iter()
-                    .filter_map(|id| self.session_row(&id))
-                    .collect(),
-            ),
-            Query::Subscriptions(filter) => {
+            Query::Connections(filter, window) => {
+                let (ids, count) = self.selected(&filter, |c| c.link.is_some(), window);
+                let rows = ids
+                    .iter()
+                    .filter_map(|id| self.connection_row(id))
+                    .collect();
+                ReplyData::Connections(rows, count)
+            }
+            Query::Sessions(filter, window) => {
+                let (ids, count) = self.selected(&filter, |_| true, window);
+                let rows = ids.iter().filter_map(|id| self.session_row(id)).collect();
+                ReplyData::Sessions(rows, count)
+            }
+            Query::Subscriptions(filter, window) => {
+                let (ids, _) = self.selected(&filter, |_| true, usize::MAX);
                 let clients = self.clients.borrow();
-                let mut rows = Vec::new();
-                for id in self.matching(&filter) {
-                    if let Some(c) = clients.get(id.as_str()) {
-                        for (topic, opts) in c.session.subscriptions() {
-                            rows.push(SubscriptionInfo {
-                                client_id: id.clone(),
-                                node: self.node.clone(),
-                                qos: opts.qos as u8,
-                                topic: topic.to_string(),
-                            });
-                        }
-                    }
-                }
-                ReplyData::Subscriptions(rows)
+                let keys: Vec<(Str, Str)> = ids
+                    .iter()
+                    .filter_map(|id| clients.get(id).map(|c| (id, c)))
+                    .flat_map(|(id, c)| {
+                        c.session
+                            .subscriptions()
+                            .map(move |(topic, _)| (id.clone(), Str::from(topic)))
+                    })
+                    .collect();
+                let count = keys.len() as u64;
+                let rows = first_in_order(keys, window)
+                    .into_iter()
+                    .filter_map(|(id, topic)| {
+                        let opts = clients.get(&id)?.session.subscription(&topic)?;
+                        Some(SubscriptionInfo {
+                            client_id: id.to_string(),
+                            node: self.node.clone(),
+                            qos: opts.qos as u8,
+                            topic: topic.to_string(),
+                        })
+                    })
+                    .collect();
+                ReplyData::Subscriptions(rows, count)
             }
             Query::Routes => {
                 let routes = self.routes.borrow();
@@ -128,21 +139,34 @@ impl Shard {
         }
     }
 
-    /// Client ids of this shard that `filter` selects.
-    fn matching(&self, filter: &ClientFilter) -> Vec<String> {
+    /// The client ids of this shard that `filter` selects and `keep` accepts: the first
+    /// `window` in client-id order, and how many there are. No row is built here.
+    fn selected(
+        &self,
+        filter: &ClientFilter,
+        keep: impl Fn(&Client) -> bool,
+        window: usize,
+    ) -> (Vec<Str>, u64) {
         let clients = self.clients.borrow();
-        match filter {
-            ClientFilter::All => clients.keys().map(|k| k.to_string()).collect(),
+        let ids: Vec<Str> = match filter {
+            ClientFilter::All => clients
+                .iter()
+                .filter(|(_, c)| keep(c))
+                .map(|(k, _)| k.clone())
+                .collect(),
             ClientFilter::ClientId(id) => clients
                 .get(id.as_str())
-                .map(|_| vec![id.clone()])
+                .filter(|c| keep(c))
+                .map(|_| vec![Str::from(id.as_str())])
                 .unwrap_or_default(),
             ClientFilter::Username(u) => clients
                 .iter()
-                .filter(|(_, c)| c.username.as_deref() == Some(u.as_str()))
-                .map(|(k, _)| k.to_string())
+                .filter(|(_, c)| c.username.as_deref() == Some(u.as_str()) && keep(c))
+                .map(|(k, _)| k.clone())
                 .collect(),
-        }
+        };
+        let count = ids.len() as u64;
+        (first_in_order(ids, window), count)
     }
 
     fn connection_row(&self, client_id: &str) -> Option<ConnectionInfo> {
@@ -308,4 +332,35 @@ pub fn datetime(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Local>::from(t)
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
+}
+
+/// The `window` smallest of `items`, in order (all of them, sorted, when there are fewer):
+/// linear in `items` plus a sort of the window, so a page of a large list sorts only itself.
+pub fn first_in_order<T: Ord>(mut items: Vec<T>, window: usize) -> Vec<T> {
+    if window == 0 {
+        return Vec::new();
+    }
+    if items.len() > window {
+        items.select_nth_unstable(window - 1);
+        items.truncate(window);
+    }
+    items.sort_unstable();
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_in_order;
+
+    #[test]
+    fn the_first_window_in_order_whatever_the_input_order() {
+        let items = vec![9, 3, 7, 1, 8, 2, 6];
+        assert_eq!(first_in_order(items.clone(), 3), vec![1, 2, 3]);
+        assert_eq!(
+            first_in_order(items.clone(), 100),
+            vec![1, 2, 3, 6, 7, 8, 9]
+        );
+        assert!(first_in_order(items, 0).is_empty());
+        assert!(first_in_order(Vec::<u8>::new(), 5).is_empty());
+    }
 }

@@ -139,36 +139,37 @@ impl Broker {
             }
             ApiCall::ListConnections { paging } => {
                 let (replies, cov) = self
-                    .ask(&shards, || Query::Connections(ClientFilter::All))
+                    .ask(&shards, || {
+                        Query::Connections(ClientFilter::All, window_of(paging))
+                    })
                     .await;
-                let mut rows: Vec<_> = replies.into_iter().flat_map(connections).collect();
+                let (mut rows, count) = merge(replies, connections);
                 rows.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-                (ApiAnswer::Connections(page(rows, paging)), cov)
+                (
+                    ApiAnswer::Connections(page_window(rows, count, paging)),
+                    cov,
+                )
             }
             ApiCall::LookupConnection { client_id } => {
                 let to = self.home(&client_id);
                 let (replies, cov) = self
                     .ask(&to, || {
-                        Query::Connections(ClientFilter::ClientId(client_id.clone()))
+                        Query::Connections(ClientFilter::ClientId(client_id.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Connections(Page::all(
-                        replies.into_iter().flat_map(connections).collect(),
-                    )),
+                    ApiAnswer::Connections(Page::all(merge(replies, connections).0)),
                     cov,
                 )
             }
             ApiCall::LookupConnectionsByUsername { username } => {
                 let (replies, cov) = self
                     .ask(&shards, || {
-                        Query::Connections(ClientFilter::Username(username.clone()))
+                        Query::Connections(ClientFilter::Username(username.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Connections(Page::all(
-                        replies.into_iter().flat_map(connections).collect(),
-                    )),
+                    ApiAnswer::Connections(Page::all(merge(replies, connections).0)),
                     cov,
                 )
             }
@@ -183,23 +184,23 @@ impl Broker {
             }
             ApiCall::ListSessions { paging } => {
                 let (replies, cov) = self
-                    .ask(&shards, || Query::Sessions(ClientFilter::All))
+                    .ask(&shards, || {
+                        Query::Sessions(ClientFilter::All, window_of(paging))
+                    })
                     .await;
-                let mut rows: Vec<_> = replies.into_iter().flat_map(sessions).collect();
+                let (mut rows, count) = merge(replies, sessions);
                 rows.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-                (ApiAnswer::Sessions(page(rows, paging)), cov)
+                (ApiAnswer::Sessions(page_window(rows, count, paging)), cov)
             }
             ApiCall::LookupSession { client_id } => {
                 let to = self.home(&client_id);
                 let (replies, cov) = self
                     .ask(&to, || {
-                        Query::Sessions(ClientFilter::ClientId(client_id.clone()))
+                        Query::Sessions(ClientFilter::ClientId(client_id.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Sessions(Page::all(
-                        replies.into_iter().flat_map(sessions).collect(),
-                    )),
+                    ApiAnswer::Sessions(Page::all(merge(replies, sessions).0)),
                     cov,
                 )
             }
@@ -214,23 +215,26 @@ impl Broker {
             }
             ApiCall::ListSubscriptions { paging } => {
                 let (replies, cov) = self
-                    .ask(&shards, || Query::Subscriptions(ClientFilter::All))
+                    .ask(&shards, || {
+                        Query::Subscriptions(ClientFilter::All, window_of(paging))
+                    })
                     .await;
-                let mut rows: Vec<_> = replies.into_iter().flat_map(subscriptions).collect();
+                let (mut rows, count) = merge(replies, subscriptions);
                 rows.sort_by(|a, b| (&a.client_id, &a.topic).cmp(&(&b.client_id, &b.topic)));
-                (ApiAnswer::Subscriptions(page(rows, paging)), cov)
+                (
+                    ApiAnswer::Subscriptions(page_window(rows, count, paging)),
+                    cov,
+                )
             }
             ApiCall::ClientSubscriptions { client_id } => {
                 let to = self.home(&client_id);
                 let (replies, cov) = self
                     .ask(&to, || {
-                        Query::Subscriptions(ClientFilter::ClientId(client_id.clone()))
+                        Query::Subscriptions(ClientFilter::ClientId(client_id.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Subscriptions(Page::all(
-                        replies.into_iter().flat_map(subscriptions).collect(),
-                    )),
+                    ApiAnswer::Subscriptions(Page::all(merge(replies, subscriptions).0)),
                     cov,
                 )
             }
@@ -495,25 +499,58 @@ fn done(replies: Vec<ReplyData>) -> ApiAnswer {
     }
 }
 
-fn connections(r: ReplyData) -> Vec<shardmq_http::model::ConnectionInfo> {
+fn connections(r: ReplyData) -> Option<(Vec<shardmq_http::model::ConnectionInfo>, u64)> {
     match r {
-        ReplyData::Connections(rows) => rows,
-        _ => Vec::new(),
+        ReplyData::Connections(rows, count) => Some((rows, count)),
+        _ => None,
     }
 }
 
-fn sessions(r: ReplyData) -> Vec<shardmq_http::model::SessionInfo> {
+fn sessions(r: ReplyData) -> Option<(Vec<shardmq_http::model::SessionInfo>, u64)> {
     match r {
-        ReplyData::Sessions(rows) => rows,
-        _ => Vec::new(),
+        ReplyData::Sessions(rows, count) => Some((rows, count)),
+        _ => None,
     }
 }
 
-fn subscriptions(r: ReplyData) -> Vec<shardmq_http::model::SubscriptionInfo> {
+fn subscriptions(r: ReplyData) -> Option<(Vec<shardmq_http::model::SubscriptionInfo>, u64)> {
     match r {
-        ReplyData::Subscriptions(rows) => rows,
-        _ => Vec::new(),
+        ReplyData::Subscriptions(rows, count) => Some((rows, count)),
+        _ => None,
     }
+}
+
+/// The rows every shard sent (each its first window, in order) and how many matched in all.
+fn merge<T>(
+    replies: Vec<ReplyData>,
+    rows_of: fn(ReplyData) -> Option<(Vec<T>, u64)>,
+) -> (Vec<T>, u64) {
+    let mut all = Vec::new();
+    let mut count = 0;
+    for (rows, n) in replies.into_iter().filter_map(rows_of) {
+        all.extend(rows);
+        count += n;
+    }
+    (all, count)
+}
+
+/// How many rows each shard must send for `paging`: every row up to the page's end (the
+/// page's rows are among the first that many of the merged order).
+fn window_of(paging: Paging) -> usize {
+    usize::try_from(paging.offset().saturating_add(paging.limit)).unwrap_or(usize::MAX)
+}
+
+/// The page of `rows` (the merged first windows of every shard, sorted) that `paging` asks
+/// for, out of `count` rows in all.
+pub(super) fn page_window<T>(mut rows: Vec<T>, count: u64, paging: Paging) -> Page<T> {
+    let start = usize::try_from(paging.offset())
+        .unwrap_or(usize::MAX)
+        .min(rows.len());
+    let end = start
+        .saturating_add(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+        .min(rows.len());
+    let rows = rows.drain(start..end).collect();
+    Page { rows, count }
 }
 
 fn shard_view(f: &ShardFigures) -> ShardView {
@@ -602,5 +639,29 @@ mod tests {
     fn page_of(rows: Vec<u32>, paging: Paging) -> (usize, u64) {
         let page = page(rows, paging);
         (page.rows.len(), page.count)
+    }
+
+    #[test]
+    fn pages_from_every_shards_first_window_equal_pages_of_the_whole_list() {
+        // Three shards' rows (each shard's in any order); the whole list is 0..60.
+        let shards: Vec<Vec<u32>> = (0..3)
+            .map(|s| (0..60).filter(|i| i % 3 == s).rev().collect())
+            .collect();
+        for (n, limit) in [(1, 10), (2, 7), (6, 10), (7, 10), (1, 100), (3, u64::MAX)] {
+            let paging = Paging { page: n, limit };
+            let window = window_of(paging);
+            let mut rows: Vec<u32> = shards
+                .iter()
+                .flat_map(|r| crate::broker::views::first_in_order(r.clone(), window))
+                .collect();
+            rows.sort();
+            let got = page_window(rows, 60, paging);
+            let want = page((0..60).collect::<Vec<u32>>(), paging);
+            assert_eq!(
+                (got.rows, got.count),
+                (want.rows, want.count),
+                "{n}/{limit}"
+            );
+        }
     }
 }
