@@ -142,8 +142,8 @@ pub enum ReplyData {
     Sessions(Vec<SessionInfo>, u64),
     Subscriptions(Vec<SubscriptionInfo>, u64),
     Routes(Vec<String>),
-    /// An action's outcome: `Err((EMQ X code, message))`.
-    Done(Result<(), (u16, String)>),
+    /// An action's outcome (an EMQ X error code and message when it failed).
+    Done(Result<(), shardmq_http::ApiError>),
     Shard(Box<ShardFigures>),
 }
 

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
+use shardmq_http::{ApiError, ErrorCode};
 
 use super::msg::{ClientFilter, Query, ReplyData, ShardFigures};
 use super::shard::{Client, Shard};
@@ -85,7 +86,7 @@ impl Shard {
                         link.close(CloseReason::Kicked);
                         Ok(())
                     }
-                    None => Err((112, "not_found".into())),
+                    None => Err(ApiError::new(ErrorCode::ClientNotOnline, "not_found")),
                 })
             }
             Query::CleanSession { client_id } => {
@@ -95,8 +96,8 @@ impl Shard {
                     .get(client_id.as_str())
                     .map(|c| c.link.is_some());
                 ReplyData::Done(match online {
-                    None => Err((112, "not_found".into())),
-                    Some(true) => Err((112, "running_session".into())),
+                    None => Err(ApiError::new(ErrorCode::ClientNotOnline, "not_found")),
+                    Some(true) => Err(ApiError::new(ErrorCode::ClientNotOnline, "running_session")),
                     Some(false) => {
                         self.discard_session(&Str::from(client_id.as_str()));
                         Ok(())
@@ -249,8 +250,9 @@ impl Shard {
         client_id: &str,
         filter: &str,
         qos: u8,
-    ) -> Result<(), (u16, String)> {
-        let qos = QoS::from_u8(qos).ok_or((108, "bad_qos".to_string()))?;
+    ) -> Result<(), ApiError> {
+        let qos =
+            QoS::from_u8(qos).ok_or_else(|| ApiError::new(ErrorCode::ParameterType, "bad_qos"))?;
         let packet = Packet::Subscribe(Subscribe {
             packet_id: 1,
             filters: vec![(
@@ -266,7 +268,7 @@ impl Shard {
         for action in actions {
             if let crate::session::Action::Subscribe { filters, .. } = action {
                 if filters.iter().any(|(_, r)| r.is_err()) {
-                    return Err((115, "bad_topic".into()));
+                    return Err(ApiError::new(ErrorCode::BadTopic, "bad_topic"));
                 }
                 self.subscribe_silently(&Str::from(client_id), filters);
             }
@@ -274,11 +276,7 @@ impl Shard {
         Ok(())
     }
 
-    fn api_unsubscribe(
-        self: &Rc<Self>,
-        client_id: &str,
-        filter: &str,
-    ) -> Result<(), (u16, String)> {
+    fn api_unsubscribe(self: &Rc<Self>, client_id: &str, filter: &str) -> Result<(), ApiError> {
         let packet = Packet::Unsubscribe(Unsubscribe {
             packet_id: 1,
             filters: vec![Str::from(filter)],
@@ -299,11 +297,11 @@ impl Shard {
         &self,
         client_id: &str,
         packet: Packet,
-    ) -> Result<Vec<crate::session::Action>, (u16, String)> {
+    ) -> Result<Vec<crate::session::Action>, ApiError> {
         let mut clients = self.clients.borrow_mut();
         let c = clients
             .get_mut(client_id)
-            .ok_or((112, "session_not_found".to_string()))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::ClientNotOnline, "session_not_found"))?;
         let mut actions = Vec::new();
         let mut metrics = crate::metrics::Metrics::default(); // API calls are not client traffic
         c.session

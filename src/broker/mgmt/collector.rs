@@ -66,13 +66,7 @@ pub(super) fn all_shards(n: usize) -> Vec<usize> {
     (0..n).collect()
 }
 
-fn failed(code: u16, message: String) -> ApiAnswer {
-    let code = match code {
-        108 => ErrorCode::ParameterType,
-        112 => ErrorCode::ClientNotOnline,
-        115 => ErrorCode::BadTopic,
-        _ => ErrorCode::Unknown,
-    };
+fn failed(code: ErrorCode, message: &str) -> ApiAnswer {
     ApiAnswer::Failed(ApiError::new(code, message))
 }
 
@@ -253,7 +247,7 @@ impl Broker {
                     .collect();
                 if topics.is_empty() {
                     return Reply {
-                        answer: failed(115, "bad_topic".into()),
+                        answer: failed(ErrorCode::BadTopic, "bad_topic"),
                         coverage: complete,
                     };
                 }
@@ -278,7 +272,7 @@ impl Broker {
             ApiCall::Subscribe(p) => {
                 let topics = topics_of(&p.topic, &p.topics);
                 let to = self.home(&p.client_id);
-                let mut last = failed(115, "bad_topic".into());
+                let mut last = failed(ErrorCode::BadTopic, "bad_topic");
                 let mut cov = complete;
                 let mut any_ok = false;
                 for t in topics {
@@ -494,8 +488,8 @@ pub(super) fn page<T>(mut rows: Vec<T>, paging: Paging) -> Page<T> {
 fn done(replies: Vec<ReplyData>) -> ApiAnswer {
     match replies.into_iter().next() {
         Some(ReplyData::Done(Ok(()))) => ApiAnswer::Done,
-        Some(ReplyData::Done(Err((code, message)))) => failed(code, message),
-        _ => failed(102, "timeout".into()),
+        Some(ReplyData::Done(Err(e))) => ApiAnswer::Failed(e),
+        _ => failed(ErrorCode::Unknown, "timeout"),
     }
 }
 
