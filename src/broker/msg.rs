@@ -161,3 +161,53 @@ pub struct ShardFigures {
     /// Abnormal connection ends by reason (`closed`, `kicked`, `keepalive_timeout`, ...).
     pub shutdowns: Vec<(String, u64)>,
 }
+
+/// The node's counters from the shards' `Counters` replies (other replies are ignored):
+/// metrics and gauges summed, except `routes` and `topics`, which every shard's replica holds
+/// whole (the largest is taken). One sum for `$SYS` and the REST API, over whichever shards
+/// answered in time.
+pub fn node_counters(replies: impl IntoIterator<Item = ReplyData>) -> (Metrics, Stats) {
+    let mut metrics = Metrics::default();
+    let mut stats = Stats::default();
+    let mut routes = 0;
+    for r in replies {
+        if let ReplyData::Counters {
+            metrics: m,
+            stats: s,
+        } = r
+        {
+            metrics.merge(&m);
+            routes = routes.max(s.routes);
+            stats.merge(&s);
+        }
+    }
+    stats.routes = routes;
+    stats.topics = routes;
+    (metrics, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_counters_sum_the_shards_but_take_the_replicated_routes_once() {
+        let shard = |received: u64, conns: u64, routes: u64| ReplyData::Counters {
+            metrics: Box::new(Metrics {
+                messages_received: received,
+                ..Metrics::default()
+            }),
+            stats: Stats {
+                connections: conns,
+                routes,
+                topics: routes,
+                ..Stats::default()
+            },
+        };
+        let (m, s) = node_counters([shard(5, 2, 7), ReplyData::Ack, shard(10, 3, 7)]);
+        assert_eq!(m.messages_received, 15);
+        assert_eq!(s.connections, 5);
+        assert_eq!((s.routes, s.topics), (7, 7));
+        assert_eq!(node_counters([]), (Metrics::default(), Stats::default()));
+    }
+}

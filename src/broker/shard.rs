@@ -833,13 +833,16 @@ impl Shard {
         }
     }
 
-    /// Node-wide counters: this shard's plus every other shard's (asked through the mesh).
+    /// Node-wide counters: this shard's plus every other shard's that answers within the
+    /// deadline (asked through the mesh), summed as the REST API sums them
+    /// ([`super::msg::node_counters`]).
     pub async fn node_totals(self: &Rc<Self>) -> (Metrics, Stats) {
-        let mut metrics = self.metrics_now();
-        let mut stats = self.stats();
-        let routes = stats.routes;
+        let mut replies = vec![ReplyData::Counters {
+            metrics: Box::new(self.metrics_now()),
+            stats: self.stats(),
+        }];
         if self.shards > 1 {
-            let (req, replies) = self.replies.register(self.shards - 1);
+            let (req, mut waiter) = self.replies.register(self.shards - 1);
             for to in self.other_shards() {
                 self.mesh.send(
                     to,
@@ -849,23 +852,12 @@ impl Shard {
                     },
                 );
             }
-            let replies = or_timeout(replies, ROUTE_ACK_DEADLINE)
-                .await
-                .unwrap_or_default();
-            for r in replies {
-                if let ReplyData::Counters {
-                    metrics: m,
-                    stats: s,
-                } = r
-                {
-                    metrics.merge(&m);
-                    stats.merge(&s);
-                }
+            match or_timeout(&mut waiter, ROUTE_ACK_DEADLINE).await {
+                Some(others) => replies.extend(others),
+                None => replies.extend(waiter.take_partial()),
             }
         }
-        stats.routes = routes;
-        stats.topics = routes;
-        (metrics, stats)
+        super::msg::node_counters(replies)
     }
 
     // ---------------------------------------------------------------- housekeeping

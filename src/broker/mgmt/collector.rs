@@ -338,23 +338,7 @@ impl Broker {
         let (replies, cov) = self
             .ask(&all_shards(self.facts.shards), || Query::Counters)
             .await;
-        let mut metrics = Metrics::default();
-        let mut stats = Stats::default();
-        let mut routes = 0;
-        for r in replies {
-            if let ReplyData::Counters {
-                metrics: m,
-                stats: s,
-            } = r
-            {
-                metrics.merge(&m);
-                routes = routes.max(s.routes);
-                stats.merge(&s);
-            }
-        }
-        stats.routes = routes;
-        stats.topics = routes;
-        ((metrics, stats), cov)
+        (crate::broker::msg::node_counters(replies), cov)
     }
 
     /// Samples the node stats for their high-water marks (every second, as EMQ X does).
