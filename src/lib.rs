@@ -13,6 +13,7 @@ pub mod codec;
 pub mod config;
 pub mod fastmap;
 pub mod metrics;
+pub mod retained;
 pub mod session;
 pub mod topic;
 

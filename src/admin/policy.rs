@@ -31,16 +31,6 @@ impl Ban {
     }
 }
 
-/// Retained-message limits (`emqx_retainer`'s settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetainerLimits {
-    /// Node-wide count (0 = unlimited); each shard keeps at most its share.
-    pub max_retained_messages: u64,
-    pub max_payload_size: u64,
-    /// Seconds a retained message lives (0 = until replaced).
-    pub expiry_interval: u64,
-}
-
 /// What CONNECT is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -70,7 +60,8 @@ pub struct Policy {
     pub auth_username: Option<HashMap<String, PasswordHash>>,
     /// `emqx_retainer` loaded: retained messages are stored and served.
     pub retainer: bool,
-    pub retainer_limits: RetainerLimits,
+    /// `emqx_retainer`'s settings.
+    pub retainer_limits: crate::retained::RetainLimits,
     /// `emqx_delayed_publish` loaded: `$delayed/<secs>/<topic>` is held, then published.
     pub delayed_publish: bool,
     /// `mqtt.allow_anonymous`: whether a client that no loaded auth source accepted (whatever
@@ -89,10 +80,10 @@ impl Policy {
             auth_clientid: None,
             auth_username: None,
             retainer: cfg.retainer.enable,
-            retainer_limits: RetainerLimits {
-                max_retained_messages: cfg.retainer.max_retained_messages,
+            retainer_limits: crate::retained::RetainLimits {
+                max_messages: cfg.retainer.max_retained_messages,
                 max_payload_size: u64::from(cfg.retainer.max_payload_size),
-                expiry_interval: cfg.retainer.expiry_interval,
+                expiry_secs: cfg.retainer.expiry_interval,
             },
             delayed_publish: false,
             allow_anonymous: cfg.mqtt.allow_anonymous,

@@ -1,6 +1,5 @@
 //! A shard's side of administration: swapping in a new admin [`Policy`] (and kicking the
-//! live clients a new ban matches), retained-message expiry, and `emqx_delayed_publish`'s
-//! timers.
+//! live clients a new ban matches) and `emqx_delayed_publish`'s timers.
 //!
 //! Runs on the shard. Must never: change the policy it was given (it is shared, read-only),
 //! hold a borrow across a call that can re-enter the shard, or add work per message beyond
@@ -8,7 +7,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shardmq_shards::rt::{self, spawn_local};
 
@@ -57,19 +56,6 @@ impl Shard {
         for link in kicked {
             link.close(CloseReason::Kicked);
         }
-    }
-
-    /// Drops retained messages older than `retainer.expiry_interval` (checked when the
-    /// retained table is read or written, so expiry costs nothing otherwise).
-    pub(super) fn expire_retained(&self, now: Instant) {
-        let expiry = self.policy.borrow().retainer_limits.expiry_interval;
-        if expiry == 0 {
-            return;
-        }
-        let ttl = Duration::from_secs(expiry);
-        self.retained
-            .borrow_mut()
-            .retain(|_, (_, stored)| now.duration_since(*stored) < ttl);
     }
 
     /// Holds a `$delayed/<seconds>/<topic>` message on this shard and publishes it to

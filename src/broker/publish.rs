@@ -12,7 +12,6 @@ use crate::codec::{QoS, Str};
 use crate::home_shard;
 use crate::metrics::DropReason;
 use crate::session::{Action, Message};
-use crate::topic;
 use shardmq_shards::reply::AwaitReplies;
 
 use super::flow::FlowKey;
@@ -235,40 +234,24 @@ impl Shard {
 
     pub(super) fn store_retained(&self, msg: Message) {
         let policy = self.policy.borrow().clone();
-        if !policy.retainer {
-            return;
+        if policy.retainer {
+            self.retained.borrow_mut().store(
+                msg,
+                policy.retainer_limits,
+                self.shards,
+                Instant::now(),
+            );
         }
-        let limits = policy.retainer_limits;
-        self.expire_retained(Instant::now());
-        let mut retained = self.retained.borrow_mut();
-        if msg.payload.is_empty() {
-            retained.remove(&msg.topic);
-            return;
-        }
-        let limit = limits.max_retained_messages as usize;
-        if msg.payload.len() as u64 > limits.max_payload_size
-            || (limit > 0
-                && !retained.contains_key(&msg.topic)
-                && retained.len() * self.shards >= limit)
-        {
-            return;
-        }
-        let mut msg = msg;
-        msg.retain = true;
-        retained.insert(msg.topic.clone(), (msg, Instant::now()));
     }
 
     pub(super) fn retained_matching(&self, filter: &str) -> Vec<Message> {
-        if !self.policy.borrow().retainer {
+        let policy = self.policy.borrow();
+        if !policy.retainer {
             return Vec::new();
         }
-        self.expire_retained(Instant::now());
         self.retained
-            .borrow()
-            .values()
-            .filter(|(m, _)| topic::matches(filter, &m.topic))
-            .map(|(m, _)| m.clone())
-            .collect()
+            .borrow_mut()
+            .matching(filter, policy.retainer_limits, Instant::now())
     }
 
     /// Retained messages matching `filter`, from their owner shard(s).

@@ -9,7 +9,6 @@
 //! from the mesh inbox handler (`on_peer_msg` is synchronous).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -84,7 +83,7 @@ pub struct Shard {
     pub routes: RefCell<RouteReplica>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
     /// `retainer.expiry_interval`).
-    pub retained: RefCell<HashMap<Str, (Message, Instant)>>,
+    pub retained: RefCell<crate::retained::RetainedStore>,
     /// The admin policy in force (bans, auth tables, plugins, runtime settings), replaced
     /// whole by `ShardMsg::Policy` from the management thread.
     pub policy: RefCell<Arc<Policy>>,
@@ -198,7 +197,7 @@ impl Shard {
             clients: RefCell::new(FastMap::default()),
             index: RefCell::new(LocalIndex::default()),
             routes: RefCell::new(RouteReplica::default()),
-            retained: RefCell::new(HashMap::new()),
+            retained: RefCell::new(Default::default()),
             shutdown,
             started: Instant::now(),
             policy: RefCell::new(policy),
