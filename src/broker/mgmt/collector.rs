@@ -406,14 +406,14 @@ impl Broker {
     }
 
     fn node_info(&self, connections: u64) -> NodeInfo {
-        let (vm_size, rss) = process_memory();
-        let load = load_average();
+        let (vm_size, rss) = super::monitors::process_memory();
+        let load = super::monitors::load_average();
         NodeInfo {
             connections,
             load1: load[0].clone(),
             load15: load[2].clone(),
             load5: load[1].clone(),
-            max_fds: nofile_limit(),
+            max_fds: super::monitors::nofile_limit(),
             memory_total: Memory::Bytes(vm_size),
             memory_used: Memory::Bytes(rss),
             name: self.node.clone(),
@@ -562,40 +562,6 @@ fn shard_view(f: &ShardFigures) -> ShardView {
 /// The runtime, honestly named (EMQ X puts the Erlang/OTP release here).
 fn otp_release() -> String {
     format!("glommio 0.9/rustc {}", env!("SHARDMQ_RUSTC_VERSION"))
-}
-
-/// (VmSize, VmRSS) of this process in bytes, from /proc/self/status.
-fn process_memory() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
-    };
-    (field("VmSize:"), field("VmRSS:"))
-}
-
-/// The 1, 5 and 15 minute load averages as "2.75"-style strings.
-fn load_average() -> [String; 3] {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut it = text
-        .split_whitespace()
-        .map(|v| v.parse::<f64>().unwrap_or(0.0));
-    let mut next = || shardmq_http::model::format_load(it.next().unwrap_or(0.0));
-    [next(), next(), next()]
-}
-
-/// RLIMIT_NOFILE's soft limit, from /proc/self/limits.
-fn nofile_limit() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -214,6 +214,40 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// (VmSize, VmRSS) of this process in bytes, from /proc/self/status.
+pub fn process_memory() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    (field("VmSize:"), field("VmRSS:"))
+}
+
+/// The 1, 5 and 15 minute load averages as "2.75"-style strings.
+pub fn load_average() -> [String; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().unwrap_or(0.0));
+    let mut next = || shardmq_http::model::format_load(it.next().unwrap_or(0.0));
+    [next(), next(), next()]
+}
+
+/// RLIMIT_NOFILE's soft limit, from /proc/self/limits.
+pub fn nofile_limit() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
