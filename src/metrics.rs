@@ -103,6 +103,7 @@ metric_set! {
         dropped_slow_subscriber => "messages/dropped/slow_subscriber",
         dropped_invalid => "messages/dropped/invalid",
         dropped_queue_budget => "messages/dropped/queue_budget",
+        dropped_acl_denied => "messages/dropped/acl_denied",
         connections_refused_over_cap => "connections/refused/max_connections",
         accept_failures => "connections/accept_failed",
         connections_cut_input_budget => "connections/cut/input_budget",
@@ -144,6 +145,8 @@ pub enum DropReason {
     Invalid,
     /// Shed from the largest queue when the shard's share of `mqtt.queue_budget` ran out.
     QueueBudget,
+    /// Published where the ACL denies its client to publish.
+    AclDenied,
 }
 
 impl Metrics {
@@ -157,6 +160,7 @@ impl Metrics {
             DropReason::SlowSubscriber => self.dropped_slow_subscriber += 1,
             DropReason::Invalid => self.dropped_invalid += 1,
             DropReason::QueueBudget => self.dropped_queue_budget += 1,
+            DropReason::AclDenied => self.dropped_acl_denied += 1,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! them. Must never: touch a shard or the network. Only [`store`] does file I/O, and only
 //! when the management thread asks.
 
+pub mod acl;
 pub mod configs;
 pub mod hash;
 pub mod plugins;

@@ -69,6 +69,12 @@ pub struct Policy {
     pub allow_anonymous: bool,
     /// Limits of sessions created from now on.
     pub session: SessionConfig,
+    /// The ACL rules (`acl.file`; none when empty).
+    pub acl: std::sync::Arc<super::acl::Acl>,
+    /// `acl.nomatch = allow`.
+    pub acl_nomatch_allow: bool,
+    /// `acl.deny_action = disconnect`.
+    pub acl_deny_disconnects: bool,
 }
 
 impl Policy {
@@ -88,7 +94,30 @@ impl Policy {
             delayed_publish: false,
             allow_anonymous: cfg.mqtt.allow_anonymous,
             session: SessionConfig::from(cfg),
+            acl: Default::default(),
+            acl_nomatch_allow: cfg.acl.nomatch == crate::config::AclVerdict::Allow,
+            acl_deny_disconnects: cfg.acl.deny_action == crate::config::AclDenyAction::Disconnect,
         }
+    }
+
+    /// True when every publish and subscription is allowed without looking (no rules and
+    /// `acl.nomatch = allow`): the message path then pays nothing for authorization.
+    pub fn acl_open(&self) -> bool {
+        self.acl.rules.is_empty() && self.acl_nomatch_allow
+    }
+
+    /// Whether `client` may publish to `topic` or subscribe to the filter `topic`.
+    pub fn authorize(
+        &self,
+        client: super::acl::ClientRef<'_>,
+        access: super::acl::Access,
+        topic: &str,
+    ) -> bool {
+        self.acl_open()
+            || self
+                .acl
+                .check(client, access, topic)
+                .unwrap_or(self.acl_nomatch_allow)
     }
 
     /// Whether a ban in force matches this client.

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::admin::acl::{Access, ClientRef};
 use crate::admin::policy::{Policy, Verdict};
 use crate::codec::{ConnAck, Connect, Packet, Props, ProtocolVersion, Str, SubOptions, UnsubAck};
 use crate::config::Config;
@@ -559,7 +560,7 @@ impl Shard {
     // ---------------------------------------------------------------- packets and actions
 
     /// A packet from `client_id`'s connection `link_id`.
-    pub fn on_packet(self: &Rc<Self>, client_id: &Str, link_id: u64, packet: Packet) {
+    pub fn on_packet(self: &Rc<Self>, client_id: &Str, link_id: u64, mut packet: Packet) {
         let mut actions = self.take_actions();
         {
             let mut clients = self.clients.borrow_mut();
@@ -569,9 +570,54 @@ impl Shard {
             if c.link.as_ref().map(|l| l.id) != Some(link_id) {
                 return;
             }
+            // Authorization of a SUBSCRIBE: the session sees only the filters the ACL allows;
+            // the others are answered "not authorized" in their places.
+            let mut denied = Vec::new();
+            if let Packet::Subscribe(s) = &mut packet {
+                let policy = self.policy.borrow();
+                if !policy.acl_open() {
+                    let who = acl_client(client_id, c);
+                    let mut i = 0;
+                    s.filters.retain(|(f, _)| {
+                        let ok = policy.authorize(who, Access::Subscribe, f);
+                        if !ok {
+                            denied.push((i, f.clone()));
+                        }
+                        i += 1;
+                        ok
+                    });
+                }
+            }
             let mut metrics = self.metrics.borrow_mut();
-            c.session
-                .handle(packet, self.now(), &mut metrics, &mut actions);
+            match &packet {
+                Packet::Subscribe(s) if !denied.is_empty() => {
+                    let packet_id = s.packet_id;
+                    if !s.filters.is_empty() {
+                        c.session
+                            .handle(packet, self.now(), &mut metrics, &mut actions);
+                    } else {
+                        actions.push(Action::Subscribe {
+                            packet_id,
+                            filters: Vec::new(),
+                        });
+                    }
+                    let v5 = c
+                        .link
+                        .as_ref()
+                        .is_some_and(|l| l.version == ProtocolVersion::V5);
+                    let code = if v5 { 0x87 } else { 0x80 };
+                    for a in actions.iter_mut() {
+                        if let Action::Subscribe { filters, .. } = a {
+                            for (i, f) in denied.drain(..) {
+                                filters.insert(i.min(filters.len()), (f, Err(code)));
+                            }
+                        }
+                    }
+                }
+                _ => c
+                    .session
+                    .handle(packet, self.now(), &mut metrics, &mut actions),
+            }
             if c.backlogged() || c.progress.watched() {
                 self.note_backlog(c);
             }
@@ -636,6 +682,20 @@ impl Shard {
         }
     }
 
+    /// Whether the ACL lets `client_id` (homed here) publish to `topic`. Free when no rule
+    /// can deny anything ([`Policy::acl_open`]).
+    fn may_publish(&self, client_id: &Str, topic: &str) -> bool {
+        let policy = self.policy.borrow();
+        if policy.acl_open() {
+            return true;
+        }
+        let clients = self.clients.borrow();
+        let Some(c) = clients.get(client_id) else {
+            return true; // the API or `$SYS`: not a client's publish
+        };
+        policy.authorize(acl_client(client_id, c), Access::Publish, topic)
+    }
+
     /// Carries out a session's actions. Must be called with no borrow held.
     pub fn apply(self: &Rc<Self>, client_id: &Str, mut actions: Vec<Action>) {
         if actions.is_empty() {
@@ -661,6 +721,17 @@ impl Shard {
                     tracing::error!("a delivery reached apply without its message; dropped");
                 }
                 Action::Route(msg) => {
+                    if !self.may_publish(client_id, &msg.topic) {
+                        self.metrics
+                            .borrow_mut()
+                            .count_drop(crate::metrics::DropReason::AclDenied);
+                        if self.policy.borrow().acl_deny_disconnects {
+                            if let Some(link) = &link {
+                                link.close(CloseReason::NotAuthorized);
+                            }
+                        }
+                        continue;
+                    }
                     if let Some(stored) = self.publish_tracked(msg) {
                         // The PUBACK/PUBREC (and what follows) waits until the retained
                         // message is stored on its owner shard.
@@ -963,4 +1034,13 @@ pub fn unix_secs() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The identity the ACL decides on.
+fn acl_client<'a>(client_id: &'a str, c: &'a Client) -> ClientRef<'a> {
+    ClientRef {
+        client_id,
+        username: c.username.as_deref(),
+        ip: c.peer.map(|p| p.ip()),
+    }
 }

@@ -48,6 +48,38 @@ pub struct Config {
     pub sys: SysConfig,
     /// `[alarms]`
     pub alarms: AlarmsConfig,
+    /// `[acl]`
+    pub acl: AclConfig,
+}
+
+/// `[acl]`: authorization of publishes and subscriptions (EMQ X `acl.conf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AclConfig {
+    /// Path of the rule file (EMQ X `acl.conf` syntax); empty = no rules.
+    pub file: String,
+    /// What a publish or subscription that no rule matches gets.
+    pub nomatch: AclVerdict,
+    /// What a denied publish does to its client: ignore it (dropped, counted) or disconnect.
+    pub deny_action: AclDenyAction,
+}
+
+/// `acl.nomatch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AclVerdict {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// `acl.deny_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AclDenyAction {
+    #[default]
+    Ignore,
+    Disconnect,
 }
 
 /// `[node]`: the node's identity.

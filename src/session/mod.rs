@@ -155,6 +155,8 @@ pub enum CloseReason {
     /// The connection held the most input in unfinished packets when the broker's input
     /// budget ran out (glue).
     InputBudget,
+    /// It published where the ACL denies it, with `acl.deny_action = disconnect` (glue).
+    NotAuthorized,
 }
 
 impl CloseReason {
@@ -175,6 +177,7 @@ impl CloseReason {
             CloseReason::SocketClosed => "closed",
             CloseReason::ServerShutdown => "shutdown",
             CloseReason::InputBudget => "input_budget",
+            CloseReason::NotAuthorized => "not_authorized",
         }
     }
 
@@ -188,6 +191,7 @@ impl CloseReason {
             CloseReason::Kicked => Some(0x98),
             CloseReason::ServerShutdown => Some(0x8B),
             CloseReason::InputBudget => Some(0x97),
+            CloseReason::NotAuthorized => Some(0x87),
             CloseReason::Disconnect
             | CloseReason::DisconnectWithWill
             | CloseReason::SocketClosed => None,

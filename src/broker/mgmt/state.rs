@@ -32,6 +32,8 @@ pub struct Admin {
     /// The apps and users, shared with the HTTP layer (Basic auth reads them).
     pub credentials: Rc<RefCell<CredentialStore>>,
     pub alarms: RefCell<Alarms>,
+    /// The rules of `acl.file`, read at start.
+    pub acl: Arc<crate::admin::acl::Acl>,
 }
 
 /// A failed answer with this code.
@@ -55,7 +57,23 @@ impl Admin {
         for who in credentials.borrow().defaults_in_use(&boot) {
             tracing::warn!("management API: {who} still uses its default secret; change it");
         }
+        let acl = if base.acl.file.is_empty() {
+            Default::default()
+        } else {
+            let text = std::fs::read_to_string(&base.acl.file).map_err(|e| {
+                io::Error::new(e.kind(), format!("acl.file {}: {e}", base.acl.file))
+            })?;
+            let acl = crate::admin::acl::Acl::parse(&text).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("acl.file {}: {e}", base.acl.file),
+                )
+            })?;
+            tracing::info!("ACL: {} rules from {}", acl.rules.len(), base.acl.file);
+            Arc::new(acl)
+        };
         Ok(Admin {
+            acl,
             state: RefCell::new(state),
             store,
             base,
@@ -96,6 +114,7 @@ impl Admin {
         );
         p.retainer = state.plugin_active(plugins::RETAINER);
         p.delayed_publish = state.plugin_active(plugins::DELAYED_PUBLISH);
+        p.acl = self.acl.clone();
         p
     }
 

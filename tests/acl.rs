@@ -1,0 +1,130 @@
+//! Authorization over real sockets: an `acl.file` in EMQ X's syntax decides who may subscribe
+//! and publish where. A denied subscription gets SUBACK 0x80 (3.1.1) / 0x87 (5.0) in its place
+//! while the client's other filters are granted; a denied publish reaches nobody and is
+//! counted, and with `acl.deny_action = disconnect` its client is disconnected.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::*;
+use shardmq::codec::{ProtocolVersion, QoS};
+
+const RULES: &str = r##"
+%% the interoperability suite's rule, plus a read-only user
+{deny, all, subscribe, ["test/nosubscribe"]}.
+{deny, {user, "ro"}, publish, ["#"]}.
+{allow, all}.
+"##;
+
+fn acl_file(dir: &std::path::Path) -> String {
+    let path = dir.join("acl.conf");
+    std::fs::write(&path, RULES).unwrap();
+    format!("acl.file={}", path.display())
+}
+
+/// The sum over the shards of a `GET /stats` figure.
+fn stats_sum(node: &AdminNode, name: &str) -> u64 {
+    let mut s = std::net::TcpStream::connect(node.http).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let req = format!(
+        "GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: {ADMIN_AUTH}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let shards: serde_json::Value = serde_json::from_str(body).unwrap();
+    shards
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[name].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn denied_subscriptions_fail_in_place_and_denied_publishes_reach_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = acl_file(dir.path());
+    let node = AdminNode::start(dir.path(), &[set.as_str()]);
+    // 3.1.1: the denied filter gets 0x80, the others their QoS, in order.
+    let (mut sub, code) = node.connect("acl-sub", None, None);
+    assert_eq!(code, 0);
+    let codes = sub.subscribe(
+        1,
+        &[
+            ("test/ok", QoS::AtLeastOnce),
+            ("test/nosubscribe", QoS::AtLeastOnce),
+            ("test/#", QoS::AtMostOnce),
+        ],
+    );
+    assert_eq!(codes, vec![1, 0x80, 0]);
+    // Only denied: a SUBACK of failures, and nothing is subscribed.
+    assert_eq!(
+        sub.subscribe(2, &[("test/nosubscribe", QoS::AtMostOnce)]),
+        vec![0x80]
+    );
+    // 5.0: 0x87 "not authorized".
+    let (mut v5, ack) = Raw::connect_with(
+        node.mqtt,
+        connect_packet("acl-v5", true, 0, None, ProtocolVersion::V5),
+    );
+    assert_eq!(ack.code, 0);
+    assert_eq!(
+        v5.subscribe(1, &[("test/nosubscribe", QoS::AtMostOnce)]),
+        vec![0x87]
+    );
+
+    // The read-only user's publish reaches nobody and is counted; others' arrive.
+    let (mut ro, code) = node.connect("acl-ro", Some("ro"), None);
+    assert_eq!(code, 0);
+    ro.publish1("test/ok", b"from ro", 1);
+    let (mut rw, _) = node.connect("acl-rw", Some("rw"), None);
+    rw.publish1("test/ok", b"from rw", 1);
+    // (One copy for the two matching filters: overlapping subscriptions are merged.)
+    let got = recv_publishes_acking(&mut sub, 1);
+    assert_eq!(&got[0].payload[..], b"from rw");
+    sub.expect_nothing();
+    assert_eq!(stats_sum(&node, "messages/dropped/acl_denied"), 1);
+    node.stop();
+}
+
+#[test]
+fn with_deny_action_disconnect_a_denied_publisher_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = acl_file(dir.path());
+    let node = AdminNode::start(dir.path(), &[set.as_str(), "acl.deny_action=disconnect"]);
+    let (mut ro, code) = node.connect("acl-ro2", Some("ro"), None);
+    assert_eq!(code, 0);
+    ro.publish0("test/ok", b"x");
+    ro.expect_closed();
+    // Subscriptions are unaffected by deny_action: still refused in place, not disconnected.
+    let (mut sub, _) = node.connect("acl-sub2", None, None);
+    assert_eq!(
+        sub.subscribe(1, &[("test/nosubscribe", QoS::AtMostOnce)]),
+        vec![0x80]
+    );
+    sub.ping();
+    node.stop();
+}
+
+#[test]
+fn a_rule_file_that_does_not_parse_stops_the_start_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.conf");
+    std::fs::write(&path, "{allow, all}.\n{allow, nobody}.\n").unwrap();
+    let mut cfg = shardmq::config::Config::default();
+    cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.management.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.node.data_dir = dir.path().join("data").to_string_lossy().into_owned();
+    cfg.acl.file = path.to_string_lossy().into_owned();
+    let err = match shardmq::broker::start(cfg, &[0]) {
+        Ok(b) => {
+            b.stop();
+            panic!("a broker started with a bad ACL file");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("acl.file") && err.contains("line 2"), "{err}");
+}
