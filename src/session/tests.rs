@@ -838,6 +838,23 @@ fn subscribe_validates_grants_and_records() {
 }
 
 #[test]
+fn a_share_name_with_nul_is_refused_like_the_routing_index_does() {
+    // Found by the `session` fuzz target: the session granted `$share/g\0/a`, which
+    // topic::parse_shared refuses, so the index filed it as a plain filter [MQTT-4.7.3-2].
+    let mut h = H::new(cfg());
+    let out = h.handle(subscribe(&[
+        ("$share/g\0/a", QoS::AtMostOnce),
+        ("$share/g/a\0", QoS::AtMostOnce),
+        ("$share/g/a", QoS::AtMostOnce),
+    ]));
+    assert_eq!(
+        sub_results(&out),
+        vec![Err(0x80), Err(0x80), Ok(QoS::AtMostOnce)]
+    );
+    assert_eq!(h.s.info().subscriptions_count, 1);
+}
+
+#[test]
 fn subscribe_respects_max_subscriptions() {
     let mut h = H::new(SessionConfig {
         max_subscriptions: 2,
