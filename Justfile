@@ -17,9 +17,10 @@ lint:
 check-pure:
     cargo check -p shardmq --lib --no-default-features
 
-# Fuzz the codec (needs nightly and cargo-fuzz).
-fuzz target="decode":
-    cargo +nightly fuzz run {{target}} --fuzz-dir tests/fuzz
+# Fuzz a target: decode, http_request or session (needs nightly and cargo-fuzz; see
+# tests/fuzz/README.md). Extra arguments go to libFuzzer, e.g. -max_total_time=600.
+fuzz target="decode" *args:
+    cargo +nightly fuzz run {{target}} --fuzz-dir tests/fuzz -- {{args}}
 
 # Pre-flight checks of this machine for the broker (io_uring, memlock, nofile).
 tune-check:

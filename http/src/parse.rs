@@ -360,7 +360,10 @@ fn split_target(target: &str) -> Result<(String, String), HttpError> {
 
 fn strip_scheme(target: &str) -> Option<&str> {
     for scheme in ["http://", "https://"] {
-        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // Compared as bytes: slicing the str there could split a multi-byte character.
+        let head = target.as_bytes().get(..scheme.len());
+        if head.is_some_and(|h| h.eq_ignore_ascii_case(scheme.as_bytes())) {
+            // The prefix matched ASCII, so its end is a character boundary.
             return Some(&target[scheme.len()..]);
         }
     }

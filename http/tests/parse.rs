@@ -200,6 +200,25 @@ fn absolute_form_target() {
 }
 
 #[test]
+fn a_multibyte_character_across_the_scheme_length_is_refused_not_a_panic() {
+    // Found by the http_request fuzz target: the scheme check sliced the target at byte 7
+    // ("http://") or 8 ("https://"), inside a two-byte character here, and panicked before
+    // any authentication.
+    for input in [
+        &b"HEAD $htts:\xc8\x97t://c HTTP/1.0\r\n\r\n"[..],
+        b"GET abcdefg\xc8\x97 HTTP/1.1\r\nHost: h\r\n\r\n",
+    ] {
+        assert_eq!(
+            parse_request(input, &limits()),
+            Err(HttpError::BadRequest("unsupported request target"))
+        );
+    }
+    // Non-ASCII after a real scheme is fine.
+    let req = parse_all(b"GET HTTP://\xc8\x97/a HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(req.path, "/a");
+}
+
+#[test]
 fn unknown_method_is_kept() {
     let req = parse_all(b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(req.method, Method::Other("BREW".to_string()));

@@ -13,7 +13,7 @@ use crate::codec::{
     Unsubscribe,
 };
 use crate::metrics::Metrics;
-use crate::topic::{valid_topic_filter, valid_topic_name};
+use crate::topic::{parse_shared, valid_topic_filter, valid_topic_name};
 
 /// 5.0 reason codes used on acknowledgements.
 const RC_PACKET_ID_NOT_FOUND: u8 = 0x92;
@@ -220,16 +220,12 @@ enum FilterKind {
     Shared,
 }
 
-/// `None` when the filter is invalid.
-// TODO(topic): use topic::parse_shared
+/// `None` when the filter is invalid. Shared forms by the topic module's rules, the same
+/// the routing index splits them with (a share name with NUL is refused, as `+` and `#`).
 fn filter_kind(filter: &str) -> Option<FilterKind> {
-    if let Some(rest) = filter.strip_prefix("$share/") {
-        let (group, inner) = rest.split_once('/')?;
-        let group_ok = !group.is_empty() && !group.contains(['+', '#']);
-        return (group_ok && valid_topic_filter(inner)).then_some(FilterKind::Shared);
+    match parse_shared(filter) {
+        Ok(Some(_)) => Some(FilterKind::Shared),
+        Ok(None) => valid_topic_filter(filter).then_some(FilterKind::Normal),
+        Err(_) => None,
     }
-    if let Some(inner) = filter.strip_prefix("$queue/") {
-        return valid_topic_filter(inner).then_some(FilterKind::Shared);
-    }
-    valid_topic_filter(filter).then_some(FilterKind::Normal)
 }

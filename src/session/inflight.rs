@@ -30,12 +30,17 @@ pub struct InflightEntry {
     pub state: InflightState,
     /// When the PUBLISH or PUBREL was last written (for retries).
     pub sent_at: Instant,
+    /// Not yet re-sent on this connection: marked at resume, cleared when re-sent (the client
+    /// may allow fewer messages outstanding than the window holds).
+    pub resend: bool,
 }
 
 /// The window, in send order.
 #[derive(Debug, Clone, Default)]
 pub struct Inflight {
     entries: VecDeque<InflightEntry>,
+    /// Entries with `resend` set.
+    to_resend: usize,
 }
 
 impl Inflight {
@@ -82,9 +87,36 @@ impl Inflight {
         }
     }
 
+    /// Marks every entry to be re-sent (a resumed session's new connection).
+    pub fn mark_all_for_resend(&mut self) {
+        for e in self.entries.iter_mut() {
+            e.resend = true;
+        }
+        self.to_resend = self.entries.len();
+    }
+
+    /// Entries marked and not yet re-sent.
+    pub fn to_resend(&self) -> usize {
+        self.to_resend
+    }
+
+    /// The oldest marked entry, unmarked (the caller re-sends it); `None` when none is marked.
+    pub fn next_to_resend(&mut self) -> Option<&mut InflightEntry> {
+        if self.to_resend == 0 {
+            return None;
+        }
+        let e = self.entries.iter_mut().find(|e| e.resend)?;
+        e.resend = false;
+        self.to_resend -= 1;
+        Some(e)
+    }
+
     /// Drops entry `i` where it lies: acknowledgements release the entry, nobody needs it
     /// back, and handing a 136-byte entry out was a copy per acknowledgement.
     fn discard(&mut self, i: usize) {
+        if self.entries[i].resend {
+            self.to_resend -= 1;
+        }
         if i == 0 {
             self.entries.pop_front();
         } else {

@@ -282,7 +282,8 @@ impl Session {
     /// session = 0 and sends CONNACK with session present = 1 before these actions).
     /// Takes the new will, keepalive and protocol, re-sends every unacknowledged PUBLISH with
     /// DUP = 1 and every pending PUBREL in original order [MQTT-4.4.0-1], then moves queued
-    /// messages into the window.
+    /// messages into the window. When the window holds more than the client now allows
+    /// (5.0 Receive Maximum), the rest are re-sent as acknowledgements free it.
     pub fn resume(
         &mut self,
         connect: &Connect,
@@ -291,7 +292,7 @@ impl Session {
         out: &mut Vec<Action>,
     ) {
         self.take_connect(connect, now);
-        self.redeliver_inflight(now, m, out, |_| true);
+        self.inflight.mark_all_for_resend();
         self.drain(now, m, out);
     }
 
@@ -361,7 +362,7 @@ impl Session {
         if let Some(retry) = self.retry_interval() {
             if self.online {
                 self.redeliver_inflight(now, m, out, |e| {
-                    now.saturating_duration_since(e.sent_at) >= retry
+                    !e.resend && now.saturating_duration_since(e.sent_at) >= retry
                 });
             }
         }

@@ -112,11 +112,14 @@ impl Session {
             msg,
             state,
             sent_at: now,
+            resend: false,
         });
     }
 
-    /// Moves queued messages into the window, oldest first, while it has room.
+    /// Re-sends the window entries marked at resume, then moves queued messages into the
+    /// window, oldest first, while it has room.
     pub(super) fn drain(&mut self, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+        self.resend_marked(now, m, out);
         while self.online {
             match self.mqueue.front() {
                 Some(front) if self.window_allows(front.qos) => {}
@@ -131,8 +134,7 @@ impl Session {
         }
     }
 
-    /// Re-sends the window entries `due` selects, in send order: PUBLISH with DUP = 1 while
-    /// unacknowledged, PUBREL once PUBREC'd.
+    /// Re-sends the window entries `due` selects, in send order (see [`resend`]).
     pub(super) fn redeliver_inflight(
         &mut self,
         now: Instant,
@@ -141,21 +143,22 @@ impl Session {
         due: impl Fn(&InflightEntry) -> bool,
     ) {
         for e in self.inflight.iter_mut() {
-            if !due(e) {
-                continue;
+            if due(e) {
+                resend(e, now, m, out);
             }
-            e.sent_at = now;
-            match e.state {
-                InflightState::WaitAck | InflightState::WaitRec => {
-                    count_sent(m, &e.msg, e.msg.qos);
-                    out.push(Action::Send(Packet::Publish(
-                        e.msg.to_publish(Some(e.packet_id), true),
-                    )));
-                }
-                InflightState::WaitComp => {
-                    out.push(Action::Send(Packet::PubRel(PubResp::new(e.packet_id))))
-                }
-            }
+        }
+    }
+
+    /// Re-sends the entries marked at resume, in send order, while fewer than the window
+    /// are outstanding on this connection: a 5.0 client that comes back with a smaller
+    /// Receive Maximum than the messages in flight gets no more than it allows
+    /// [MQTT-3.3.4-9]; the others follow as acknowledgements free the window.
+    fn resend_marked(&mut self, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+        while self.online && self.inflight.len() - self.inflight.to_resend() < self.max_inflight {
+            let Some(e) = self.inflight.next_to_resend() else {
+                break;
+            };
+            resend(e, now, m, out);
         }
     }
 
@@ -214,6 +217,23 @@ impl Session {
             self.drain(now, m, out);
         } else {
             m.packets_pubcomp_missed += 1;
+        }
+    }
+}
+
+/// Re-sends one window entry: PUBLISH with DUP = 1 while unacknowledged, PUBREL once
+/// PUBREC'd.
+fn resend(e: &mut InflightEntry, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+    e.sent_at = now;
+    match e.state {
+        InflightState::WaitAck | InflightState::WaitRec => {
+            count_sent(m, &e.msg, e.msg.qos);
+            out.push(Action::Send(Packet::Publish(
+                e.msg.to_publish(Some(e.packet_id), true),
+            )));
+        }
+        InflightState::WaitComp => {
+            out.push(Action::Send(Packet::PubRel(PubResp::new(e.packet_id))))
         }
     }
 }

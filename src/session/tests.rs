@@ -763,6 +763,60 @@ fn v5_receive_maximum_narrows_the_window_and_pubrec_error_ends_the_flow() {
     assert_eq!(sent(&out)[0].0, "b");
 }
 
+#[test]
+fn v5_resume_with_a_smaller_receive_maximum_resends_no_more_than_it_allows() {
+    // Found by the `session` fuzz target: resume re-sent the whole window, more unacknowledged
+    // PUBLISHes than the new Receive Maximum allows [MQTT-3.3.4-9].
+    let v5 = |receive_maximum: u16| {
+        let mut c = Connect {
+            protocol: ProtocolVersion::V5,
+            ..connect(false, 0)
+        };
+        c.properties = Properties {
+            receive_maximum: Some(receive_maximum),
+            session_expiry_interval: Some(60),
+            ..Default::default()
+        }
+        .into();
+        c
+    };
+    let mut h = H::with(v5(3), cfg());
+    h.deliver("a", QoS::AtLeastOnce); // 1
+    h.deliver("b", QoS::ExactlyOnce); // 2, PUBREC'd below
+    h.deliver("c", QoS::AtLeastOnce); // 3
+    h.handle(Packet::PubRec(ack(2)));
+    h.deliver("d", QoS::AtLeastOnce); // queued: the window is full
+    h.s.connection_lost(h.at(1));
+    let out = h.resume(&v5(1), 2);
+    assert_eq!(
+        sent(&out),
+        vec![("a".into(), Some(1), QoS::AtLeastOnce, true)]
+    );
+    assert_eq!(out.len(), 1);
+    // Each acknowledgement lets the next one out, in the original order, then the queue.
+    assert_eq!(
+        h.handle(Packet::PubAck(ack(1))),
+        vec![Action::Send(Packet::PubRel(ack(2)))]
+    );
+    let out = h.handle(Packet::PubComp(ack(2)));
+    assert_eq!(
+        sent(&out),
+        vec![("c".into(), Some(3), QoS::AtLeastOnce, true)]
+    );
+    let out = h.handle(Packet::PubAck(ack(3)));
+    assert_eq!(
+        sent(&out),
+        vec![("d".into(), Some(4), QoS::AtLeastOnce, false)]
+    );
+    // A later resume with room re-sends everything still unacknowledged at once.
+    h.s.connection_lost(h.at(3));
+    let out = h.resume(&v5(10), 4);
+    assert_eq!(
+        sent(&out),
+        vec![("d".into(), Some(4), QoS::AtLeastOnce, true)]
+    );
+}
+
 // ---- subscriptions ----
 
 fn subscribe(filters: &[(&str, QoS)]) -> Packet {
@@ -835,6 +889,23 @@ fn subscribe_validates_grants_and_records() {
         Some(QoS::AtMostOnce)
     );
     assert_eq!(h.s.info().subscriptions_count, 3);
+}
+
+#[test]
+fn a_share_name_with_nul_is_refused_like_the_routing_index_does() {
+    // Found by the `session` fuzz target: the session granted `$share/g\0/a`, which
+    // topic::parse_shared refuses, so the index filed it as a plain filter [MQTT-4.7.3-2].
+    let mut h = H::new(cfg());
+    let out = h.handle(subscribe(&[
+        ("$share/g\0/a", QoS::AtMostOnce),
+        ("$share/g/a\0", QoS::AtMostOnce),
+        ("$share/g/a", QoS::AtMostOnce),
+    ]));
+    assert_eq!(
+        sub_results(&out),
+        vec![Err(0x80), Err(0x80), Ok(QoS::AtMostOnce)]
+    );
+    assert_eq!(h.s.info().subscriptions_count, 1);
 }
 
 #[test]
