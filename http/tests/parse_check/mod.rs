@@ -346,7 +346,7 @@ fn check_server(pieces: &[&[u8]], whole: &Outcome, limits: &Limits, read_chunk: 
     let handler = Recorder::default();
     // Deadlines never fire: the stream ends with EOF, not a stall.
     let timer = |_: Duration| future::pending::<()>();
-    let end = future::block_on(serve_connection(&mut peer, &handler, &config, timer))
+    let end = future::block_on(serve_connection(&mut peer, None, &handler, &config, timer))
         .expect("an in-memory stream has no I/O errors");
 
     // Handled: every request up to and including the first that closes the connection.
