@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
 use common::*;
 use shardmq::codec::{ProtocolVersion, QoS};
 
@@ -21,26 +19,6 @@ fn acl_file(dir: &std::path::Path) -> String {
     let path = dir.join("acl.conf");
     std::fs::write(&path, RULES).unwrap();
     format!("acl.file={}", path.display())
-}
-
-/// The sum over the shards of a `GET /stats` figure.
-fn stats_sum(node: &AdminNode, name: &str) -> u64 {
-    let mut s = std::net::TcpStream::connect(node.http).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let req = format!(
-        "GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: {ADMIN_AUTH}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
-    let shards: serde_json::Value = serde_json::from_str(body).unwrap();
-    shards
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s[name].as_u64().unwrap_or(0))
-        .sum()
 }
 
 #[test]
@@ -86,7 +64,7 @@ fn denied_subscriptions_fail_in_place_and_denied_publishes_reach_nobody() {
     let got = recv_publishes_acking(&mut sub, 1);
     assert_eq!(&got[0].payload[..], b"from rw");
     sub.expect_nothing();
-    assert_eq!(stats_sum(&node, "messages/dropped/acl_denied"), 1);
+    assert_eq!(node.stats_sum("messages/dropped/acl_denied"), 1);
     node.stop();
 }
 

@@ -5,31 +5,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::*;
 use shardmq::codec::{ProtocolVersion, QoS};
-
-/// The sum over the shards of a `GET /stats` figure.
-fn stats_sum(node: &AdminNode, name: &str) -> u64 {
-    let mut s = std::net::TcpStream::connect(node.http).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let req = format!(
-        "GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: {ADMIN_AUTH}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
-    let shards: serde_json::Value = serde_json::from_str(body).unwrap();
-    shards
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s[name].as_u64().unwrap_or(0))
-        .sum()
-}
 
 #[test]
 fn an_offline_queue_over_the_budget_is_shed_oldest_first_and_counted() {
@@ -61,7 +40,7 @@ fn an_offline_queue_over_the_budget_is_shed_oldest_first_and_counted() {
     // are counted (a tick during the publishing may have shed some already).
     let deadline = Instant::now() + WAIT;
     let dropped = loop {
-        let n = stats_sum(&node, "messages/dropped/queue_budget");
+        let n = node.stats_sum("messages/dropped/queue_budget");
         if n >= 50 {
             break n;
         }

@@ -726,6 +726,27 @@ impl AdminNode {
         r.json
     }
 
+    /// The sum over the shards of a `GET /stats` figure (0 where a shard lacks it).
+    pub fn stats_sum(&self, name: &str) -> u64 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let req = format!(
+            "GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: {ADMIN_AUTH}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text.split_once("\r\n\r\n").expect("an HTTP answer").1;
+        let shards: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        shards
+            .as_array()
+            .expect("one object per shard")
+            .iter()
+            .map(|s| s[name].as_u64().unwrap_or(0))
+            .sum()
+    }
+
     /// `/nodes/<this node>/<rest>`.
     pub fn node_path(&self, rest: &str) -> String {
         format!("nodes/{}/{rest}", self.name)
