@@ -100,6 +100,34 @@ impl Policy {
         }
     }
 
+    /// The properties of a 5.0 CONNACK: what this broker supports and imposes (Maximum Packet
+    /// Size, Retain / Wildcard / Shared Subscription Available, Subscription Identifiers not
+    /// available, Maximum QoS below 2), the Server Keep Alive when `server_keepalive` is set,
+    /// and the client id the broker assigned, if it did.
+    pub fn connack_properties(
+        &self,
+        max_packet_size: u32,
+        server_keepalive: u16,
+        assigned_id: Option<&crate::codec::Str>,
+    ) -> crate::codec::Props {
+        let mut p = crate::codec::Properties {
+            maximum_packet_size: Some(max_packet_size),
+            retain_available: Some(u8::from(self.retainer)),
+            wildcard_subscription_available: Some(1),
+            subscription_identifier_available: Some(0),
+            shared_subscription_available: Some(1),
+            ..Default::default()
+        };
+        if self.session.max_qos_allowed < crate::codec::QoS::ExactlyOnce {
+            p.maximum_qos = Some(self.session.max_qos_allowed as u8);
+        }
+        if server_keepalive > 0 {
+            p.server_keep_alive = Some(server_keepalive);
+        }
+        p.assigned_client_identifier = assigned_id.cloned();
+        p.into()
+    }
+
     /// True when every publish and subscription is allowed without looking (no rules and
     /// `acl.nomatch = allow`): the message path then pays nothing for authorization.
     pub fn acl_open(&self) -> bool {

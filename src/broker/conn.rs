@@ -135,7 +135,8 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
         .await;
         return;
     }
-    if connect.client_id.is_empty() {
+    let assigned_id = connect.client_id.is_empty();
+    if assigned_id {
         if !connect.clean_start {
             // An empty id needs a clean session [MQTT-3.1.3-8]: CONNACK 0x02.
             refuse(
@@ -149,9 +150,15 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
         }
         connect.client_id = shard.assign_client_id();
     }
+    // A 5.0 client keeps alive at the server's pace when `mqtt.server_keepalive` is set
+    // (CONNACK tells it so).
+    let server_keepalive = shard.cfg.mqtt.server_keepalive;
+    if server_keepalive > 0 && connect.protocol == ProtocolVersion::V5 {
+        connect.keep_alive = server_keepalive;
+    }
     let home = home_shard(&connect.client_id, shard.shards);
     if home == shard.id {
-        serve(shard, stream, connect, buf, peer, slot).await;
+        serve(shard, stream, connect, assigned_id, buf, peer, slot).await;
         return;
     }
     shard.mesh.send(
@@ -159,6 +166,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
         ShardMsg::Adopt(Box::new(Adopt {
             socket: SocketInTransit::detach(stream),
             connect,
+            assigned_id,
             rest: buf,
             peer,
             slot,
@@ -259,6 +267,7 @@ async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
         shard,
         stream,
         adopt.connect,
+        adopt.assigned_id,
         adopt.rest,
         adopt.peer,
         adopt.slot,
@@ -273,6 +282,7 @@ async fn serve(
     shard: Rc<Shard>,
     mut stream: Socket,
     connect: Connect,
+    assigned_id: bool,
     buf: BytesMut,
     peer: SocketAddr,
     slot: ConnSlot,
@@ -284,7 +294,7 @@ async fn serve(
         old.ask_drain();
         let _ = or_timeout(old.wait_drained(), TAKEOVER_DRAIN_WAIT).await;
     }
-    let link = match shard.connect_client(&connect, peer) {
+    let link = match shard.connect_client(&connect, peer, assigned_id) {
         Ok(link) => link,
         Err(why) => {
             refuse(&shard, &mut stream, connect.protocol, why).await;

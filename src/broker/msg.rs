@@ -73,6 +73,8 @@ pub struct Forward {
 pub struct Adopt {
     pub socket: SocketInTransit,
     pub connect: Connect,
+    /// The client sent an empty id and the broker assigned `connect.client_id`.
+    pub assigned_id: bool,
     /// Bytes read after the CONNECT packet (the client may pipeline).
     pub rest: BytesMut,
     pub peer: SocketAddr,

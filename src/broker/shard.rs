@@ -351,11 +351,13 @@ impl Shard {
     }
 
     /// Accepts (or refuses) a CONNECT for a client homed here: takeover of an older
-    /// connection, session resume or creation, CONNACK and redelivery into the new link.
+    /// connection, session resume or creation, CONNACK (5.0: with the broker's properties,
+    /// and the id when `assigned_id`) and redelivery into the new link.
     pub fn connect_client(
         self: &Rc<Self>,
         connect: &Connect,
         peer: SocketAddr,
+        assigned_id: bool,
     ) -> Result<Rc<Link>, Refusal> {
         // The id length limit is checked by the accepting shard (`conn::handshake`) on the
         // id the client sent, so an id the broker assigned is never refused by it.
@@ -421,10 +423,19 @@ impl Shard {
             }
         }
 
+        let properties = if connect.protocol == ProtocolVersion::V5 {
+            policy.connack_properties(
+                self.cfg.mqtt.max_packet_size,
+                self.cfg.mqtt.server_keepalive,
+                assigned_id.then_some(&client_id),
+            )
+        } else {
+            Props::default()
+        };
         let connack = Packet::ConnAck(ConnAck {
             session_present,
             code: 0,
-            properties: Props::default(),
+            properties,
         });
         link.send(&connack, &mut self.metrics.borrow_mut());
 

@@ -219,6 +219,9 @@ pub struct MqttConfig {
     pub max_subscriptions: u32,
     /// Deliver at the subscription's QoS even if the message's QoS is lower.
     pub upgrade_qos: bool,
+    /// Keepalive (seconds) the server imposes on MQTT 5.0 clients, sent to them as Server
+    /// Keep Alive in CONNACK; 0 = the client's own.
+    pub server_keepalive: u16,
     /// Seconds a socket may stay open without sending CONNECT (at least 1).
     pub idle_timeout: u64,
     /// How shared subscription groups pick a member.
@@ -348,6 +351,7 @@ impl Default for MqttConfig {
             allow_anonymous: true,
             max_subscriptions: 0,
             upgrade_qos: false,
+            server_keepalive: 0,
             idle_timeout: 15,
             shared_subscription_strategy: SharedSubscriptionStrategy::Random,
             auth_fail_limit: 5,
