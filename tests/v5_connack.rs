@@ -36,6 +36,7 @@ fn a_v5_connack_names_the_assigned_id_the_server_keepalive_and_the_brokers_limit
         assert_eq!(p.wildcard_subscription_available, Some(1));
         assert_eq!(p.shared_subscription_available, Some(1));
         assert_eq!(p.subscription_identifier_available, Some(0));
+        assert_eq!(p.receive_maximum, Some(100), "max_awaiting_rel");
         // The assigned id is the session's: a message to it arrives.
         c.subscribe(1, &[("v5/assigned", QoS::AtMostOnce)]);
         let mut other = broker.client("v5-pub", true);

@@ -124,6 +124,10 @@ impl Policy {
         if server_keepalive > 0 {
             p.server_keep_alive = Some(server_keepalive);
         }
+        // QoS 1 is acknowledged as it arrives; QoS 2 waits for PUBREL, up to this many.
+        if self.session.max_awaiting_rel > 0 {
+            p.receive_maximum = Some(self.session.max_awaiting_rel.min(65535) as u16);
+        }
         p.assigned_client_identifier = assigned_id.cloned();
         p.into()
     }

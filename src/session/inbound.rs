@@ -102,8 +102,12 @@ impl Session {
                 if self.awaiting_rel.contains(packet_id) {
                     // A re-sent PUBLISH: acknowledge again, route nothing (exactly once).
                 } else if self.awaiting_rel.is_full() {
-                    // EMQ X: drop, count, and still answer PUBREC (0x93 for 5.0).
                     m.messages_qos2_dropped += 1;
+                    // 5.0: the client was told this bound as Receive Maximum and went past it:
+                    // DISCONNECT 0x93. 3.x (EMQ X): drop, count, and still answer PUBREC.
+                    if self.is_v5() {
+                        return self.violation(Violation::ReceiveMaximumExceeded, now, out);
+                    }
                     let r = self.resp(packet_id, RC_RECEIVE_MAXIMUM_EXCEEDED);
                     out.push(Action::Send(Packet::PubRec(r)));
                     return;

@@ -201,7 +201,7 @@ fn qos2_over_max_awaiting_rel_is_dropped_counted_and_pubreced() {
 }
 
 #[test]
-fn qos2_over_max_awaiting_rel_gets_reason_0x93_on_v5() {
+fn qos2_over_receive_maximum_disconnects_a_v5_client_with_0x93() {
     let c = Connect {
         protocol: ProtocolVersion::V5,
         ..connect(true, 0)
@@ -214,14 +214,12 @@ fn qos2_over_max_awaiting_rel_gets_reason_0x93_on_v5() {
         },
     );
     h.handle(publish("a", QoS::ExactlyOnce, Some(1)));
+    // The client was told Receive Maximum 1 and sent a second before PUBREL [MQTT-3.3.4-7].
     let out = h.handle(publish("a", QoS::ExactlyOnce, Some(2)));
-    assert_eq!(
-        out,
-        vec![Action::Send(Packet::PubRec(PubResp {
-            reason: 0x93,
-            ..ack(2)
-        }))]
-    );
+    let v = Violation::ReceiveMaximumExceeded;
+    assert_eq!(out, vec![Action::Close(CloseReason::ProtocolError(v))]);
+    assert_eq!(v.reason_code(), 0x93);
+    assert_eq!(h.m.messages_qos2_dropped, 1);
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub enum Violation {
     ServerToClientPacket,
     /// [MQTT-4.12.0-1] (5.0) AUTH while no enhanced authentication method is supported.
     AuthNotSupported,
+    /// [MQTT-3.3.4-7] (5.0) more QoS 2 PUBLISHes awaiting PUBREL than the Receive Maximum the
+    /// server announced (`max_awaiting_rel`).
+    ReceiveMaximumExceeded,
 }
 
 impl Violation {
@@ -46,6 +49,7 @@ impl Violation {
             Violation::UnsubscribeEmpty => "MQTT-3.10.3-2",
             Violation::ServerToClientPacket => "MQTT-2.2.1",
             Violation::AuthNotSupported => "MQTT-4.12.0-1",
+            Violation::ReceiveMaximumExceeded => "MQTT-3.3.4-7",
         }
     }
 
@@ -62,6 +66,9 @@ impl Violation {
             Violation::UnsubscribeEmpty => "UNSUBSCRIBE without topic filters",
             Violation::ServerToClientPacket => "packet that only a server sends",
             Violation::AuthNotSupported => "AUTH without a supported authentication method",
+            Violation::ReceiveMaximumExceeded => {
+                "more QoS 2 PUBLISHes in flight than Receive Maximum"
+            }
         }
     }
 
@@ -71,6 +78,7 @@ impl Violation {
             Violation::PublishTopicInvalid => 0x90,  // Topic Name invalid
             Violation::PublishQosNotAllowed => 0x9B, // QoS not supported
             Violation::AuthNotSupported => 0x8C,     // Bad authentication method
+            Violation::ReceiveMaximumExceeded => 0x93, // Receive Maximum exceeded
             _ => 0x82,                               // Protocol Error
         }
     }

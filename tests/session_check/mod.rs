@@ -819,6 +819,11 @@ impl Harness {
                             && m.awaiting.len() >= cfg.max_awaiting_rel
                         {
                             self.counters.qos2_dropped += 1;
+                            // 5.0: past the announced Receive Maximum is DISCONNECT 0x93
+                            // [MQTT-3.3.4-7]; 3.x: dropped, still answered.
+                            if m.v5() {
+                                return close(self, Violation::ReceiveMaximumExceeded);
+                            }
                             vec![Exactly(send(Packet::PubRec(m.resp(id, 0x93))))]
                         } else {
                             m.awaiting.push((id, self.now));
