@@ -104,6 +104,7 @@ metric_set! {
         dropped_invalid => "messages/dropped/invalid",
         dropped_queue_budget => "messages/dropped/queue_budget",
         dropped_acl_denied => "messages/dropped/acl_denied",
+        dropped_too_large => "messages/dropped/too_large_for_client",
         connections_refused_over_cap => "connections/refused/max_connections",
         accept_failures => "connections/accept_failed",
         connections_cut_input_budget => "connections/cut/input_budget",
@@ -147,6 +148,8 @@ pub enum DropReason {
     QueueBudget,
     /// Published where the ACL denies its client to publish.
     AclDenied,
+    /// Larger than the Maximum Packet Size its 5.0 subscriber announced [MQTT-3.1.2-25].
+    TooLargeForClient,
 }
 
 impl Metrics {
@@ -161,6 +164,7 @@ impl Metrics {
             DropReason::Invalid => self.dropped_invalid += 1,
             DropReason::QueueBudget => self.dropped_queue_budget += 1,
             DropReason::AclDenied => self.dropped_acl_denied += 1,
+            DropReason::TooLargeForClient => self.dropped_too_large += 1,
         }
     }
 }

@@ -81,6 +81,16 @@ pub fn encode_publish(
     Ok(len)
 }
 
+/// The number of bytes [`encode_publish`] would append for `p`.
+pub fn publish_len(p: &PublishRef<'_>, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    let mut c = Counter::default();
+    publish_body(p, version == ProtocolVersion::V5, &mut c)?;
+    if c.0 > MAX_VARINT as usize {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    Ok(1 + varint::len(c.0) + c.0)
+}
+
 fn publish_first_byte(p: &PublishRef<'_>) -> u8 {
     0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
 }

@@ -37,7 +37,7 @@ mod tests_golden_v5;
 mod tests_invalid;
 
 pub use decode::decode;
-pub use encode::{encode, encode_publish, encoded_len, PublishRef};
+pub use encode::{encode, encode_publish, encoded_len, publish_len, PublishRef};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
 pub use properties::{Properties, Props};

@@ -240,6 +240,8 @@ pub struct Session {
     session_expiry: Duration,
     /// Effective: config bound, lowered by a 5.0 Receive Maximum.
     max_inflight: usize,
+    /// The client's Maximum Packet Size (5.0; 0 = none announced).
+    max_packet_out: usize,
     inflight: Inflight,
     mqueue: MQueue,
     awaiting_rel: AwaitingRel,
@@ -264,6 +266,7 @@ impl Session {
             persistent: false,
             session_expiry: Duration::ZERO,
             max_inflight: 0,
+            max_packet_out: 0,
             inflight: Inflight::default(),
             mqueue: MQueue::new(cfg.max_mqueue),
             awaiting_rel: AwaitingRel::new(cfg.max_awaiting_rel),
@@ -317,6 +320,10 @@ impl Session {
             _ => u16::MAX,
         };
         self.max_inflight = usize::from(cfg_inflight.min(receive_max));
+        self.max_packet_out = match self.protocol {
+            ProtocolVersion::V5 => connect.properties.maximum_packet_size.unwrap_or(0) as usize,
+            _ => 0,
+        };
         self.session_expiry = match self.protocol {
             ProtocolVersion::V5 => {
                 self.v5_expiry(connect.properties.session_expiry_interval.unwrap_or(0))

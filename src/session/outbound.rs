@@ -38,6 +38,12 @@ impl Session {
         } else {
             msg.qos.min(sub.qos)
         };
+        // 5.0: never a packet larger than the client said it takes [MQTT-3.1.2-25]; such a
+        // message is discarded for this client, as if delivered [MQTT-3.1.2-26].
+        if self.max_packet_out > 0 && self.publish_len(msg, qos) > self.max_packet_out {
+            m.count_drop(DropReason::TooLargeForClient);
+            return;
+        }
         if qos == QoS::AtMostOnce && self.online && self.mqueue.is_empty() {
             // Straight out, nothing kept: no copy of the message (its strings and payload
             // are shared, so a copy costs an atomic increment and decrement each).
@@ -55,6 +61,22 @@ impl Session {
         } else {
             self.enqueue(msg, m);
         }
+    }
+
+    /// The size of `msg` as a PUBLISH to this client at `qos` (with a packet id when `qos > 0`,
+    /// the message's properties on 5.0).
+    fn publish_len(&self, msg: &Message, qos: QoS) -> usize {
+        let empty = crate::codec::Properties::EMPTY;
+        let publish = crate::codec::PublishRef {
+            dup: false,
+            qos,
+            retain: msg.retain,
+            topic: &msg.topic,
+            packet_id: (qos != QoS::AtMostOnce).then_some(1),
+            properties: msg.properties.as_deref().unwrap_or(&empty),
+            payload: &msg.payload,
+        };
+        crate::codec::publish_len(&publish, self.protocol).unwrap_or(usize::MAX)
     }
 
     fn window_allows(&self, qos: QoS) -> bool {

@@ -740,6 +740,31 @@ fn v5_never_retries_within_a_connection() {
 }
 
 #[test]
+fn v5_messages_larger_than_the_clients_maximum_packet_size_are_discarded_and_counted() {
+    let mut c = Connect {
+        protocol: ProtocolVersion::V5,
+        ..connect(true, 0)
+    };
+    c.properties = Properties {
+        maximum_packet_size: Some(40),
+        ..Default::default()
+    }
+    .into();
+    let mut h = H::with(c, cfg());
+    // "t" + 20 bytes at QoS 1: 1 + 1 + (2 + 1 + 2 + 1 + 20) = 28 bytes: sent.
+    let small = Message::new("t", "x".repeat(20), QoS::AtLeastOnce, false);
+    assert_eq!(sent(&h.deliver_sub(&small, sub(QoS::AtLeastOnce))).len(), 1);
+    // 40 bytes of payload: over 40 in all, discarded (no packet id used, nothing queued).
+    let big = Message::new("t", "x".repeat(40), QoS::AtLeastOnce, false);
+    assert!(h.deliver_sub(&big, sub(QoS::AtLeastOnce)).is_empty());
+    assert_eq!(h.m.dropped_too_large, 1);
+    assert_eq!((h.s.info().inflight_len, h.s.queued()), (1, 0));
+    // 3.1.1 has no Maximum Packet Size: the same message goes out.
+    let mut v3 = H::new(cfg());
+    assert_eq!(sent(&v3.deliver_sub(&big, sub(QoS::AtLeastOnce))).len(), 1);
+}
+
+#[test]
 fn v5_receive_maximum_narrows_the_window_and_pubrec_error_ends_the_flow() {
     let mut c = Connect {
         protocol: ProtocolVersion::V5,
