@@ -139,6 +139,7 @@ impl Link {
         msg: &Message,
         qos: QoS,
         packet_id: Option<u16>,
+        retain: bool,
         metrics: &mut Metrics,
     ) {
         let empty;
@@ -152,7 +153,7 @@ impl Link {
         let publish = PublishRef {
             dup: false,
             qos,
-            retain: msg.retain,
+            retain,
             topic: &msg.topic,
             packet_id,
             properties,

@@ -42,7 +42,7 @@ impl Shard {
     /// wait until a new subscriber is sure to find the message.
     pub(super) fn publish_tracked(
         self: &Rc<Self>,
-        mut msg: Message,
+        msg: Message,
     ) -> Option<AwaitReplies<ReplyData>> {
         // The only per-message cost of `emqx_delayed_publish`: a prefix check.
         if msg.topic.starts_with(super::enforce::DELAYED_PREFIX)
@@ -52,12 +52,10 @@ impl Shard {
             return None;
         }
         let mut stored = None;
-        if msg.retain {
-            if self.policy.borrow().retainer {
-                stored = self.set_retained(msg.clone());
-            }
-            // Ordinary deliveries carry RETAIN 0 [MQTT-3.3.1-9].
-            msg.retain = false;
+        // Each subscriber's copy carries RETAIN 0 [MQTT-3.3.1-9] unless its subscription asked
+        // Retain As Published: the session decides per subscriber.
+        if msg.retain && self.policy.borrow().retainer {
+            stored = self.set_retained(msg.clone());
         }
         let plan = self
             .routes
@@ -160,8 +158,15 @@ impl Shard {
                         link.send(packet, &mut metrics);
                         false
                     }
-                    (Action::SendDelivered { qos, packet_id }, Some(link)) => {
-                        link.send_message(msg, *qos, *packet_id, &mut metrics);
+                    (
+                        Action::SendDelivered {
+                            qos,
+                            packet_id,
+                            retain,
+                        },
+                        Some(link),
+                    ) => {
+                        link.send_message(msg, *qos, *packet_id, *retain, &mut metrics);
                         false
                     }
                     (Action::SendDelivered { .. }, None) => false,

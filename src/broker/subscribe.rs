@@ -131,6 +131,12 @@ impl Shard {
                 };
                 let mut metrics = self.metrics.borrow_mut();
                 let mut delivered = Vec::new();
+                // Sent because of the subscription: RETAIN 1 whatever Retain As Published says
+                // [MQTT-3.3.1-8].
+                let opts = SubOptions {
+                    retain_as_published: true,
+                    ..opts
+                };
                 for mut m in msgs {
                     m.retain = true;
                     c.session

@@ -146,7 +146,15 @@ impl Session {
         let v5 = self.is_v5();
         let mut filters = Vec::with_capacity(s.filters.len());
         for (filter, requested) in s.filters {
-            let result = self.subscribe_one(&filter, requested, v5);
+            let existed = self.subscriptions.contains_key(&filter);
+            let mut result = self.subscribe_one(&filter, requested, v5);
+            // Retain Handling 1: retained messages only for a new subscription [MQTT-3.3.1-10];
+            // the glue sends none for 2.
+            if let Ok(granted) = &mut result {
+                if granted.retain_handling == 1 && existed {
+                    granted.retain_handling = 2;
+                }
+            }
             filters.push((filter, result));
         }
         out.push(Action::Subscribe {

@@ -95,7 +95,13 @@ pub enum Action {
     /// Only from [`Session::deliver`]: write the message that call was given, as a PUBLISH
     /// with this QoS and packet id (not a duplicate, its retain flag as in the message). The
     /// caller has the message at hand and encodes it without copying it into a packet.
-    SendDelivered { qos: QoS, packet_id: Option<u16> },
+    SendDelivered {
+        qos: QoS,
+        packet_id: Option<u16>,
+        /// The RETAIN flag of this copy (the message's, kept only when the subscription asked
+        /// Retain As Published, or for a retained message sent on subscribing).
+        retain: bool,
+    },
     /// Route this message the client published (to subscribers; store it if retained).
     Route(Message),
     /// Add these subscriptions to the indexes (`Ok`: granted options, replacing any existing
@@ -121,9 +127,14 @@ impl Action {
     /// the message `deliver` was called with; any other action is returned as it is.
     pub fn with_message(self, msg: &Message) -> Action {
         match self {
-            Action::SendDelivered { qos, packet_id } => {
+            Action::SendDelivered {
+                qos,
+                packet_id,
+                retain,
+            } => {
                 let mut publish = msg.to_publish(packet_id, false);
                 publish.qos = qos;
+                publish.retain = retain;
                 Action::Send(Packet::Publish(publish))
             }
             other => other,

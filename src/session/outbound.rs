@@ -44,6 +44,10 @@ impl Session {
             m.count_drop(DropReason::TooLargeForClient);
             return;
         }
+        // RETAIN stays set only where the subscription asked Retain As Published (5.0); a live
+        // delivery otherwise carries 0 [MQTT-3.3.1-9]. (Retained messages sent on subscribing
+        // come with Retain As Published set by the caller: they keep RETAIN 1.)
+        let retain = msg.retain && sub.retain_as_published;
         if qos == QoS::AtMostOnce && self.online && self.mqueue.is_empty() {
             // Straight out, nothing kept: no copy of the message (its strings and payload
             // are shared, so a copy costs an atomic increment and decrement each).
@@ -51,11 +55,13 @@ impl Session {
             out.push(Action::SendDelivered {
                 qos: QoS::AtMostOnce,
                 packet_id: None,
+                retain,
             });
             return;
         }
         let mut msg = msg.clone();
         msg.qos = qos;
+        msg.retain = retain;
         if self.online && self.mqueue.is_empty() && self.window_allows(qos) {
             self.send_new(msg, now, m, out, Encode::ByCaller);
         } else {
@@ -109,6 +115,7 @@ impl Session {
             Encode::ByCaller => Action::SendDelivered {
                 qos: msg.qos,
                 packet_id,
+                retain: msg.retain,
             },
         };
         if msg.qos == QoS::AtMostOnce {

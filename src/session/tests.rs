@@ -480,6 +480,32 @@ fn outbound_qos2_flow_and_missed_pubrec_pubcomp() {
 }
 
 #[test]
+fn retain_handling_1_asks_for_retained_messages_only_on_a_new_subscription() {
+    let mut h = H::new(cfg());
+    let rh1 = SubOptions {
+        retain_handling: 1,
+        ..sub(QoS::AtLeastOnce)
+    };
+    let granted = |out: &[Action]| match &out[0] {
+        Action::Subscribe { filters, .. } => filters[0].1.unwrap().retain_handling,
+        other => panic!("{other:?}"),
+    };
+    let subscribe = |h: &mut H| {
+        h.handle(Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            filters: vec![(Str::from("t/#"), rh1)],
+            properties: Default::default(),
+        }))
+    };
+    assert_eq!(
+        granted(&subscribe(&mut h)),
+        1,
+        "new: retained messages are sent"
+    );
+    assert_eq!(granted(&subscribe(&mut h)), 2, "again: none are");
+}
+
+#[test]
 fn effective_qos_is_the_minimum_or_the_maximum_with_upgrade_qos() {
     let mut h = H::new(cfg());
     let msg = Message::new("t", "p", QoS::ExactlyOnce, false);
@@ -491,8 +517,17 @@ fn effective_qos_is_the_minimum_or_the_maximum_with_upgrade_qos() {
     let out = h.deliver_sub(&msg0, sub(QoS::ExactlyOnce));
     assert_eq!(sent(&out)[0].2, QoS::AtMostOnce);
     assert!(
+        matches!(&out[0], Action::Send(Packet::Publish(p)) if !p.retain),
+        "a live delivery carries RETAIN 0 [MQTT-3.3.1-9]"
+    );
+    let rap = SubOptions {
+        retain_as_published: true,
+        ..sub(QoS::ExactlyOnce)
+    };
+    let out = h.deliver_sub(&msg0, rap);
+    assert!(
         matches!(&out[0], Action::Send(Packet::Publish(p)) if p.retain),
-        "retain as the glue passed it"
+        "Retain As Published keeps the publisher's RETAIN"
     );
     let mut h = H::new(SessionConfig {
         upgrade_qos: true,

@@ -1006,7 +1006,9 @@ impl Harness {
         let now = !skipped && m.online && self.session.queued() == 0 && room;
         if !skipped {
             self.next_seq += 1;
-            self.deliveries.insert(seq, (effective, retain));
+            // RETAIN survives only where the subscription asked Retain As Published.
+            self.deliveries
+                .insert(seq, (effective, retain && sub.retain_as_published));
             self.model.delivered += 1;
         }
         let mut out = Vec::new();
