@@ -188,43 +188,29 @@ fn a_second_broker_on_the_same_ports_or_data_dir_refuses_to_start() {
     let (data, other_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mqtt, http) = (free_port(), free_port());
     let mut first = start_listening(mqtt, http, data.path());
-    let set = |d: &std::path::Path| format!("node.data_dir={}", d.display());
-    // The same MQTT port (its own data dir and API port).
-    let err = second_broker_fails(&[
-        "--mqtt".into(),
-        format!("127.0.0.1:{mqtt}"),
-        "--http".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--set".into(),
-        set(other_data.path()),
-    ]);
-    assert!(
-        err.contains(&mqtt.to_string()) && err.contains("in use"),
-        "{err}"
-    );
-    // The same API port.
-    let err = second_broker_fails(&[
-        "--mqtt".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--http".into(),
-        format!("127.0.0.1:{http}"),
-        "--set".into(),
-        set(other_data.path()),
-    ]);
-    assert!(
-        err.contains(&http.to_string()) && err.contains("in use"),
-        "{err}"
-    );
-    // The same data directory on free ports.
-    let err = second_broker_fails(&[
-        "--mqtt".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--http".into(),
-        format!("127.0.0.1:{}", free_port()),
-        "--set".into(),
-        set(data.path()),
-    ]);
-    assert!(err.contains("data_dir") && err.contains("in use"), "{err}");
+    // Each case shares one thing with the first broker and names it in its error: the MQTT
+    // port, the API port, the data directory.
+    let cases = [
+        (mqtt, free_port(), other_data.path(), mqtt.to_string()),
+        (free_port(), http, other_data.path(), http.to_string()),
+        (
+            free_port(),
+            free_port(),
+            data.path(),
+            "data_dir".to_string(),
+        ),
+    ];
+    for (m, h, dir, named) in cases {
+        let err = second_broker_fails(&[
+            "--mqtt".into(),
+            format!("127.0.0.1:{m}"),
+            "--http".into(),
+            format!("127.0.0.1:{h}"),
+            "--set".into(),
+            format!("node.data_dir={}", dir.display()),
+        ]);
+        assert!(err.contains(&named) && err.contains("in use"), "{err}");
+    }
     // The first one still serves: CONNECT → CONNACK 0.
     let mut s = TcpStream::connect(("127.0.0.1", mqtt)).unwrap();
     s.write_all(&[

@@ -9,25 +9,14 @@ mod common;
 use common::*;
 use shardmq::codec::{Packet, ProtocolVersion, QoS};
 
-/// The fixed header and topic of a QoS 0 PUBLISH announcing `payload` bytes of payload.
-fn publish_head(topic: &str, payload: usize) -> Vec<u8> {
-    let remaining = 2 + topic.len() + payload;
-    let mut out = vec![0x30];
-    let mut n = remaining;
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    out.extend_from_slice(topic.as_bytes());
-    out
+/// The first bytes of a 5.0 QoS 0 PUBLISH on `topic` with `payload` bytes of payload: its
+/// header and `sent` bytes of that payload (the rest never comes).
+fn publish_start(topic: &str, payload: usize, sent: usize) -> Vec<u8> {
+    let p = publish(topic, &vec![0u8; payload], QoS::AtMostOnce, false, None);
+    let mut out = bytes::BytesMut::new();
+    shardmq::codec::encode(&p, ProtocolVersion::V5, &mut out).unwrap();
+    out.truncate(out.len() - payload + sent);
+    out.to_vec()
 }
 
 #[test]
@@ -64,8 +53,7 @@ fn over_the_input_budget_the_largest_holder_is_cut_and_the_rest_go_on() {
         .map(|i| v5(&id_on_shard(&format!("trickle{i}"), 0)))
         .collect();
     for ((c, size), whole) in clients.iter_mut().zip(sizes).zip(announced) {
-        c.send_bytes(&publish_head("big/t", whole));
-        c.send_bytes(&vec![0u8; size]);
+        c.send_bytes(&publish_start("big/t", whole, size));
     }
     // The largest is told why and closed.
     match clients[2].recv() {
