@@ -9,6 +9,7 @@
 //! node-wide tables touched once per connection at most and never per packet: the
 //! connection cap ([`slots`]) and the failed-authentication table ([`auth_throttle`]).
 
+pub mod ask;
 pub mod auth_throttle;
 pub mod budget;
 pub mod conn;

@@ -6,6 +6,7 @@
 //! `Arc`); payloads are `Bytes` and are shared, not copied.
 
 use bytes::BytesMut;
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,7 +16,6 @@ use crate::metrics::{Metrics, Stats};
 use crate::session::Message;
 
 use super::flow::FlowKey;
-use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
 use shardmq_shards::handoff::SocketInTransit;
 
 /// A message between executors. The sender's id travels beside it (the mesh gives it).
@@ -42,8 +42,10 @@ pub enum ShardMsg {
     RetainQuery { req: u64, filter: Str },
     /// Accepting shard → home shard of the client id: take over this connection.
     Adopt(Box<Adopt>),
-    /// Any → one shard: ask for its part of a view (counters, client lists, ...).
-    Collect { req: u64, query: Query },
+    /// Any → one shard: a question about its part of a view (counters, a page of its
+    /// clients, ...) or an action on its clients (see `ask`). Answered with
+    /// [`ReplyData::Answer`].
+    Collect { req: u64, question: Question },
     /// Management → every shard: enforce this admin policy from now on (bans, auth tables,
     /// plugins, runtime settings), kick live clients a ban now matches. Answered with
     /// [`ReplyData::Ack`] once in force.
@@ -82,71 +84,38 @@ pub struct Adopt {
     pub slot: super::slots::ConnSlot,
 }
 
-/// What a `Collect` asks a shard for (the management API's and `$SYS`'s questions).
-pub enum Query {
-    /// The shard's counters and gauges.
-    Counters,
-    /// Connection rows: all of this shard's, or those of one client id / username; only the
-    /// first `window` in client-id order are built (a page needs no more from any shard),
-    /// and how many match is counted.
-    Connections(ClientFilter, usize),
-    /// Session rows, likewise.
-    Sessions(ClientFilter, usize),
-    /// Subscription rows, likewise (in client id, then topic order).
-    Subscriptions(ClientFilter, usize),
-    /// The route replica's filters (every shard has the same; asked of one).
-    Routes,
-    /// Close a client's connection with reason `kicked` (asked of its home shard).
-    Kick {
-        client_id: String,
-    },
-    /// Discard an offline persistent session (asked of its home shard).
-    CleanSession {
-        client_id: String,
-    },
-    /// Publish on behalf of the API.
-    Publish(Box<Message>),
-    /// Subscribe / unsubscribe a session on behalf of the API (asked of its home shard).
-    Subscribe {
-        client_id: String,
-        filter: String,
-        qos: u8,
-    },
-    Unsubscribe {
-        client_id: String,
-        filter: String,
-    },
-    /// The per-core view: counters, gauges, event-loop and mesh figures.
-    ShardView,
-}
+/// A question for one shard, the type of its answer erased for the trip: built from a
+/// typed query by `ask::question`, answered by the shard it is sent to (which passes itself,
+/// an `Rc<Shard>`), its answer turned back into the query's reply type by `ask::answers`.
+pub struct Question(Box<dyn Answering>);
 
-/// Which clients a row query is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientFilter {
-    All,
-    ClientId(String),
-    Username(String),
+/// What a [`Question`] holds: the closure that answers it.
+pub trait Answering: FnOnce(&dyn Any) -> AnyAnswer + Send {}
+impl<F: FnOnce(&dyn Any) -> AnyAnswer + Send> Answering for F {}
+
+/// An answer whose type only the query that asked for it knows.
+pub type AnyAnswer = Box<dyn Any + Send>;
+
+impl Question {
+    /// Wraps an answering function.
+    pub fn new(answer: impl FnOnce(&dyn Any) -> AnyAnswer + Send + 'static) -> Self {
+        Question(Box::new(answer))
+    }
+
+    /// Answers the question on the shard that was asked.
+    pub fn answer(self, shard: &dyn Any) -> AnyAnswer {
+        (self.0)(shard)
+    }
 }
 
 /// Answers to requests, by kind.
 pub enum ReplyData {
-    /// `RouteAdd` applied.
+    /// `RouteAdd` or `Policy` applied, or a retained message stored.
     Ack,
     /// Retained messages matching a `RetainQuery`.
     Retained(Vec<Message>),
-    /// A shard's counters.
-    Counters {
-        metrics: Box<Metrics>,
-        stats: Stats,
-    },
-    /// The first rows of a row query's window, in order, and how many rows matched.
-    Connections(Vec<ConnectionInfo>, u64),
-    Sessions(Vec<SessionInfo>, u64),
-    Subscriptions(Vec<SubscriptionInfo>, u64),
-    Routes(Vec<String>),
-    /// An action's outcome (an EMQ X error code and message when it failed).
-    Done(Result<(), shardmq_http::ApiError>),
-    Shard(Box<ShardFigures>),
+    /// A `Collect`'s answer (its type is the query's `Reply`).
+    Answer(AnyAnswer),
 }
 
 /// One shard's figures for `GET /stats`, `GET /metrics` and the listener view.
@@ -164,24 +133,17 @@ pub struct ShardFigures {
     pub shutdowns: Vec<(String, u64)>,
 }
 
-/// The node's counters from the shards' `Counters` replies (other replies are ignored):
-/// metrics and gauges summed, except `routes` and `topics`, which every shard's replica holds
-/// whole (the largest is taken). One sum for `$SYS` and the REST API, over whichever shards
-/// answered in time.
-pub fn node_counters(replies: impl IntoIterator<Item = ReplyData>) -> (Metrics, Stats) {
+/// The node's counters from the shards' counters: metrics and gauges summed, except `routes`
+/// and `topics`, which every shard's replica holds whole (the largest is taken). One sum for
+/// `$SYS` and the REST API, over whichever shards answered in time.
+pub fn node_counters(shards: impl IntoIterator<Item = (Metrics, Stats)>) -> (Metrics, Stats) {
     let mut metrics = Metrics::default();
     let mut stats = Stats::default();
     let mut routes = 0;
-    for r in replies {
-        if let ReplyData::Counters {
-            metrics: m,
-            stats: s,
-        } = r
-        {
-            metrics.merge(&m);
-            routes = routes.max(s.routes);
-            stats.merge(&s);
-        }
+    for (m, s) in shards {
+        metrics.merge(&m);
+        routes = routes.max(s.routes);
+        stats.merge(&s);
     }
     stats.routes = routes;
     stats.topics = routes;
@@ -194,19 +156,20 @@ mod tests {
 
     #[test]
     fn node_counters_sum_the_shards_but_take_the_replicated_routes_once() {
-        let shard = |received: u64, conns: u64, routes: u64| ReplyData::Counters {
-            metrics: Box::new(Metrics {
+        let shard = |received: u64, conns: u64, routes: u64| {
+            let metrics = Metrics {
                 messages_received: received,
                 ..Metrics::default()
-            }),
-            stats: Stats {
+            };
+            let stats = Stats {
                 connections: conns,
                 routes,
                 topics: routes,
                 ..Stats::default()
-            },
+            };
+            (metrics, stats)
         };
-        let (m, s) = node_counters([shard(5, 2, 7), ReplyData::Ack, shard(10, 3, 7)]);
+        let (m, s) = node_counters([shard(5, 2, 7), shard(10, 3, 7)]);
         assert_eq!(m.messages_received, 15);
         assert_eq!(s.connections, 5);
         assert_eq!((s.routes, s.topics), (7, 7));

@@ -32,7 +32,7 @@ use shardmq_shards::runtime::ShutdownFlag;
 use super::auth_throttle::MqttAuthThrottle;
 use super::flow;
 use super::link::Link;
-use super::msg::{Forward, Query, ReplyData, ShardMsg};
+use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
 use super::route::{shards_in, LocalIndex, RouteReplica};
 
@@ -846,13 +846,14 @@ impl Shard {
                     "a connection handed over before the shard serves any"
                 ),
             },
-            ShardMsg::Collect { req, query } => {
-                let reply = self.collect(query);
+            ShardMsg::Collect { req, question } => {
+                let shard: &dyn std::any::Any = self;
+                let answer = question.answer(shard);
                 self.mesh.send(
                     from,
                     ShardMsg::Reply {
                         req,
-                        reply: Box::new(reply),
+                        reply: Box::new(ReplyData::Answer(answer)),
                     },
                 );
             }
@@ -912,33 +913,6 @@ impl Shard {
             suboptions: direct + shared,
             retained: self.retained.borrow().len() as u64,
         }
-    }
-
-    /// Node-wide counters: this shard's plus every other shard's that answers within the
-    /// deadline (asked through the mesh), summed as the REST API sums them
-    /// ([`super::msg::node_counters`]).
-    pub async fn node_totals(self: &Rc<Self>) -> (Metrics, Stats) {
-        let mut replies = vec![ReplyData::Counters {
-            metrics: Box::new(self.metrics_now()),
-            stats: self.stats(),
-        }];
-        if self.shards > 1 {
-            let (req, mut waiter) = self.replies.register(self.shards - 1);
-            for to in self.other_shards() {
-                self.mesh.send(
-                    to,
-                    ShardMsg::Collect {
-                        req,
-                        query: Query::Counters,
-                    },
-                );
-            }
-            match or_timeout(&mut waiter, ROUTE_ACK_DEADLINE).await {
-                Some(others) => replies.extend(others),
-                None => replies.extend(waiter.take_partial()),
-            }
-        }
-        super::msg::node_counters(replies)
     }
 
     // ---------------------------------------------------------------- housekeeping

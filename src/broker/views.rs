@@ -1,5 +1,6 @@
-//! What a shard answers to `Collect`: its rows and figures for the management API and
-//! `$SYS`, and the API's actions on its clients (kick, clean session, subscribe, publish).
+//! The questions a shard answers (`ask::ShardQuery`s sent in `Collect`): its rows and
+//! figures for the management API and `$SYS`, and the API's actions on its clients (kick,
+//! clean session, subscribe, publish); and the node's counters summed for `$SYS`.
 //!
 //! Runs on the shard that is asked; reads its state and builds plain rows (`Send`) for the
 //! management thread. Must never: walk its tables unless asked (nothing here runs on the
@@ -11,133 +12,245 @@ use std::time::{Instant, SystemTime};
 use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
 use shardmq_http::{ApiError, ErrorCode};
 
-use super::msg::{ClientFilter, Query, ReplyData, ShardFigures};
-use super::shard::{Client, Shard};
+use super::ask::{answers, question, Rows, ShardQuery};
+use super::msg::{ShardFigures, ShardMsg};
+use super::race::or_timeout;
+use super::shard::{Client, Shard, ROUTE_ACK_DEADLINE};
 use crate::codec::{Packet, ProtocolVersion, QoS, Str, SubOptions, Subscribe, Unsubscribe};
-use crate::session::CloseReason;
+use crate::metrics::{Metrics, Stats};
+use crate::session::{CloseReason, Message};
 
-impl Shard {
-    /// This shard's answer to `query`.
-    pub fn collect(self: &Rc<Self>, query: Query) -> ReplyData {
-        match query {
-            Query::Counters => ReplyData::Counters {
-                metrics: Box::new(self.metrics_now()),
-                stats: self.stats(),
-            },
-            Query::Connections(filter, window) => {
-                let (ids, count) = self.selected(&filter, |c| c.link.is_some(), window);
-                let rows = ids
-                    .iter()
-                    .filter_map(|id| self.connection_row(id))
-                    .collect();
-                ReplyData::Connections(rows, count)
-            }
-            Query::Sessions(filter, window) => {
-                let (ids, count) = self.selected(&filter, |_| true, window);
-                let rows = ids.iter().filter_map(|id| self.session_row(id)).collect();
-                ReplyData::Sessions(rows, count)
-            }
-            Query::Subscriptions(filter, window) => {
-                let (ids, _) = self.selected(&filter, |_| true, usize::MAX);
-                let clients = self.clients.borrow();
-                let keys: Vec<(Str, Str)> = ids
-                    .iter()
-                    .filter_map(|id| clients.get(id).map(|c| (id, c)))
-                    .flat_map(|(id, c)| {
-                        c.session
-                            .subscriptions()
-                            .map(move |(topic, _)| (id.clone(), Str::from(topic)))
-                    })
-                    .collect();
-                let count = keys.len() as u64;
-                let rows = first_in_order(keys, window)
-                    .into_iter()
-                    .filter_map(|(id, topic)| {
-                        let opts = clients.get(&id)?.session.subscription(&topic)?;
-                        Some(SubscriptionInfo {
-                            client_id: id.to_string(),
-                            node: self.node.clone(),
-                            qos: opts.qos as u8,
-                            topic: topic.to_string(),
-                        })
-                    })
-                    .collect();
-                ReplyData::Subscriptions(rows, count)
-            }
-            Query::Routes => {
-                let routes = self.routes.borrow();
-                let mut filters: Vec<String> =
-                    routes.direct.iter().map(|(f, _)| f.to_string()).collect();
-                for (f, groups) in routes.shared.iter() {
-                    for g in groups.keys() {
-                        filters.push(format!("$share/{g}/{f}"));
-                    }
-                }
-                ReplyData::Routes(filters)
-            }
-            Query::Kick { client_id } => {
-                let link = self
-                    .clients
-                    .borrow()
-                    .get(client_id.as_str())
-                    .and_then(|c| c.link.clone());
-                ReplyData::Done(match link {
-                    Some(link) => {
-                        link.close(CloseReason::Kicked);
-                        Ok(())
-                    }
-                    None => Err(ApiError::new(ErrorCode::ClientNotOnline, "not_found")),
+/// Which clients a row query is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFilter {
+    All,
+    ClientId(String),
+    Username(String),
+}
+
+/// The shard's counters and gauges.
+pub struct Counters;
+
+impl ShardQuery for Counters {
+    type Reply = (Metrics, Stats);
+    fn answer(self, shard: &Rc<Shard>) -> (Metrics, Stats) {
+        (shard.metrics_now(), shard.stats())
+    }
+}
+
+/// Connection rows: all of the shard's, or those of one client id / username; only the
+/// first `window` in client-id order are built (a page needs no more from any shard), and
+/// how many match is counted.
+pub struct ConnectionRows(pub ClientFilter, pub usize);
+
+impl ShardQuery for ConnectionRows {
+    type Reply = Rows<ConnectionInfo>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        let (ids, count) = shard.selected(&self.0, |c| c.link.is_some(), self.1);
+        let rows = ids
+            .iter()
+            .filter_map(|id| shard.connection_row(id))
+            .collect();
+        Rows { rows, count }
+    }
+}
+
+/// Session rows, likewise.
+pub struct SessionRows(pub ClientFilter, pub usize);
+
+impl ShardQuery for SessionRows {
+    type Reply = Rows<SessionInfo>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        let (ids, count) = shard.selected(&self.0, |_| true, self.1);
+        let rows = ids.iter().filter_map(|id| shard.session_row(id)).collect();
+        Rows { rows, count }
+    }
+}
+
+/// Subscription rows, likewise (in client id, then topic order).
+pub struct SubscriptionRows(pub ClientFilter, pub usize);
+
+impl ShardQuery for SubscriptionRows {
+    type Reply = Rows<SubscriptionInfo>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        let (ids, _) = shard.selected(&self.0, |_| true, usize::MAX);
+        let clients = shard.clients.borrow();
+        let keys: Vec<(Str, Str)> = ids
+            .iter()
+            .filter_map(|id| clients.get(id).map(|c| (id, c)))
+            .flat_map(|(id, c)| {
+                c.session
+                    .subscriptions()
+                    .map(move |(topic, _)| (id.clone(), Str::from(topic)))
+            })
+            .collect();
+        let count = keys.len() as u64;
+        let rows = first_in_order(keys, self.1)
+            .into_iter()
+            .filter_map(|(id, topic)| {
+                let opts = clients.get(&id)?.session.subscription(&topic)?;
+                Some(SubscriptionInfo {
+                    client_id: id.to_string(),
+                    node: shard.node.clone(),
+                    qos: opts.qos as u8,
+                    topic: topic.to_string(),
                 })
-            }
-            Query::CleanSession { client_id } => {
-                let online = self
-                    .clients
-                    .borrow()
-                    .get(client_id.as_str())
-                    .map(|c| c.link.is_some());
-                ReplyData::Done(match online {
-                    None => Err(ApiError::new(ErrorCode::ClientNotOnline, "not_found")),
-                    Some(true) => Err(ApiError::new(ErrorCode::ClientNotOnline, "running_session")),
-                    Some(false) => {
-                        self.discard_session(&Str::from(client_id.as_str()));
-                        Ok(())
-                    }
-                })
-            }
-            Query::Publish(msg) => {
-                self.publish(*msg);
-                ReplyData::Done(Ok(()))
-            }
-            Query::Subscribe {
-                client_id,
-                filter,
-                qos,
-            } => ReplyData::Done(self.api_subscribe(&client_id, &filter, qos)),
-            Query::Unsubscribe { client_id, filter } => {
-                ReplyData::Done(self.api_unsubscribe(&client_id, &filter))
-            }
-            Query::ShardView => {
-                let mesh = self.mesh.stats();
-                let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-                let cpu = shardmq_shards::runtime::thread_cpu_time().as_secs_f64();
-                ReplyData::Shard(Box::new(ShardFigures {
-                    shard: self.id,
-                    core: self.core,
-                    metrics: self.metrics_now(),
-                    stats: self.stats(),
-                    busy_permille: ((cpu / wall) * 1000.0).min(1000.0) as u64,
-                    mesh_sent: mesh.sent,
-                    mesh_received: mesh.received,
-                    mesh_outbox_depth: mesh.outbox_depth,
-                    shutdowns: self
-                        .shutdowns
-                        .borrow()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), *v))
-                        .collect(),
-                }))
+            })
+            .collect();
+        Rows { rows, count }
+    }
+}
+
+/// The route replica's filters (every shard has the same; asked of one).
+pub struct Routes;
+
+impl ShardQuery for Routes {
+    type Reply = Vec<String>;
+    fn answer(self, shard: &Rc<Shard>) -> Vec<String> {
+        let routes = shard.routes.borrow();
+        let mut filters: Vec<String> = routes.direct.iter().map(|(f, _)| f.to_string()).collect();
+        for (f, groups) in routes.shared.iter() {
+            for g in groups.keys() {
+                filters.push(format!("$share/{g}/{f}"));
             }
         }
+        filters
+    }
+}
+
+/// Close a client's connection with reason `kicked` (asked of its home shard).
+pub struct Kick(pub String);
+
+impl ShardQuery for Kick {
+    type Reply = Result<(), ApiError>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        let link = shard
+            .clients
+            .borrow()
+            .get(self.0.as_str())
+            .and_then(|c| c.link.clone());
+        match link {
+            Some(link) => {
+                link.close(CloseReason::Kicked);
+                Ok(())
+            }
+            None => Err(ApiError::new(ErrorCode::ClientNotOnline, "not_found")),
+        }
+    }
+}
+
+/// Discard an offline persistent session (asked of its home shard).
+pub struct CleanSession(pub String);
+
+impl ShardQuery for CleanSession {
+    type Reply = Result<(), ApiError>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        let online = shard
+            .clients
+            .borrow()
+            .get(self.0.as_str())
+            .map(|c| c.link.is_some());
+        match online {
+            None => Err(ApiError::new(ErrorCode::ClientNotOnline, "not_found")),
+            Some(true) => Err(ApiError::new(ErrorCode::ClientNotOnline, "running_session")),
+            Some(false) => {
+                shard.discard_session(&Str::from(self.0.as_str()));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Publish on behalf of the API (or the alarms), from the shard asked.
+pub struct Publish(pub Box<Message>);
+
+impl ShardQuery for Publish {
+    type Reply = ();
+    fn answer(self, shard: &Rc<Shard>) {
+        shard.publish(*self.0);
+    }
+}
+
+/// Subscribe a session on behalf of the API, as if it had sent SUBSCRIBE, without a SUBACK
+/// to the client (asked of its home shard).
+pub struct SubscribeClient {
+    pub client_id: String,
+    pub filter: String,
+    pub qos: u8,
+}
+
+impl ShardQuery for SubscribeClient {
+    type Reply = Result<(), ApiError>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        shard.api_subscribe(&self.client_id, &self.filter, self.qos)
+    }
+}
+
+/// Unsubscribe a session on behalf of the API (asked of its home shard).
+pub struct UnsubscribeClient {
+    pub client_id: String,
+    pub filter: String,
+}
+
+impl ShardQuery for UnsubscribeClient {
+    type Reply = Result<(), ApiError>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        shard.api_unsubscribe(&self.client_id, &self.filter)
+    }
+}
+
+/// The per-core view: counters, gauges, event-loop and mesh figures.
+pub struct Figures;
+
+impl ShardQuery for Figures {
+    type Reply = ShardFigures;
+    fn answer(self, shard: &Rc<Shard>) -> ShardFigures {
+        let mesh = shard.mesh.stats();
+        let wall = shard.started.elapsed().as_secs_f64().max(1e-9);
+        let cpu = shardmq_shards::runtime::thread_cpu_time().as_secs_f64();
+        ShardFigures {
+            shard: shard.id,
+            core: shard.core,
+            metrics: shard.metrics_now(),
+            stats: shard.stats(),
+            busy_permille: ((cpu / wall) * 1000.0).min(1000.0) as u64,
+            mesh_sent: mesh.sent,
+            mesh_received: mesh.received,
+            mesh_outbox_depth: mesh.outbox_depth,
+            shutdowns: shard
+                .shutdowns
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        }
+    }
+}
+
+impl Shard {
+    /// The node's counters as `$SYS` publishes them: this shard's own, summed with every
+    /// other shard's that answers within the deadline (the same sum as the REST API's,
+    /// [`super::msg::node_counters`]).
+    pub async fn node_totals(self: &Rc<Self>) -> (Metrics, Stats) {
+        let mut totals = vec![Counters.answer(self)];
+        if self.shards > 1 {
+            let (req, mut waiter) = self.replies.register(self.shards - 1);
+            for to in self.other_shards() {
+                self.mesh.send(
+                    to,
+                    ShardMsg::Collect {
+                        req,
+                        question: question(Counters),
+                    },
+                );
+            }
+            let replies = match or_timeout(&mut waiter, ROUTE_ACK_DEADLINE).await {
+                Some(others) => others,
+                None => waiter.take_partial(),
+            };
+            totals.extend(answers::<Counters>(replies));
+        }
+        super::msg::node_counters(totals)
     }
 
     /// The client ids of this shard that `filter` selects and `keep` accepts: the first

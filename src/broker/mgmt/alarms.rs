@@ -6,8 +6,8 @@
 
 use super::collector::Broker;
 use super::monitors::AlarmEvent;
-use crate::broker::msg::Query;
 use crate::broker::sys::datetime_now;
+use crate::broker::views::Publish;
 use crate::home_shard;
 use crate::session::Message;
 
@@ -43,7 +43,7 @@ impl Broker {
             });
             let msg = Box::new(Message::system(topic.clone(), payload.to_string()));
             let to = [home_shard(&topic, self.facts.shards)];
-            self.ask(&to, || Query::Publish(msg.clone())).await;
+            self.ask(&to, || Publish(msg.clone())).await;
         }
     }
 }

@@ -24,9 +24,14 @@ use shardmq_shards::mesh::Mesh;
 use shardmq_shards::reply::Replies;
 
 use super::NodeFacts;
-use crate::broker::msg::{ClientFilter, Query, ReplyData, ShardFigures, ShardMsg};
+use crate::broker::ask::{answers, question, Rows, ShardQuery};
+use crate::broker::msg::{ReplyData, ShardFigures, ShardMsg};
 use crate::broker::race::{either, Either};
 use crate::broker::sys::{datetime_now, uptime_string, SYSDESCR, VERSION};
+use crate::broker::views::{
+    CleanSession, ClientFilter, ConnectionRows, Counters, Figures, Kick, Publish, Routes,
+    SessionRows, SubscribeClient, SubscriptionRows, UnsubscribeClient,
+};
 use crate::codec::{QoS, Str};
 use crate::config::Config;
 use crate::home_shard;
@@ -71,24 +76,25 @@ fn failed(code: ErrorCode, message: &str) -> ApiAnswer {
 }
 
 impl Broker {
-    /// Sends `query()` to each shard in `to` and waits (with the deadline) for the replies.
-    pub(super) async fn ask(
+    /// Sends `query()` to each shard in `to` and waits (with the deadline) for their
+    /// answers: one per shard that answered in time.
+    pub(super) async fn ask<Q: ShardQuery>(
         &self,
         to: &[usize],
-        query: impl Fn() -> Query,
-    ) -> (Vec<ReplyData>, Coverage) {
-        let total = to.len() as u32;
+        query: impl Fn() -> Q,
+    ) -> (Vec<Q::Reply>, Coverage) {
         let (req, waiter) = self.replies.register(to.len());
         for &shard in to {
             self.mesh.send(
                 shard,
                 ShardMsg::Collect {
                     req,
-                    query: query(),
+                    question: question(query()),
                 },
             );
         }
-        self.wait(waiter, total as usize).await
+        let (replies, coverage) = self.wait(waiter, to.len()).await;
+        (answers::<Q>(replies), coverage)
     }
 
     /// Waits (with the deadline) for the replies of `total` shards.
@@ -121,23 +127,17 @@ impl Broker {
         let (answer, coverage) = match call {
             ApiCall::Broker => (ApiAnswer::Broker(self.broker_info()), complete),
             ApiCall::Node => {
-                let (replies, cov) = self.ask(&shards, || Query::Counters).await;
-                let connections = replies
-                    .iter()
-                    .map(|r| match r {
-                        ReplyData::Counters { stats, .. } => stats.connections,
-                        _ => 0,
-                    })
-                    .sum();
+                let (replies, cov) = self.ask(&shards, || Counters).await;
+                let connections = replies.iter().map(|(_, stats)| stats.connections).sum();
                 (ApiAnswer::Node(self.node_info(connections)), cov)
             }
             ApiCall::ListConnections { paging } => {
                 let (replies, cov) = self
                     .ask(&shards, || {
-                        Query::Connections(ClientFilter::All, window_of(paging))
+                        ConnectionRows(ClientFilter::All, window_of(paging))
                     })
                     .await;
-                let (mut rows, count) = merge(replies, connections);
+                let Rows { mut rows, count } = Rows::merge(replies);
                 rows.sort_by(|a, b| a.client_id.cmp(&b.client_id));
                 (
                     ApiAnswer::Connections(page_window(rows, count, paging)),
@@ -148,41 +148,37 @@ impl Broker {
                 let to = self.home(&client_id);
                 let (replies, cov) = self
                     .ask(&to, || {
-                        Query::Connections(ClientFilter::ClientId(client_id.clone()), usize::MAX)
+                        ConnectionRows(ClientFilter::ClientId(client_id.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Connections(Page::all(merge(replies, connections).0)),
+                    ApiAnswer::Connections(Page::all(Rows::merge(replies).rows)),
                     cov,
                 )
             }
             ApiCall::LookupConnectionsByUsername { username } => {
                 let (replies, cov) = self
                     .ask(&shards, || {
-                        Query::Connections(ClientFilter::Username(username.clone()), usize::MAX)
+                        ConnectionRows(ClientFilter::Username(username.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Connections(Page::all(merge(replies, connections).0)),
+                    ApiAnswer::Connections(Page::all(Rows::merge(replies).rows)),
                     cov,
                 )
             }
             ApiCall::Kick { client_id } => {
                 let to = self.home(&client_id);
-                let (replies, cov) = self
-                    .ask(&to, || Query::Kick {
-                        client_id: client_id.clone(),
-                    })
-                    .await;
+                let (replies, cov) = self.ask(&to, || Kick(client_id.clone())).await;
                 (done(replies), cov)
             }
             ApiCall::ListSessions { paging } => {
                 let (replies, cov) = self
                     .ask(&shards, || {
-                        Query::Sessions(ClientFilter::All, window_of(paging))
+                        SessionRows(ClientFilter::All, window_of(paging))
                     })
                     .await;
-                let (mut rows, count) = merge(replies, sessions);
+                let Rows { mut rows, count } = Rows::merge(replies);
                 rows.sort_by(|a, b| a.client_id.cmp(&b.client_id));
                 (ApiAnswer::Sessions(page_window(rows, count, paging)), cov)
             }
@@ -190,30 +186,26 @@ impl Broker {
                 let to = self.home(&client_id);
                 let (replies, cov) = self
                     .ask(&to, || {
-                        Query::Sessions(ClientFilter::ClientId(client_id.clone()), usize::MAX)
+                        SessionRows(ClientFilter::ClientId(client_id.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Sessions(Page::all(merge(replies, sessions).0)),
+                    ApiAnswer::Sessions(Page::all(Rows::merge(replies).rows)),
                     cov,
                 )
             }
             ApiCall::CleanPersistentSession { client_id } => {
                 let to = self.home(&client_id);
-                let (replies, cov) = self
-                    .ask(&to, || Query::CleanSession {
-                        client_id: client_id.clone(),
-                    })
-                    .await;
+                let (replies, cov) = self.ask(&to, || CleanSession(client_id.clone())).await;
                 (done(replies), cov)
             }
             ApiCall::ListSubscriptions { paging } => {
                 let (replies, cov) = self
                     .ask(&shards, || {
-                        Query::Subscriptions(ClientFilter::All, window_of(paging))
+                        SubscriptionRows(ClientFilter::All, window_of(paging))
                     })
                     .await;
-                let (mut rows, count) = merge(replies, subscriptions);
+                let Rows { mut rows, count } = Rows::merge(replies);
                 rows.sort_by(|a, b| (&a.client_id, &a.topic).cmp(&(&b.client_id, &b.topic)));
                 (
                     ApiAnswer::Subscriptions(page_window(rows, count, paging)),
@@ -224,11 +216,11 @@ impl Broker {
                 let to = self.home(&client_id);
                 let (replies, cov) = self
                     .ask(&to, || {
-                        Query::Subscriptions(ClientFilter::ClientId(client_id.clone()), usize::MAX)
+                        SubscriptionRows(ClientFilter::ClientId(client_id.clone()), usize::MAX)
                     })
                     .await;
                 (
-                    ApiAnswer::Subscriptions(Page::all(merge(replies, subscriptions).0)),
+                    ApiAnswer::Subscriptions(Page::all(Rows::merge(replies).rows)),
                     cov,
                 )
             }
@@ -264,7 +256,7 @@ impl Broker {
                     // Published from the topic's owner shard: retained storage needs no hop.
                     let to = vec![home_shard(&topic, self.facts.shards)];
                     let msg = Box::new(msg);
-                    let (_, c) = self.ask(&to, || Query::Publish(msg.clone())).await;
+                    let (_, c) = self.ask(&to, || Publish(msg.clone())).await;
                     cov = c;
                 }
                 (ApiAnswer::Done, cov)
@@ -277,7 +269,7 @@ impl Broker {
                 let mut any_ok = false;
                 for t in topics {
                     let (replies, c) = self
-                        .ask(&to, || Query::Subscribe {
+                        .ask(&to, || SubscribeClient {
                             client_id: p.client_id.clone(),
                             filter: t.clone(),
                             qos: p.qos,
@@ -298,7 +290,7 @@ impl Broker {
             ApiCall::Unsubscribe(p) => {
                 let to = self.home(&p.client_id);
                 let (replies, cov) = self
-                    .ask(&to, || Query::Unsubscribe {
+                    .ask(&to, || UnsubscribeClient {
                         client_id: p.client_id.clone(),
                         filter: p.topic.clone(),
                     })
@@ -335,9 +327,7 @@ impl Broker {
 
     /// Node-wide metrics and stats: sums, except the replicated route table (one copy).
     pub(super) async fn totals(&self) -> ((Metrics, Stats), Coverage) {
-        let (replies, cov) = self
-            .ask(&all_shards(self.facts.shards), || Query::Counters)
-            .await;
+        let (replies, cov) = self.ask(&all_shards(self.facts.shards), || Counters).await;
         (crate::broker::msg::node_counters(replies), cov)
     }
 
@@ -350,29 +340,17 @@ impl Broker {
     }
 
     async fn figures(&self) -> (Vec<ShardFigures>, Coverage) {
-        let (replies, cov) = self
-            .ask(&all_shards(self.facts.shards), || Query::ShardView)
-            .await;
-        let mut figures: Vec<ShardFigures> = replies
-            .into_iter()
-            .filter_map(|r| match r {
-                ReplyData::Shard(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
+        let (mut figures, cov) = self.ask(&all_shards(self.facts.shards), || Figures).await;
         figures.sort_by_key(|f| f.shard);
         (figures, cov)
     }
 
     async fn routes(&self, exact: Option<&str>) -> (Vec<RouteInfo>, Coverage) {
         // Every shard holds the same replica: ask one.
-        let (replies, cov) = self.ask(&[0], || Query::Routes).await;
+        let (replies, cov) = self.ask(&[0], || Routes).await;
         let mut topics: Vec<String> = replies
             .into_iter()
-            .flat_map(|r| match r {
-                ReplyData::Routes(t) => t,
-                _ => Vec::new(),
-            })
+            .flatten()
             .filter(|t| exact.is_none_or(|e| e == t))
             .collect();
         topics.sort();
@@ -469,47 +447,13 @@ pub(super) fn page<T>(mut rows: Vec<T>, paging: Paging) -> Page<T> {
     Page { rows, count }
 }
 
-fn done(replies: Vec<ReplyData>) -> ApiAnswer {
+/// The outcome of an action asked of one shard (none: it did not answer in time).
+fn done(replies: Vec<Result<(), ApiError>>) -> ApiAnswer {
     match replies.into_iter().next() {
-        Some(ReplyData::Done(Ok(()))) => ApiAnswer::Done,
-        Some(ReplyData::Done(Err(e))) => ApiAnswer::Failed(e),
-        _ => failed(ErrorCode::Unknown, "timeout"),
+        Some(Ok(())) => ApiAnswer::Done,
+        Some(Err(e)) => ApiAnswer::Failed(e),
+        None => failed(ErrorCode::Unknown, "timeout"),
     }
-}
-
-fn connections(r: ReplyData) -> Option<(Vec<shardmq_http::model::ConnectionInfo>, u64)> {
-    match r {
-        ReplyData::Connections(rows, count) => Some((rows, count)),
-        _ => None,
-    }
-}
-
-fn sessions(r: ReplyData) -> Option<(Vec<shardmq_http::model::SessionInfo>, u64)> {
-    match r {
-        ReplyData::Sessions(rows, count) => Some((rows, count)),
-        _ => None,
-    }
-}
-
-fn subscriptions(r: ReplyData) -> Option<(Vec<shardmq_http::model::SubscriptionInfo>, u64)> {
-    match r {
-        ReplyData::Subscriptions(rows, count) => Some((rows, count)),
-        _ => None,
-    }
-}
-
-/// The rows every shard sent (each its first window, in order) and how many matched in all.
-fn merge<T>(
-    replies: Vec<ReplyData>,
-    rows_of: fn(ReplyData) -> Option<(Vec<T>, u64)>,
-) -> (Vec<T>, u64) {
-    let mut all = Vec::new();
-    let mut count = 0;
-    for (rows, n) in replies.into_iter().filter_map(rows_of) {
-        all.extend(rows);
-        count += n;
-    }
-    (all, count)
 }
 
 /// How many rows each shard must send for `paging`: every row up to the page's end (the
