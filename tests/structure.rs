@@ -56,7 +56,7 @@ fn paths(code: &str) -> Vec<Vec<String>> {
     while i < bytes.len() {
         let starts = ["crate::", "super::", "self::"]
             .iter()
-            .any(|p| code[i..].starts_with(p));
+            .any(|p| bytes[i..].starts_with(p.as_bytes()));
         if starts && (i == 0 || !ident(bytes[i - 1])) {
             let mut parts = Vec::new();
             let mut j = i;
