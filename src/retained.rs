@@ -4,7 +4,7 @@
 //!
 //! Owns: the table and every decision about it. Pure: time comes in as `now`, the limits as a
 //! value; the shard that owns it calls it and carries out the rest (replies, deliveries).
-//! Must never: keep a message past its expiry once asked (lookups and stores expire first),
+//! Must never: keep a message past its expiry (the retainer's or its own) once asked (lookups and stores expire first),
 //! store beyond its share of the node's count limit, or keep a payload over the size limit.
 
 use std::collections::HashMap;
@@ -70,9 +70,12 @@ impl RetainedStore {
         Stored::Kept
     }
 
-    /// The retained messages whose topic `filter` matches (expired ones are dropped first).
+    /// The retained messages whose topic `filter` matches (expired ones are dropped first:
+    /// past the retainer's expiry, or past their own 5.0 Message Expiry Interval).
     pub fn matching(&mut self, filter: &str, limits: RetainLimits, now: Instant) -> Vec<Message> {
         self.expire(limits, now);
+        // The walk below visits every message anyway.
+        self.messages.retain(|_, (m, _)| !m.expired(now));
         self.messages
             .values()
             .filter(|(m, _)| crate::topic::matches(filter, &m.topic))
@@ -161,6 +164,21 @@ mod tests {
             "a replacement"
         );
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn a_message_leaves_when_its_own_expiry_interval_runs_out() {
+        let t0 = Instant::now();
+        let mut s = RetainedStore::default();
+        let mut m = msg("t", "x");
+        m.expires_at = Some(t0 + Duration::from_secs(5));
+        s.store(m, OPEN, 1, t0);
+        s.store(msg("u", "y"), OPEN, 1, t0);
+        assert_eq!(s.matching("#", OPEN, t0 + Duration::from_secs(4)).len(), 2);
+        let left = s.matching("#", OPEN, t0 + Duration::from_secs(5));
+        assert_eq!(left.len(), 1);
+        assert_eq!(&*left[0].topic, "u");
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

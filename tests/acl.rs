@@ -1,6 +1,6 @@
 //! Authorization over real sockets: an `acl.file` in EMQ X's syntax decides who may subscribe
-//! and publish where. A denied subscription gets SUBACK 0x80 (3.1.1) / 0x87 (5.0) in its place
-//! while the client's other filters are granted; a denied publish reaches nobody and is
+//! and publish where. A denied subscription gets SUBACK 0x80 in its place (5.0: 0x80, or 0x87
+//! with `acl.deny_subscribe_v5 = not_authorized`) while the client's other filters are granted; a denied publish reaches nobody and is
 //! counted, and with `acl.deny_action = disconnect` its client is disconnected.
 
 mod common;
@@ -19,6 +19,30 @@ fn acl_file(dir: &std::path::Path) -> String {
     let path = dir.join("acl.conf");
     std::fs::write(&path, RULES).unwrap();
     format!("acl.file={}", path.display())
+}
+
+/// The SUBACK code a 5.0 client gets for the denied filter.
+fn v5_denial(node: &AdminNode) -> u8 {
+    let (mut v5, ack) = Raw::connect_with(
+        node.mqtt,
+        connect_packet("acl-v5", true, 0, None, ProtocolVersion::V5),
+    );
+    assert_eq!(ack.code, 0);
+    let codes = v5.subscribe(1, &[("test/nosubscribe", QoS::AtMostOnce)]);
+    assert_eq!(codes.len(), 1);
+    codes[0]
+}
+
+#[test]
+fn a_5_0_client_is_told_not_authorized_when_the_config_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = acl_file(dir.path());
+    let node = AdminNode::start(
+        dir.path(),
+        &[set.as_str(), "acl.deny_subscribe_v5=not_authorized"],
+    );
+    assert_eq!(v5_denial(&node), 0x87);
+    node.stop();
 }
 
 #[test]
@@ -43,16 +67,8 @@ fn denied_subscriptions_fail_in_place_and_denied_publishes_reach_nobody() {
         sub.subscribe(2, &[("test/nosubscribe", QoS::AtMostOnce)]),
         vec![0x80]
     );
-    // 5.0: 0x87 "not authorized".
-    let (mut v5, ack) = Raw::connect_with(
-        node.mqtt,
-        connect_packet("acl-v5", true, 0, None, ProtocolVersion::V5),
-    );
-    assert_eq!(ack.code, 0);
-    assert_eq!(
-        v5.subscribe(1, &[("test/nosubscribe", QoS::AtMostOnce)]),
-        vec![0x87]
-    );
+    // 5.0, by default: 0x80 "unspecified error" (the reason is not revealed).
+    assert_eq!(v5_denial(&node), 0x80);
 
     // The read-only user's publish reaches nobody and is counted; others' arrive.
     let (mut ro, code) = node.connect("acl-ro", Some("ro"), None);

@@ -75,6 +75,8 @@ pub struct Policy {
     pub acl_nomatch_allow: bool,
     /// `acl.deny_action = disconnect`.
     pub acl_deny_disconnects: bool,
+    /// The SUBACK code of a denied subscription for a 5.0 client (`acl.deny_subscribe_v5`).
+    pub acl_deny_suback_v5: u8,
 }
 
 impl Policy {
@@ -97,13 +99,14 @@ impl Policy {
             acl: Default::default(),
             acl_nomatch_allow: cfg.acl.nomatch == crate::config::AclVerdict::Allow,
             acl_deny_disconnects: cfg.acl.deny_action == crate::config::AclDenyAction::Disconnect,
+            acl_deny_suback_v5: cfg.acl.deny_subscribe_v5.code(),
         }
     }
 
     /// The properties of a 5.0 CONNACK: what this broker supports and imposes (Maximum Packet
-    /// Size, Retain / Wildcard / Shared Subscription Available, Subscription Identifiers not
-    /// available, Maximum QoS below 2), the Server Keep Alive when `server_keepalive` is set,
-    /// and the client id the broker assigned, if it did.
+    /// Size, Retain / Wildcard / Shared Subscription Available, Maximum QoS below 2, Topic
+    /// Alias Maximum; Subscription Identifiers are available, the default), the Server Keep
+    /// Alive when `server_keepalive` is set, and the client id the broker assigned, if it did.
     pub fn connack_properties(
         &self,
         max_packet_size: u32,
@@ -114,10 +117,12 @@ impl Policy {
             maximum_packet_size: Some(max_packet_size),
             retain_available: Some(u8::from(self.retainer)),
             wildcard_subscription_available: Some(1),
-            subscription_identifier_available: Some(0),
             shared_subscription_available: Some(1),
             ..Default::default()
         };
+        if self.session.max_topic_alias > 0 {
+            p.topic_alias_maximum = Some(self.session.max_topic_alias);
+        }
         if self.session.max_qos_allowed < crate::codec::QoS::ExactlyOnce {
             p.maximum_qos = Some(self.session.max_qos_allowed as u8);
         }

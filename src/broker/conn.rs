@@ -121,8 +121,35 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
             }
             return;
         }
+        Some(Err(ConnectError::Invalid(ProtocolVersion::V5, e))) => {
+            // A 5.0 client is told why [MQTT-4.13.1-1] (CONNACK with the reason code).
+            let ack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                code: e.reason_code(),
+                properties: Props::default(),
+            });
+            let mut out = BytesMut::new();
+            if codec::encode(&ack, ProtocolVersion::V5, &mut out).is_ok() {
+                shard.metrics.borrow_mut().count_sent(&ack, out.len());
+                let _ = stream.write_all(&out).await;
+            }
+            return;
+        }
         _ => return, // timeout, socket error, malformed, or a first packet other than CONNECT
     };
+    // 5.0 enhanced authentication is not served: a CONNECT that asks for it is refused with
+    // 0x8C "bad authentication method" [MQTT-4.12.0-1].
+    if connect.protocol == ProtocolVersion::V5 && connect.properties.authentication_method.is_some()
+    {
+        refuse(
+            &shard,
+            &mut stream,
+            connect.protocol,
+            Refusal::BadAuthenticationMethod,
+        )
+        .await;
+        return;
+    }
     release_if_empty(&mut buf);
     if connect.client_id.len() > usize::from(shard.cfg.mqtt.max_clientid_len) {
         // Only ids the client chose are limited; an assigned one (below) may be longer.
@@ -137,8 +164,9 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
     }
     let assigned_id = connect.client_id.is_empty();
     if assigned_id {
-        if !connect.clean_start {
-            // An empty id needs a clean session [MQTT-3.1.3-8]: CONNACK 0x02.
+        if !connect.clean_start && connect.protocol != ProtocolVersion::V5 {
+            // 3.1.1: an empty id needs a clean session [MQTT-3.1.3-8]: CONNACK 0x02. (5.0
+            // dropped the rule: the client gets an assigned id either way.)
             refuse(
                 &shard,
                 &mut stream,
@@ -150,11 +178,12 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
         }
         connect.client_id = shard.assign_client_id();
     }
-    // A 5.0 client keeps alive at the server's pace when `mqtt.server_keepalive` is set
-    // (CONNACK tells it so).
-    let server_keepalive = shard.cfg.mqtt.server_keepalive;
-    if server_keepalive > 0 && connect.protocol == ProtocolVersion::V5 {
-        connect.keep_alive = server_keepalive;
+    // A 5.0 client keeps alive at most at the server's pace when `mqtt.server_keepalive` is
+    // set (CONNACK tells it so).
+    if connect.protocol == ProtocolVersion::V5 {
+        if let Some(imposed) = shard.cfg.mqtt.imposed_keepalive(connect.keep_alive) {
+            connect.keep_alive = imposed;
+        }
     }
     let home = home_shard(&connect.client_id, shard.shards);
     if home == shard.id {
@@ -191,6 +220,8 @@ fn own_strings(mut c: Connect) -> Connect {
 
 enum ConnectError {
     UnsupportedVersion,
+    /// Not a valid CONNECT, from a client of this protocol (when its first bytes told).
+    Invalid(ProtocolVersion, DecodeError),
     Other,
 }
 
@@ -207,13 +238,20 @@ async fn read_first_packet(
         .max_packet_size
         .min(shard.cfg.mqtt.max_connect_packet_size) as usize;
     loop {
+        // Read before decoding: a packet that fails to decode is consumed.
+        let version = codec::connect_version(buf);
         match codec::decode(buf, ProtocolVersion::V311, max) {
             Ok(Some(p)) => return Ok(p),
             Ok(None) => {}
             Err(DecodeError::UnsupportedProtocolVersion) => {
                 return Err(ConnectError::UnsupportedVersion)
             }
-            Err(_) => return Err(ConnectError::Other),
+            Err(e) => {
+                return Err(match version {
+                    Some(v) => ConnectError::Invalid(v, e),
+                    None => ConnectError::Other,
+                })
+            }
         }
         let n = read_some(stream, buf, MIN_READ_CHUNK)
             .await
@@ -233,6 +271,7 @@ async fn refuse(shard: &Shard, stream: &mut Socket, version: ProtocolVersion, wh
             Refusal::BadCredentials => 0x86,
             Refusal::NotAuthorized => 0x87,
             Refusal::Banned | Refusal::Throttled => 0x8A,
+            Refusal::BadAuthenticationMethod => 0x8C,
         },
         _ => why.code_v3(),
     };
@@ -327,8 +366,10 @@ async fn run(
     // A takeover waiting on this connection may go on.
     link.drained();
     // A 5.0 client is told why the server closes [MQTT-4.13.2-1]; 3.x clients just see EOF.
+    let mut told = false;
     if link.version == ProtocolVersion::V5 {
         if let Some(code) = reason.disconnect_reason_code() {
+            told = true;
             let bye = Packet::Disconnect(Disconnect {
                 reason: code,
                 properties: Props::default(),
@@ -344,8 +385,33 @@ async fn run(
     }
     let _ = stream.shutdown_write();
     shard.connection_closed(&client_id, &link, reason);
+    if told {
+        linger(&mut stream, buf).await;
+    }
     drop(slot); // the cap counts this connection until here
 }
+
+/// After a DISCONNECT the server sent: reads and discards what the client still sends
+/// (acknowledgements of what it received before it saw the DISCONNECT) until it closes, for
+/// at most [`LINGER`] and [`LINGER_BYTES`]. Closed with input unread, the socket would answer
+/// with a reset, which the client may see before the DISCONNECT, or as a failed write.
+async fn linger(stream: &mut Socket, mut buf: BytesMut) {
+    let deadline = Instant::now() + LINGER;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        buf.clear();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match or_timeout(read_some(stream, &mut buf, MIN_READ_CHUNK), left).await {
+            Some(Ok(n)) if n > 0 => discarded += n,
+            _ => return, // EOF, an error, or the time is up
+        }
+    }
+}
+
+/// How long a connection the server ended with a DISCONNECT keeps reading (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(1);
+/// How much it reads at most meanwhile.
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// The read/decode/dispatch/write loop. Returns why the connection ends.
 async fn drive(

@@ -12,10 +12,11 @@ use std::task::{Poll, Waker};
 
 use bytes::BytesMut;
 
-use crate::codec::{self, Packet, Properties, ProtocolVersion, PublishRef, QoS};
+use crate::codec::{self, Packet, Properties, ProtocolVersion, Publish, PublishRef, QoS, Str};
 use crate::metrics::Metrics;
 use crate::session::CloseReason;
 use crate::session::Message;
+use crate::topic::{AliasUse, OutgoingAliases};
 
 use super::flow::FlowKey;
 
@@ -42,6 +43,8 @@ pub struct Link {
     /// A takeover asked the connection task to handle what its socket already holds.
     drain: Cell<Drain>,
     drain_waker: RefCell<Option<Waker>>,
+    /// 5.0: the topic aliases bound towards the client (`None`: it accepts none).
+    aliases: Option<RefCell<OutgoingAliases>>,
 }
 
 /// Where a takeover's request to drain the old connection stands.
@@ -107,11 +110,38 @@ impl Link {
             throttled: RefCell::new(Vec::new()),
             drain: Cell::new(Drain::NotAsked),
             drain_waker: RefCell::new(None),
+            aliases: None,
+        }
+    }
+
+    /// 5.0: the client accepts `max` topic aliases (its Topic Alias Maximum): PUBLISHes to it
+    /// bind and use them from now on.
+    pub fn use_topic_aliases(&mut self, max: u16) {
+        self.aliases = (max > 0).then(|| RefCell::new(OutgoingAliases::new(max)));
+    }
+
+    /// With topic aliases in use, `publish` names its topic by alias (see [`AliasUse`]).
+    fn alias(&self, publish: &mut Publish) {
+        if let Some(aliases) = &self.aliases {
+            match aliases.borrow_mut().name(&publish.topic) {
+                AliasUse::Full => {}
+                AliasUse::Bind(a) => publish.properties.topic_alias = Some(a),
+                AliasUse::Use(a) => {
+                    publish.properties.topic_alias = Some(a);
+                    publish.topic = Str::default();
+                }
+            }
         }
     }
 
     /// Encodes `packet` into the outbound buffer, counts it, and wakes the writer.
     pub fn send(&self, packet: &Packet, metrics: &mut Metrics) {
+        if let (Packet::Publish(p), Some(_)) = (packet, &self.aliases) {
+            let mut p = p.clone();
+            let topic = p.topic.clone();
+            self.alias(&mut p);
+            return self.send_publish(&Packet::Publish(p), &topic, metrics);
+        }
         let mut out = self.out.borrow_mut();
         let before = out.len();
         match codec::encode(packet, self.version, &mut out) {
@@ -142,6 +172,13 @@ impl Link {
         retain: bool,
         metrics: &mut Metrics,
     ) {
+        if self.aliases.is_some() {
+            let mut p = msg.to_publish(packet_id, false);
+            p.qos = qos;
+            p.retain = retain;
+            self.alias(&mut p);
+            return self.send_publish(&Packet::Publish(p), &msg.topic, metrics);
+        }
         let empty;
         let properties = match &msg.properties {
             Some(p) => &**p,
@@ -169,6 +206,27 @@ impl Link {
             }
             Err(e) => tracing::warn!("dropping a message that cannot be encoded: {e}"),
         }
+    }
+
+    /// Encodes a PUBLISH whose topic went by alias (`topic` is the real one, for the
+    /// metrics), counts it, and wakes the writer.
+    fn send_publish(&self, packet: &Packet, topic: &str, metrics: &mut Metrics) {
+        let mut out = self.out.borrow_mut();
+        let before = out.len();
+        match codec::encode(packet, self.version, &mut out) {
+            Ok(()) => {
+                metrics.count_publish_sent(topic, out.len() - before);
+                bump(&self.counters.send_pkt, 1);
+                bump(&self.counters.send_msg, 1);
+            }
+            Err(e) => {
+                out.truncate(before);
+                tracing::warn!("dropping a message that cannot be encoded: {e}");
+                return;
+            }
+        }
+        drop(out);
+        self.wake();
     }
 
     /// Bytes waiting to be written.

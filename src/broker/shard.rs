@@ -145,6 +145,8 @@ pub enum Refusal {
     NotAuthorized,
     /// A ban matches (3.x: 5 "not authorized"; 5.0: 0x8A "banned").
     Banned,
+    /// 5.0: the CONNECT asks for an enhanced authentication method, none is served (0x8C).
+    BadAuthenticationMethod,
     /// The client's address is in back-off after too many failed authentications
     /// (`mqtt.auth_fail_*`), whatever it sent: answered as a ban, as EMQ X answers the
     /// temporary ban of its flapping detection (3.x: 5; 5.0: 0x8A).
@@ -158,7 +160,10 @@ impl Refusal {
             Refusal::IdentifierRejected => 2,
             Refusal::ServerUnavailable => 3,
             Refusal::BadCredentials => 4,
-            Refusal::NotAuthorized | Refusal::Banned | Refusal::Throttled => 5,
+            Refusal::NotAuthorized
+            | Refusal::Banned
+            | Refusal::Throttled
+            | Refusal::BadAuthenticationMethod => 5,
         }
     }
 }
@@ -391,19 +396,24 @@ impl Shard {
         let now = Instant::now();
         let link_id = self.next_link_id.get();
         self.next_link_id.set(link_id + 1);
-        let link = Rc::new(Link::new(link_id, connect.protocol));
+        let mut link = Link::new(link_id, connect.protocol);
+        if connect.protocol == ProtocolVersion::V5 {
+            link.use_topic_aliases(connect.properties.topic_alias_maximum.unwrap_or(0));
+        }
+        let link = Rc::new(link);
 
-        // Take over an older connection of the same client: its will goes out now.
+        // Take over an older connection of the same client: its will goes out now, unless it
+        // has a delay (5.0), which the session's resumption below ends without publishing it.
         let old = self.clients.borrow_mut().get_mut(&client_id).and_then(|c| {
             let will = c.link.take().map(|l| {
                 l.close(CloseReason::Takeover);
                 c.session.connection_lost(now);
-                c.session.take_will()
+                c.session.take_due_will(now)
             });
             will.flatten()
         });
         if let Some(will) = old {
-            self.publish(Message::from_will(&will, &client_id));
+            self.publish(Message::from_will(&will, &client_id, Instant::now()));
         }
 
         let resumable = self
@@ -420,13 +430,24 @@ impl Shard {
                 }
                 self.end_backlog(&mut old);
                 self.drop_subscriptions(&client_id, &old.session);
+                // The old session ends here: a will still waiting for its delay goes out.
+                if let Some(will) = old.session.take_will() {
+                    self.publish(Message::from_will(&will, &client_id, now));
+                }
             }
         }
 
         let properties = if connect.protocol == ProtocolVersion::V5 {
+            // The handshake lowered the keepalive to `server_keepalive` where it imposes it.
+            let server = self.cfg.mqtt.server_keepalive;
+            let imposed = if server > 0 && connect.keep_alive == server {
+                server
+            } else {
+                0
+            };
             policy.connack_properties(
                 self.cfg.mqtt.max_packet_size,
-                self.cfg.mqtt.server_keepalive,
+                imposed,
                 assigned_id.then_some(&client_id),
             )
         } else {
@@ -531,18 +552,17 @@ impl Shard {
             c.session.connection_lost(now);
             self.note_backlog(c);
             let will = if reason.publishes_will() {
-                c.session.take_will()
+                // Now, or (5.0 Will Delay Interval) from the housekeeping tick once due.
+                c.session.take_due_will(now)
             } else {
+                // A DISCONNECT discards the will [MQTT-3.14.4-3].
+                c.session.take_will();
                 None
             };
-            // A DISCONNECT discards the will [MQTT-3.14.4-3].
-            if !reason.publishes_will() {
-                c.session.take_will();
-            }
             (will, !c.session.is_persistent(), c.username.clone())
         };
         if let Some(will) = will {
-            self.publish(Message::from_will(&will, client_id));
+            self.publish(Message::from_will(&will, client_id, Instant::now()));
         }
         if drop_session {
             if let Some(old) = self.clients.borrow_mut().remove(client_id) {
@@ -552,11 +572,15 @@ impl Shard {
         self.publish_disconnect_event(client_id, username, reason);
     }
 
-    /// Removes a client's session (offline, or about to be replaced) and its subscriptions.
+    /// Removes a client's session (offline, or about to be replaced) and its subscriptions;
+    /// a will still waiting for its delay goes out, as the session ends.
     pub fn discard_session(self: &Rc<Self>, client_id: &Str) {
         let old = self.clients.borrow_mut().remove(client_id);
-        if let Some(old) = old {
+        if let Some(mut old) = old {
             self.drop_subscriptions(client_id, &old.session);
+            if let Some(will) = old.session.take_will() {
+                self.publish(Message::from_will(&will, client_id, Instant::now()));
+            }
         }
     }
 
@@ -616,7 +640,11 @@ impl Shard {
                         .link
                         .as_ref()
                         .is_some_and(|l| l.version == ProtocolVersion::V5);
-                    let code = if v5 { 0x87 } else { 0x80 };
+                    let code = if v5 {
+                        self.policy.borrow().acl_deny_suback_v5
+                    } else {
+                        0x80
+                    };
                     for a in actions.iter_mut() {
                         if let Action::Subscribe { filters, .. } = a {
                             for (i, f) in denied.drain(..) {
@@ -935,20 +963,24 @@ impl Shard {
             .collect();
         for id in due {
             let mut actions = Vec::new();
-            let expired = {
+            let (expired, will) = {
                 let mut clients = self.clients.borrow_mut();
                 let Some(c) = clients.get_mut(&id) else {
                     continue;
                 };
                 if c.link.is_none() && c.session.expired(now) {
-                    true
+                    // The session ends: its will goes out, delay or not.
+                    (true, c.session.take_will())
                 } else {
                     c.session
                         .tick(now, &mut self.metrics.borrow_mut(), &mut actions);
                     self.note_backlog(c);
-                    false
+                    (false, c.session.take_due_will(now))
                 }
             };
+            if let Some(will) = will {
+                self.publish(Message::from_will(&will, &id, now));
+            }
             if expired {
                 if let Some(old) = self.clients.borrow_mut().remove(&id) {
                     self.drop_subscriptions(&id, &old.session);

@@ -332,11 +332,7 @@ impl Shard {
             created_at: datetime(created),
             deliver_msg: info.deliver_msg,
             enqueue_msg: info.enqueue_msg,
-            expiry_interval: if info.clean_start {
-                0
-            } else {
-                c.session.config().session_expiry.as_secs()
-            },
+            expiry_interval: info.expiry.as_secs(),
             heap_size: 0,
             inflight_len: info.inflight_len as u64,
             mailbox_len: info.mqueue_len as u64,

@@ -56,6 +56,28 @@ pub fn decode(
     Ok(Some(packet))
 }
 
+/// The protocol a CONNECT at the start of `buf` announces, read from its first bytes
+/// (without decoding the rest): how to answer it when the rest turns out invalid (a 5.0
+/// client gets a CONNACK with the reason). `None` before those bytes are there, for another
+/// packet type, or for an unknown protocol.
+pub fn connect_version(buf: &[u8]) -> Option<ProtocolVersion> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    let VarInt::Value(_, len_len) = varint::read(buf.get(1..)?) else {
+        return None;
+    };
+    let rest = buf.get(1 + len_len..)?;
+    let name_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    let name = rest.get(2..2 + name_len)?;
+    match (name, *rest.get(2 + name_len)?) {
+        (b"MQIsdp", 3) => Some(ProtocolVersion::V31),
+        (b"MQTT", 4) => Some(ProtocolVersion::V311),
+        (b"MQTT", 5) => Some(ProtocolVersion::V5),
+        _ => None,
+    }
+}
+
 /// Packet type and flag bits [MQTT-2.1.3-1]; PUBLISH flags are checked with its body.
 fn check_fixed_header(first: u8, version: ProtocolVersion) -> Result<(), DecodeError> {
     let flags = first & 0x0f;

@@ -36,7 +36,7 @@ mod tests_golden_v5;
 #[cfg(test)]
 mod tests_invalid;
 
-pub use decode::decode;
+pub use decode::{connect_version, decode};
 pub use encode::{encode, encode_publish, encoded_len, publish_len, PublishRef};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;

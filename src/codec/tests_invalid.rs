@@ -369,3 +369,21 @@ fn encode_errors() {
     );
     assert!(out.is_empty(), "nothing appended on error");
 }
+
+#[test]
+fn the_protocol_of_a_connect_is_read_from_its_first_bytes_whatever_follows() {
+    // A 5.0 CONNECT whose flags are invalid: the version is still known.
+    let bad = connect(&[5, 0x01, 0, 0]);
+    assert_eq!(connect_version(&bad), Some(V5));
+    assert_eq!(err(&bad, V5), DecodeError::ConnectReservedFlag);
+    assert_eq!(connect_version(&connect(&[4, 0x02])), Some(V311));
+    let mut v31 = vec![0x10, 9, 0, 6];
+    v31.extend_from_slice(b"MQIsdp");
+    v31.push(3);
+    assert_eq!(connect_version(&v31), Some(V31));
+    // Too few bytes yet, another packet, another protocol: unknown.
+    assert_eq!(connect_version(&bad[..7]), None);
+    assert_eq!(connect_version(&[0x30, 2, 0, 0]), None);
+    assert_eq!(connect_version(&connect(&[6, 0x02])), None);
+    assert_eq!(connect_version(&[]), None);
+}

@@ -62,6 +62,30 @@ pub struct AclConfig {
     pub nomatch: AclVerdict,
     /// What a denied publish does to its client: ignore it (dropped, counted) or disconnect.
     pub deny_action: AclDenyAction,
+    /// The SUBACK reason code a 5.0 client gets for a denied subscription.
+    pub deny_subscribe_v5: AclSubscribeDenial,
+}
+
+/// `acl.deny_subscribe_v5`: how a denied subscription is answered to a 5.0 client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AclSubscribeDenial {
+    /// 0x80 "Unspecified error": the reason is not revealed (what the Eclipse Paho 5.0
+    /// interoperability suite expects).
+    #[default]
+    Unspecified,
+    /// 0x87 "Not authorized".
+    NotAuthorized,
+}
+
+impl AclSubscribeDenial {
+    /// The SUBACK reason code.
+    pub fn code(self) -> u8 {
+        match self {
+            AclSubscribeDenial::Unspecified => 0x80,
+            AclSubscribeDenial::NotAuthorized => 0x87,
+        }
+    }
 }
 
 /// `acl.nomatch`.
@@ -219,9 +243,12 @@ pub struct MqttConfig {
     pub max_subscriptions: u32,
     /// Deliver at the subscription's QoS even if the message's QoS is lower.
     pub upgrade_qos: bool,
-    /// Keepalive (seconds) the server imposes on MQTT 5.0 clients, sent to them as Server
-    /// Keep Alive in CONNACK; 0 = the client's own.
+    /// The longest keepalive (seconds) an MQTT 5.0 client may use: one asking for none or for
+    /// longer is given this one, as Server Keep Alive in CONNACK; 0 = the client's own.
     pub server_keepalive: u16,
+    /// Topic aliases an MQTT 5.0 client may bind on one connection (sent as Topic Alias
+    /// Maximum in CONNACK; 0 = none).
+    pub max_topic_alias: u16,
     /// Seconds a socket may stay open without sending CONNECT (at least 1).
     pub idle_timeout: u64,
     /// How shared subscription groups pick a member.
@@ -330,6 +357,17 @@ impl Default for TcpListenerConfig {
     }
 }
 
+impl MqttConfig {
+    /// The keepalive a 5.0 client that asked for `client` seconds gets, when the server
+    /// imposes another (sent as Server Keep Alive): `server_keepalive` is the most it allows,
+    /// so a client asking for none (0) or for longer gets it, one asking for less keeps its
+    /// own. `None`: the client's own stands.
+    pub fn imposed_keepalive(&self, client: u16) -> Option<u16> {
+        let server = self.server_keepalive;
+        (server > 0 && (client == 0 || client > server)).then_some(server)
+    }
+}
+
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
@@ -352,6 +390,7 @@ impl Default for MqttConfig {
             max_subscriptions: 0,
             upgrade_qos: false,
             server_keepalive: 0,
+            max_topic_alias: 10,
             idle_timeout: 15,
             shared_subscription_strategy: SharedSubscriptionStrategy::Random,
             auth_fail_limit: 5,
@@ -613,6 +652,7 @@ impl From<&Config> for crate::session::SessionConfig {
             session_expiry: std::time::Duration::from_secs(m.session_expiry_interval),
             max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed)
                 .unwrap_or(crate::codec::QoS::ExactlyOnce),
+            max_topic_alias: m.max_topic_alias,
         }
     }
 }

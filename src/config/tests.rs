@@ -268,3 +268,18 @@ fn shard_count_takes_first_n_and_wraps() {
     c.shards.count = 2;
     assert_eq!(c.shard_cores(&[0, 1]), vec![7, 7]);
 }
+
+#[test]
+fn server_keepalive_is_the_most_a_client_may_use() {
+    let mut m = Config::default().mqtt;
+    assert_eq!(m.imposed_keepalive(120), None, "off by default");
+    m.server_keepalive = 60;
+    assert_eq!(m.imposed_keepalive(120), Some(60));
+    assert_eq!(
+        m.imposed_keepalive(0),
+        Some(60),
+        "no keepalive is longer than any"
+    );
+    assert_eq!(m.imposed_keepalive(5), None);
+    assert_eq!(m.imposed_keepalive(60), None);
+}

@@ -20,6 +20,7 @@ const RC_PACKET_ID_NOT_FOUND: u8 = 0x92;
 const RC_RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
 const RC_TOPIC_FILTER_INVALID: u8 = 0x8F;
 const RC_QUOTA_EXCEEDED: u8 = 0x97;
+const RC_PAYLOAD_FORMAT_INVALID: u8 = 0x99;
 /// 3.x SUBACK failure.
 const RC_V3_FAILURE: u8 = 0x80;
 /// 5.0 DISCONNECT reason: "Disconnect with Will Message".
@@ -68,8 +69,18 @@ impl Session {
         r
     }
 
-    fn handle_publish(&mut self, p: Publish, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
-        // TODO(v5): topic aliases (an empty topic with an alias) are resolved here.
+    fn handle_publish(
+        &mut self,
+        mut p: Publish,
+        now: Instant,
+        m: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(alias) = p.properties.topic_alias {
+            if let Err(v) = self.resolve_alias(alias, &mut p.topic) {
+                return self.violation(v, now, out);
+            }
+        }
         if !valid_topic_name(&p.topic) {
             return self.violation(Violation::PublishTopicInvalid, now, out);
         }
@@ -84,6 +95,35 @@ impl Session {
             (_, Some(id)) if id != 0 => id,
             _ => return self.violation(Violation::PublishPacketIdMissing, now, out),
         };
+        if self.is_v5() {
+            if p.properties
+                .response_topic
+                .as_ref()
+                .is_some_and(|t| !valid_topic_name(t))
+            {
+                return self.violation(Violation::ResponseTopicInvalid, now, out);
+            }
+            // Payload Format Indicator 1 promises UTF-8: checked, and refused when false
+            // [MQTT-3.3.2-13] (only such messages pay for the check).
+            if p.properties.payload_format_indicator == Some(1)
+                && std::str::from_utf8(&p.payload).is_err()
+            {
+                m.messages_received += 1;
+                let refuse = |code| self.resp(packet_id, code);
+                match p.qos {
+                    QoS::AtMostOnce => {
+                        return self.violation(Violation::PayloadFormatInvalid, now, out)
+                    }
+                    QoS::AtLeastOnce => out.push(Action::Send(Packet::PubAck(refuse(
+                        RC_PAYLOAD_FORMAT_INVALID,
+                    )))),
+                    QoS::ExactlyOnce => out.push(Action::Send(Packet::PubRec(refuse(
+                        RC_PAYLOAD_FORMAT_INVALID,
+                    )))),
+                }
+                return;
+            }
+        }
         // EMQ X counts every PUBLISH packet, duplicates included.
         m.messages_received += 1;
         match p.qos {
@@ -92,10 +132,18 @@ impl Session {
             QoS::ExactlyOnce => m.messages_qos2_received += 1,
         }
         match p.qos {
-            QoS::AtMostOnce => out.push(Action::Route(Message::from_publish(p, &self.client_id))),
+            QoS::AtMostOnce => out.push(Action::Route(Message::from_publish(
+                p,
+                &self.client_id,
+                now,
+            ))),
             QoS::AtLeastOnce => {
                 // Route first: PUBACK goes out once the message is routed (as EMQ X does).
-                out.push(Action::Route(Message::from_publish(p, &self.client_id)));
+                out.push(Action::Route(Message::from_publish(
+                    p,
+                    &self.client_id,
+                    now,
+                )));
                 out.push(Action::Send(Packet::PubAck(PubResp::new(packet_id))));
             }
             QoS::ExactlyOnce => {
@@ -113,11 +161,33 @@ impl Session {
                     return;
                 } else {
                     self.awaiting_rel.insert(packet_id, now);
-                    out.push(Action::Route(Message::from_publish(p, &self.client_id)));
+                    out.push(Action::Route(Message::from_publish(
+                        p,
+                        &self.client_id,
+                        now,
+                    )));
                 }
                 out.push(Action::Send(Packet::PubRec(PubResp::new(packet_id))));
             }
         }
+    }
+
+    /// 5.0 Topic Alias: a PUBLISH with a topic name binds `alias` to it; one with an empty
+    /// topic name gets the name bound to `alias` [MQTT-3.3.2-12].
+    fn resolve_alias(&mut self, alias: u16, topic: &mut Str) -> Result<(), Violation> {
+        if alias == 0 || alias > self.cfg.max_topic_alias || !self.is_v5() {
+            return Err(Violation::TopicAliasInvalid);
+        }
+        if topic.is_empty() {
+            *topic = self
+                .aliases_in
+                .get(&alias)
+                .cloned()
+                .ok_or(Violation::TopicAliasUnknown)?;
+        } else if valid_topic_name(topic) {
+            self.aliases_in.insert(alias, topic.clone());
+        }
+        Ok(())
     }
 
     fn handle_pubrel(&mut self, r: PubResp, m: &mut Metrics, out: &mut Vec<Action>) {
@@ -144,10 +214,18 @@ impl Session {
             return self.violation(Violation::SharedSubscriptionNoLocal, now, out);
         }
         let v5 = self.is_v5();
+        let identifier = s.properties.subscription_identifiers.first().copied();
         let mut filters = Vec::with_capacity(s.filters.len());
         for (filter, requested) in s.filters {
             let existed = self.subscriptions.contains_key(&filter);
             let mut result = self.subscribe_one(&filter, requested, v5);
+            if result.is_ok() {
+                // A subscription replaced without an identifier loses its old one.
+                match identifier.filter(|_| v5) {
+                    Some(id) => self.subscription_ids.insert(filter.clone(), id),
+                    None => self.subscription_ids.remove(&filter),
+                };
+            }
             // Retain Handling 1: retained messages only for a new subscription [MQTT-3.3.1-10];
             // the glue sends none for 2.
             if let Ok(granted) = &mut result {
@@ -197,6 +275,7 @@ impl Session {
             .into_iter()
             .map(|f| {
                 let existed = self.subscriptions.remove(&f).is_some();
+                self.subscription_ids.remove(&f);
                 (f, existed)
             })
             .collect();
@@ -209,8 +288,10 @@ impl Session {
     fn handle_disconnect(&mut self, d: Disconnect, now: Instant, out: &mut Vec<Action>) {
         let keep_will = self.is_v5() && d.reason == RC_DISCONNECT_WITH_WILL;
         if self.is_v5() {
-            // TODO(v5): changing a zero interval to non-zero is a protocol error [MQTT-3.14.2-2].
             if let Some(secs) = d.properties.session_expiry_interval {
+                if secs != 0 && self.connect_expiry_zero {
+                    return self.violation(Violation::SessionExpiryAtDisconnect, now, out);
+                }
                 self.session_expiry = self.v5_expiry(secs);
                 self.persistent = !self.session_expiry.is_zero();
             }

@@ -5,6 +5,7 @@
 //! so one message can sit in many sessions' queues without copying its payload.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -24,6 +25,9 @@ pub struct Message {
     pub properties: Option<Arc<Properties>>,
     /// Client id of the publisher; empty for messages from the API, `$SYS` or the broker.
     pub publisher: Str,
+    /// 5.0 Message Expiry Interval, as the time it runs out: a copy not yet sent by then is
+    /// discarded; one sent later carries what is left of the interval.
+    pub expires_at: Option<Instant>,
 }
 
 impl Message {
@@ -41,14 +45,15 @@ impl Message {
             retain,
             properties: None,
             publisher: Str::default(),
+            expires_at: None,
         }
     }
 
-    /// The message a client PUBLISH carries (retain as published; connection-scoped
-    /// properties removed).
+    /// The message a client PUBLISH received at `now` carries (retain as published;
+    /// connection-scoped properties removed; a Message Expiry Interval counted from `now`).
     /// Takes the packet by value: its topic and payload move into the message (no
     /// reference-count round trip per received PUBLISH).
-    pub fn from_publish(publish: Publish, publisher: &Str) -> Message {
+    pub fn from_publish(publish: Publish, publisher: &Str, now: Instant) -> Message {
         let properties = if publish.properties.is_empty() {
             None
         } else {
@@ -57,6 +62,7 @@ impl Message {
             properties.subscription_identifiers.clear();
             shared(properties)
         };
+        let expires_at = expiry_from(properties.as_deref(), now);
         Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -64,15 +70,17 @@ impl Message {
             retain: publish.retain,
             properties,
             publisher: publisher.clone(),
+            expires_at,
         }
     }
 
-    /// The message a will becomes when the broker publishes it.
-    pub fn from_will(will: &LastWill, publisher: &Str) -> Message {
+    /// The message a will becomes when the broker publishes it at `now`.
+    pub fn from_will(will: &LastWill, publisher: &Str, now: Instant) -> Message {
         let mut properties = (*will.properties).clone();
         // Will properties that are not message properties.
         properties.will_delay_interval = None;
         let properties = shared(properties);
+        let expires_at = expiry_from(properties.as_deref(), now);
         Message {
             topic: will.topic.clone(),
             payload: will.payload.clone(),
@@ -80,7 +88,23 @@ impl Message {
             retain: will.retain,
             properties,
             publisher: publisher.clone(),
+            expires_at,
         }
+    }
+
+    /// True when the message's expiry interval has run out at `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// What is left at `now` of the message's expiry interval, in whole seconds rounded up
+    /// (what a PUBLISH sent now carries [MQTT-3.3.2-6]); `None` when it has none.
+    pub fn expiry_left(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
     }
 
     /// The PUBLISH packet that delivers this message (flags and id as given).
@@ -113,6 +137,12 @@ impl Message {
     pub fn is_sys(&self) -> bool {
         self.topic.starts_with("$SYS/")
     }
+}
+
+/// When a message with these properties, published at `now`, expires.
+fn expiry_from(properties: Option<&Properties>, now: Instant) -> Option<Instant> {
+    let secs = properties?.message_expiry_interval?;
+    now.checked_add(Duration::from_secs(u64::from(secs)))
 }
 
 /// `None` for an empty set, so that a message without properties carries no allocation.

@@ -74,6 +74,9 @@ pub struct SessionConfig {
     pub session_expiry: Duration,
     /// Highest QoS a client may publish with or be granted.
     pub max_qos_allowed: QoS,
+    /// Topic aliases a 5.0 client may bind per connection (the Topic Alias Maximum the
+    /// glue announces in CONNACK); 0 = none.
+    pub max_topic_alias: u16,
 }
 
 impl Default for SessionConfig {
@@ -231,6 +234,9 @@ pub struct SessionInfo {
     pub deliver_msg: u64,
     /// Messages that went to the queue (EMQ X `enqueue_msg`).
     pub enqueue_msg: u64,
+    /// How long the session outlives its connection, as in force (the config's bound, a
+    /// 5.0 client's own interval, a DISCONNECT's change); zero for a clean session.
+    pub expiry: Duration,
 }
 
 /// The state of one client's session. See the module documentation.
@@ -258,6 +264,15 @@ pub struct Session {
     awaiting_rel: AwaitingRel,
     packet_ids: PacketIds,
     subscriptions: HashMap<Str, SubOptions>,
+    /// 5.0 Subscription Identifiers by filter (only subscriptions that were given one).
+    subscription_ids: HashMap<Str, u32>,
+    /// 5.0: topic names the client bound to Topic Aliases on this connection.
+    aliases_in: HashMap<u16, Str>,
+    /// 5.0: the CONNECT's Session Expiry Interval was 0 (DISCONNECT may not raise it).
+    connect_expiry_zero: bool,
+    /// Offline with a will: when it is due (its Will Delay Interval after the connection
+    /// was lost, or the session's end if that comes first) [MQTT-3.1.3-9].
+    will_due: Option<Instant>,
     deliver_msg: u64,
     enqueue_msg: u64,
 }
@@ -283,6 +298,10 @@ impl Session {
             awaiting_rel: AwaitingRel::new(cfg.max_awaiting_rel),
             packet_ids: PacketIds::default(),
             subscriptions: HashMap::new(),
+            subscription_ids: HashMap::new(),
+            aliases_in: HashMap::new(),
+            connect_expiry_zero: true,
+            will_due: None,
             deliver_msg: 0,
             enqueue_msg: 0,
             created_at: now,
@@ -313,7 +332,10 @@ impl Session {
     fn take_connect(&mut self, connect: &Connect, now: Instant) {
         self.protocol = connect.protocol;
         self.clean_start = connect.clean_start;
+        // A will still waiting for its delay is not published: the client is back
+        // [MQTT-3.1.3-9]; the new connection's will replaces it.
         self.will = connect.will.clone().map(Box::new);
+        self.will_due = None;
         self.keepalive = Keepalive::new(connect.keep_alive, self.cfg.keepalive_multiplier, now);
         self.online = true;
         self.offline_since = None;
@@ -335,6 +357,9 @@ impl Session {
             ProtocolVersion::V5 => connect.properties.maximum_packet_size.unwrap_or(0) as usize,
             _ => 0,
         };
+        // Aliases live as long as the connection [MQTT-3.3.2-7].
+        self.aliases_in.clear();
+        self.connect_expiry_zero = connect.properties.session_expiry_interval.unwrap_or(0) == 0;
         self.session_expiry = match self.protocol {
             ProtocolVersion::V5 => {
                 self.v5_expiry(connect.properties.session_expiry_interval.unwrap_or(0))
@@ -359,6 +384,14 @@ impl Session {
         if self.online {
             self.online = false;
             self.offline_since = Some(now);
+            self.will_due = self.will.as_ref().map(|w| {
+                let delay = match self.protocol {
+                    ProtocolVersion::V5 => w.properties.will_delay_interval.unwrap_or(0),
+                    _ => 0,
+                };
+                let delay = Duration::from_secs(u64::from(delay)).min(self.session_expiry);
+                now.checked_add(delay).unwrap_or(now)
+            });
         }
     }
 
@@ -410,6 +443,7 @@ impl Session {
                 );
             }
         } else if self.is_persistent() {
+            consider(self.will_due);
             consider(
                 self.offline_since
                     .and_then(|t| t.checked_add(self.session_expiry)),
@@ -479,10 +513,21 @@ impl Session {
         self.mqueue.set_held(held);
     }
 
-    /// The will, for the glue to publish (with [`Message::from_will`]) when
-    /// [`CloseReason::publishes_will`]; `None` once taken or discarded.
+    /// The will, whether due or not: for the glue to publish (with [`Message::from_will`])
+    /// when the session ends, or to discard (a DISCONNECT); `None` once taken or discarded.
     pub fn take_will(&mut self) -> Option<LastWill> {
+        self.will_due = None;
         self.will.take().map(|w| *w)
+    }
+
+    /// The will once it is due at `now` (offline, its Will Delay Interval passed or the
+    /// session's end reached), for the glue to publish; `None` before, or without a will.
+    pub fn take_due_will(&mut self, now: Instant) -> Option<LastWill> {
+        if self.will_due.is_some_and(|due| due <= now) {
+            self.take_will()
+        } else {
+            None
+        }
     }
 
     /// The session's own record of its subscriptions (the glue keeps the indexes).
@@ -538,6 +583,11 @@ impl Session {
             max_awaiting_rel: self.awaiting_rel.max_len(),
             deliver_msg: self.deliver_msg,
             enqueue_msg: self.enqueue_msg,
+            expiry: if self.persistent {
+                self.session_expiry
+            } else {
+                Duration::ZERO
+            },
         }
     }
 

@@ -7,12 +7,14 @@
 //! it; redelivery walks the window in send order. Pure: never does I/O and never looks at
 //! the clock.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::inflight::{InflightEntry, InflightState};
 use super::{Action, Message, Session};
-use crate::codec::{Packet, PubResp, QoS, SubOptions};
+use crate::codec::{Packet, ProtocolVersion, PubResp, Publish, QoS, Str, SubOptions};
 use crate::metrics::{DropReason, Metrics};
+use crate::topic::{matches, parse_shared};
 
 impl Session {
     /// A message routed to this client through a subscription with granted options `sub`.
@@ -30,6 +32,11 @@ impl Session {
     ) {
         // 5.0 No Local [MQTT-3.8.3-3]: never back to the publisher.
         if sub.no_local && !msg.publisher.is_empty() && msg.publisher == self.client_id {
+            return;
+        }
+        // 5.0 Message Expiry: a copy whose interval ran out is not sent [MQTT-3.3.2-5].
+        if msg.expired(now) {
+            m.messages_expired += 1;
             return;
         }
         self.deliver_msg += 1;
@@ -52,11 +59,19 @@ impl Session {
             // Straight out, nothing kept: no copy of the message (its strings and payload
             // are shared, so a copy costs an atomic increment and decrement each).
             count_sent(m, msg, QoS::AtMostOnce);
-            out.push(Action::SendDelivered {
-                qos: QoS::AtMostOnce,
-                packet_id: None,
-                retain,
-            });
+            if self.decorates(msg) {
+                let mut publish = msg.to_publish(None, false);
+                publish.qos = QoS::AtMostOnce;
+                publish.retain = retain;
+                self.decorate(&mut publish, msg, now);
+                out.push(Action::Send(Packet::Publish(publish)));
+            } else {
+                out.push(Action::SendDelivered {
+                    qos: QoS::AtMostOnce,
+                    packet_id: None,
+                    retain,
+                });
+            }
             return;
         }
         let mut msg = msg.clone();
@@ -67,6 +82,19 @@ impl Session {
         } else {
             self.enqueue(msg, m);
         }
+    }
+
+    /// True when a PUBLISH of `msg` to this client carries more than the message's own
+    /// properties: what is left of its expiry interval, or Subscription Identifiers (5.0).
+    fn decorates(&self, msg: &Message) -> bool {
+        self.protocol == ProtocolVersion::V5
+            && (msg.expires_at.is_some() || !self.subscription_ids.is_empty())
+    }
+
+    /// Adds to a PUBLISH of `msg` sent at `now` what is this client's or this moment's (see
+    /// [`Session::decorates`]).
+    fn decorate(&self, publish: &mut Publish, msg: &Message, now: Instant) {
+        decorate(publish, msg, now, self.protocol, &self.subscription_ids);
     }
 
     /// The size of `msg` as a PUBLISH to this client at `qos` (with a packet id when `qos > 0`,
@@ -110,8 +138,17 @@ impl Session {
         out: &mut Vec<Action>,
         encode: Encode,
     ) {
+        let encode = match encode {
+            Encode::ByCaller if self.decorates(&msg) => Encode::Here,
+            e => e,
+        };
+        let (protocol, ids) = (self.protocol, &self.subscription_ids);
         let send = |packet_id: Option<u16>| match encode {
-            Encode::Here => Action::Send(Packet::Publish(msg.to_publish(packet_id, false))),
+            Encode::Here => {
+                let mut publish = msg.to_publish(packet_id, false);
+                decorate(&mut publish, &msg, now, protocol, ids);
+                Action::Send(Packet::Publish(publish))
+            }
             Encode::ByCaller => Action::SendDelivered {
                 qos: msg.qos,
                 packet_id,
@@ -155,6 +192,10 @@ impl Session {
                 _ => break,
             }
             let Some(msg) = self.mqueue.pop() else { break };
+            if msg.expired(now) {
+                m.messages_expired += 1;
+                continue;
+            }
             let before = self.mqueue.len();
             self.send_new(msg, now, m, out, Encode::Here);
             if self.mqueue.len() > before {
@@ -173,7 +214,7 @@ impl Session {
     ) {
         for e in self.inflight.iter_mut() {
             if due(e) {
-                resend(e, now, m, out);
+                resend(e, now, m, out, self.protocol, &self.subscription_ids);
             }
         }
     }
@@ -187,7 +228,7 @@ impl Session {
             let Some(e) = self.inflight.next_to_resend() else {
                 break;
             };
-            resend(e, now, m, out);
+            resend(e, now, m, out, self.protocol, &self.subscription_ids);
         }
     }
 
@@ -252,18 +293,62 @@ impl Session {
 
 /// Re-sends one window entry: PUBLISH with DUP = 1 while unacknowledged, PUBREL once
 /// PUBREC'd.
-fn resend(e: &mut InflightEntry, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
+fn resend(
+    e: &mut InflightEntry,
+    now: Instant,
+    m: &mut Metrics,
+    out: &mut Vec<Action>,
+    protocol: ProtocolVersion,
+    subscription_ids: &HashMap<Str, u32>,
+) {
     e.sent_at = now;
     match e.state {
         InflightState::WaitAck | InflightState::WaitRec => {
             count_sent(m, &e.msg, e.msg.qos);
-            out.push(Action::Send(Packet::Publish(
-                e.msg.to_publish(Some(e.packet_id), true),
-            )));
+            let mut publish = e.msg.to_publish(Some(e.packet_id), true);
+            decorate(&mut publish, &e.msg, now, protocol, subscription_ids);
+            out.push(Action::Send(Packet::Publish(publish)));
         }
         InflightState::WaitComp => {
             out.push(Action::Send(Packet::PubRel(PubResp::new(e.packet_id))))
         }
+    }
+}
+
+/// 5.0: sets on a PUBLISH of `msg` sent at `now` what is left of the message's expiry
+/// interval [MQTT-3.3.2-6] and the identifiers of the client's subscriptions that match its
+/// topic [MQTT-3.3.4-3] (a shared subscription by the filter it shares).
+fn decorate(
+    publish: &mut Publish,
+    msg: &Message,
+    now: Instant,
+    protocol: ProtocolVersion,
+    subscription_ids: &HashMap<Str, u32>,
+) {
+    if protocol != ProtocolVersion::V5 {
+        return;
+    }
+    if let Some(left) = msg.expiry_left(now) {
+        publish.properties.message_expiry_interval = Some(left);
+    }
+    if subscription_ids.is_empty() {
+        return;
+    }
+    let mut ids: Vec<u32> = subscription_ids
+        .iter()
+        .filter(|(filter, _)| {
+            let filter = match parse_shared(filter) {
+                Ok(Some(shared)) => shared.filter,
+                _ => filter.as_str(),
+            };
+            matches(filter, &msg.topic)
+        })
+        .map(|(_, id)| *id)
+        .collect();
+    if !ids.is_empty() {
+        ids.sort_unstable();
+        ids.dedup();
+        publish.properties.subscription_identifiers = ids;
     }
 }
 

@@ -397,7 +397,7 @@ fn socket_loss_keeps_the_will_once() {
     let will = h.s.take_will().unwrap();
     assert_eq!(will.topic.as_str(), "will/c1");
     assert_eq!(
-        Message::from_will(&will, h.s.client_id())
+        Message::from_will(&will, h.s.client_id(), h.t0)
             .publisher
             .as_str(),
         "c1"
@@ -1086,6 +1086,9 @@ fn persistent_session_expires_after_session_expiry_offline() {
     assert!(!h.s.expired(h.at(1000)), "online sessions never expire");
     h.s.connection_lost(h.at(10));
     h.s.connection_lost(h.at(20)); // idempotent
+                                   // Its will (no delay in 3.1.1) is due at once, until the glue takes it.
+    assert_eq!(h.s.next_deadline(), Some(h.at(10)));
+    assert!(h.s.take_due_will(h.at(10)).is_some());
     assert_eq!(h.s.next_deadline(), Some(h.at(70)));
     assert!(!h.s.expired(h.at(69)));
     assert!(h.s.expired(h.at(70)));
@@ -1114,9 +1117,259 @@ fn v5_session_expiry_interval_is_bounded_by_the_config() {
         },
     );
     assert!(h.s.is_persistent());
+    assert_eq!(h.s.info().expiry, SEC * 100, "what the REST API shows");
+    c.properties.session_expiry_interval = Some(300);
+    assert_eq!(H::with(c.clone(), cfg()).s.info().expiry, SEC * 300);
     c.properties.session_expiry_interval = None;
     let h = H::with(c, cfg());
     assert!(!h.s.is_persistent());
+    assert_eq!(h.s.info().expiry, Duration::ZERO);
+}
+
+fn v5_connect() -> Connect {
+    Connect {
+        protocol: ProtocolVersion::V5,
+        ..connect(true, 0)
+    }
+}
+
+/// The properties of the PUBLISHes sent.
+fn sent_properties(out: &[Action]) -> Vec<Properties> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send(Packet::Publish(p)) => Some((*p.properties).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn expiring(topic: &str, qos: QoS, secs: u32, published: Instant) -> Message {
+    let mut p = match publish(topic, qos, (qos != QoS::AtMostOnce).then_some(1)) {
+        Packet::Publish(p) => p,
+        _ => unreachable!(),
+    };
+    p.properties.message_expiry_interval = Some(secs);
+    Message::from_publish(p, &Str::from("pub"), published)
+}
+
+#[test]
+fn v5_message_expiry_drops_stale_copies_and_sends_what_is_left_of_the_interval() {
+    let mut h = H::with(
+        v5_connect(),
+        SessionConfig {
+            max_inflight: 1,
+            ..cfg()
+        },
+    );
+    // Published 2 s before t0 with 5 s: 3 s left when it goes out at t0.
+    let fresh = expiring("t", QoS::AtLeastOnce, 5, h.t0 - SEC * 2);
+    let out = h.deliver_sub(&fresh, sub(QoS::AtLeastOnce));
+    assert_eq!(sent_properties(&out)[0].message_expiry_interval, Some(3));
+    // Queued behind the full window: one lives 1 s, one 10 s (published at t0).
+    let short = expiring("short", QoS::AtLeastOnce, 1, h.t0);
+    let long = expiring("long", QoS::AtLeastOnce, 10, h.t0);
+    assert!(sent(&h.deliver_sub(&short, sub(QoS::AtLeastOnce))).is_empty());
+    assert!(sent(&h.deliver_sub(&long, sub(QoS::AtLeastOnce))).is_empty());
+    // The window frees at t0 + 4 s: "short" has expired and is skipped, "long" goes with 6 s.
+    let out = h.handle_at(Packet::PubAck(ack(1)), 4);
+    assert_eq!(sent(&out)[0].0, "long");
+    assert_eq!(sent_properties(&out)[0].message_expiry_interval, Some(6));
+    assert_eq!(h.m.messages_expired, 1);
+    // Already expired when delivered: not sent, counted.
+    let stale = expiring("t", QoS::AtMostOnce, 1, h.t0 - SEC * 5);
+    assert!(h.deliver_sub(&stale, sub(QoS::AtMostOnce)).is_empty());
+    assert_eq!(h.m.messages_expired, 2);
+    // 3.1.1: nothing is counted down (the codec writes no properties for it).
+    let mut v3 = H::new(cfg());
+    let out = v3.deliver_sub(&fresh, sub(QoS::AtLeastOnce));
+    assert_eq!(sent_properties(&out)[0].message_expiry_interval, Some(5));
+}
+
+#[test]
+fn v5_subscription_identifiers_go_on_every_matching_delivery() {
+    let mut h = H::with(v5_connect(), cfg());
+    let subscribe = |id: Option<u32>, filter: &str, packet_id: u16| {
+        let mut s = Subscribe {
+            packet_id,
+            filters: vec![(Str::from(filter), sub(QoS::AtLeastOnce))],
+            ..Default::default()
+        };
+        s.properties.subscription_identifiers = id.into_iter().collect();
+        Packet::Subscribe(s)
+    };
+    h.handle(subscribe(Some(2), "a/b", 1));
+    h.handle(subscribe(Some(3), "a/#", 2));
+    h.handle(subscribe(None, "x", 3));
+    let ids = |h: &mut H, topic: &str| {
+        let out = h.deliver(topic, QoS::AtMostOnce);
+        sent_properties(&out)[0].subscription_identifiers.clone()
+    };
+    assert_eq!(ids(&mut h, "a/b"), vec![2, 3]);
+    assert_eq!(ids(&mut h, "a/c"), vec![3]);
+    assert!(ids(&mut h, "x").is_empty());
+    // Subscribing again without an identifier removes it; unsubscribing too.
+    h.handle(subscribe(None, "a/#", 4));
+    assert_eq!(ids(&mut h, "a/b"), vec![2]);
+    h.handle(Packet::Unsubscribe(Unsubscribe {
+        packet_id: 5,
+        filters: vec![Str::from("a/b")],
+        ..Default::default()
+    }));
+    assert!(ids(&mut h, "a/b").is_empty());
+}
+
+#[test]
+fn v5_topic_aliases_bind_on_the_connection_and_unknown_or_invalid_ones_end_it() {
+    let with_alias = |topic: &str, alias: u16| {
+        let mut p = match publish(topic, QoS::AtMostOnce, None) {
+            Packet::Publish(p) => p,
+            _ => unreachable!(),
+        };
+        p.properties.topic_alias = Some(alias);
+        Packet::Publish(p)
+    };
+    let routed = |out: &[Action]| -> Vec<String> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Route(m) => Some(m.topic.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let config = SessionConfig {
+        max_topic_alias: 2,
+        ..cfg()
+    };
+    let mut h = H::with(v5_connect(), config.clone());
+    assert_eq!(routed(&h.handle(with_alias("a/b", 1))), ["a/b"]);
+    assert_eq!(routed(&h.handle(with_alias("", 1))), ["a/b"]);
+    // Rebinding an alias takes the new topic.
+    assert_eq!(routed(&h.handle(with_alias("c", 1))), ["c"]);
+    assert_eq!(routed(&h.handle(with_alias("", 1))), ["c"]);
+    // A new connection starts with no aliases [MQTT-3.3.2-7].
+    h.resume(&v5_connect(), 1);
+    let out = h.handle(with_alias("", 1));
+    assert_eq!(
+        out.last(),
+        Some(&Action::Close(CloseReason::ProtocolError(
+            Violation::TopicAliasUnknown
+        )))
+    );
+    // Above the maximum the server announced: Topic Alias invalid (0x94).
+    let mut h = H::with(v5_connect(), config);
+    let out = h.handle(with_alias("a", 3));
+    let v = Violation::TopicAliasInvalid;
+    assert_eq!(
+        out.last(),
+        Some(&Action::Close(CloseReason::ProtocolError(v)))
+    );
+    assert_eq!(v.reason_code(), 0x94);
+}
+
+#[test]
+fn v5_disconnect_may_not_raise_a_zero_session_expiry() {
+    let disconnect = |secs: u32| {
+        let mut d = Disconnect::default();
+        d.properties.session_expiry_interval = Some(secs);
+        Packet::Disconnect(d)
+    };
+    let mut h = H::with(v5_connect(), cfg());
+    let out = h.handle(disconnect(60));
+    assert_eq!(
+        out.last(),
+        Some(&Action::Close(CloseReason::ProtocolError(
+            Violation::SessionExpiryAtDisconnect
+        )))
+    );
+    // Non-zero at CONNECT: DISCONNECT may change it, to 0 as well.
+    let mut c = v5_connect();
+    c.properties.session_expiry_interval = Some(30);
+    let mut h = H::with(c, cfg());
+    h.handle(disconnect(0));
+    assert!(!h.s.is_persistent());
+}
+
+#[test]
+fn v5_a_will_waits_for_its_delay_or_the_sessions_end_and_not_for_a_client_that_came_back() {
+    let with = |delay: u32, expiry: u32| {
+        let mut c = v5_connect();
+        c.properties.session_expiry_interval = Some(expiry);
+        if let Some(w) = c.will.as_mut() {
+            let mut props = (*w.properties).clone();
+            props.will_delay_interval = Some(delay);
+            w.properties = props.into();
+        }
+        c
+    };
+    // Delay 3 s, session 5 s: due 3 s after the connection was lost.
+    let mut h = H::with(with(3, 5), cfg());
+    h.s.connection_lost(h.at(10));
+    assert!(h.s.take_due_will(h.at(12)).is_none());
+    assert_eq!(h.s.next_deadline(), Some(h.at(13)));
+    assert!(h.s.take_due_will(h.at(13)).is_some());
+    assert!(h.s.take_due_will(h.at(14)).is_none(), "published once");
+    // Delay 5 s, session 2 s: due when the session ends.
+    let mut h = H::with(with(5, 2), cfg());
+    h.s.connection_lost(h.at(0));
+    assert!(h.s.take_due_will(h.at(1)).is_none());
+    assert!(h.s.take_due_will(h.at(2)).is_some());
+    // The client is back before the delay: the old will is never due.
+    let mut h = H::with(with(3, 60), cfg());
+    h.s.connection_lost(h.at(0));
+    h.resume(&with(3, 60), 1);
+    assert!(h.s.take_due_will(h.at(5)).is_none());
+    // 3.1.1 has no delay: due at once.
+    let mut h = H::new(cfg());
+    h.s.connection_lost(h.at(0));
+    assert!(h.s.take_due_will(h.at(0)).is_some());
+}
+
+#[test]
+fn v5_payload_format_1_must_be_utf8_and_a_response_topic_has_no_wildcards() {
+    let with = |qos: QoS, payload: &'static [u8], response: Option<&str>| {
+        let mut p = Publish {
+            qos,
+            topic: Str::from("t"),
+            packet_id: (qos != QoS::AtMostOnce).then_some(7),
+            payload: Bytes::from_static(payload),
+            ..Default::default()
+        };
+        p.properties.payload_format_indicator = Some(1);
+        p.properties.response_topic = response.map(Str::from);
+        Packet::Publish(p)
+    };
+    let mut h = H::with(v5_connect(), cfg());
+    // Valid UTF-8: routed and acknowledged as usual.
+    let out = h.handle(with(QoS::AtLeastOnce, "été".as_bytes(), Some("re/ply")));
+    assert!(matches!(out[0], Action::Route(_)));
+    // Not UTF-8: refused with 0x99, not routed.
+    let out = h.handle(with(QoS::AtLeastOnce, b"\xff\xfe", None));
+    assert_eq!(
+        out,
+        vec![Action::Send(Packet::PubAck(PubResp {
+            reason: 0x99,
+            ..ack(7)
+        }))]
+    );
+    let out = h.handle(with(QoS::ExactlyOnce, b"\xff", None));
+    assert!(matches!(&out[..], [Action::Send(Packet::PubRec(r))] if r.reason == 0x99));
+    // QoS 0 has no acknowledgement: DISCONNECT 0x99.
+    let out = h.handle(with(QoS::AtMostOnce, b"\xff", None));
+    let v = Violation::PayloadFormatInvalid;
+    assert_eq!(
+        out.last(),
+        Some(&Action::Close(CloseReason::ProtocolError(v)))
+    );
+    assert_eq!(v.reason_code(), 0x99);
+    // A Response Topic with a wildcard: protocol error.
+    let mut h = H::with(v5_connect(), cfg());
+    let out = h.handle(with(QoS::AtLeastOnce, b"ok", Some("re/#")));
+    assert_eq!(
+        out.last(),
+        Some(&Action::Close(CloseReason::ProtocolError(
+            Violation::ResponseTopicInvalid
+        )))
+    );
 }
 
 // ---- ordering (spec 4.6) under random acknowledgement orders and reconnects ----

@@ -33,6 +33,19 @@ pub enum Violation {
     /// [MQTT-3.3.4-7] (5.0) more QoS 2 PUBLISHes awaiting PUBREL than the Receive Maximum the
     /// server announced (`max_awaiting_rel`).
     ReceiveMaximumExceeded,
+    /// [MQTT-3.3.2-8] (5.0) a Topic Alias of 0 or above the Topic Alias Maximum the server
+    /// announced.
+    TopicAliasInvalid,
+    /// [MQTT-3.3.4] (5.0) an empty topic name with a Topic Alias the connection never bound,
+    /// or with none at all.
+    TopicAliasUnknown,
+    /// [MQTT-3.14.2-2] (5.0) DISCONNECT sets a Session Expiry Interval when CONNECT's was 0.
+    SessionExpiryAtDisconnect,
+    /// [MQTT-3.3.2-13] (5.0) a QoS 0 PUBLISH with Payload Format Indicator 1 whose payload is
+    /// not UTF-8 (QoS 1/2 ones are refused with a PUBACK/PUBREC 0x99 instead).
+    PayloadFormatInvalid,
+    /// [MQTT-3.3.2-14] (5.0) a Response Topic with wildcards.
+    ResponseTopicInvalid,
 }
 
 impl Violation {
@@ -50,6 +63,11 @@ impl Violation {
             Violation::ServerToClientPacket => "MQTT-2.2.1",
             Violation::AuthNotSupported => "MQTT-4.12.0-1",
             Violation::ReceiveMaximumExceeded => "MQTT-3.3.4-7",
+            Violation::TopicAliasInvalid => "MQTT-3.3.2-8",
+            Violation::TopicAliasUnknown => "MQTT-3.3.4",
+            Violation::SessionExpiryAtDisconnect => "MQTT-3.14.2-2",
+            Violation::PayloadFormatInvalid => "MQTT-3.3.2-13",
+            Violation::ResponseTopicInvalid => "MQTT-3.3.2-14",
         }
     }
 
@@ -69,6 +87,15 @@ impl Violation {
             Violation::ReceiveMaximumExceeded => {
                 "more QoS 2 PUBLISHes in flight than Receive Maximum"
             }
+            Violation::TopicAliasInvalid => "Topic Alias 0 or above the Topic Alias Maximum",
+            Violation::TopicAliasUnknown => "empty topic name without a bound Topic Alias",
+            Violation::SessionExpiryAtDisconnect => {
+                "Session Expiry Interval set at DISCONNECT after 0 at CONNECT"
+            }
+            Violation::PayloadFormatInvalid => {
+                "Payload Format Indicator 1 with a non-UTF-8 payload"
+            }
+            Violation::ResponseTopicInvalid => "Response Topic with wildcards",
         }
     }
 
@@ -79,6 +106,8 @@ impl Violation {
             Violation::PublishQosNotAllowed => 0x9B, // QoS not supported
             Violation::AuthNotSupported => 0x8C,     // Bad authentication method
             Violation::ReceiveMaximumExceeded => 0x93, // Receive Maximum exceeded
+            Violation::TopicAliasInvalid => 0x94,    // Topic Alias invalid
+            Violation::PayloadFormatInvalid => 0x99, // Payload format invalid
             _ => 0x82,                               // Protocol Error
         }
     }

@@ -8,11 +8,14 @@
 //! - [`matches()`]: one filter against one topic (the reference semantics).
 //! - [`parse_shared`]: `$share/<group>/<filter>` and `$queue/<filter>`.
 //! - [`TopicTrie`]: many filters against one topic, fast.
+//! - [`OutgoingAliases`]: the topic aliases the broker binds towards one 5.0 client.
 
+mod alias;
 mod matcher;
 mod shared;
 mod trie;
 
+pub use alias::{AliasUse, OutgoingAliases};
 pub use matcher::matches;
 pub use shared::{parse_shared, SharedFilter, SharedFilterError, QUEUE_GROUP};
 pub use trie::{Iter, TopicTrie};

@@ -256,6 +256,8 @@ struct Model {
     offline_since: Option<Instant>,
     persistent: bool,
     expiry: Duration,
+    /// 5.0: the CONNECT's Session Expiry Interval was 0 (a DISCONNECT may not raise it).
+    connect_expiry_zero: bool,
     will: Option<LastWill>,
     keepalive: Option<Duration>,
     last_rx: Instant,
@@ -278,6 +280,7 @@ impl Model {
             offline_since: None,
             persistent: false,
             expiry: Duration::ZERO,
+            connect_expiry_zero: true,
             will: None,
             keepalive: None,
             last_rx: now,
@@ -322,6 +325,7 @@ impl Model {
         self.max_inflight = usize::from(window.min(receive_max));
         if c.protocol == ProtocolVersion::V5 {
             let secs = c.properties.session_expiry_interval.unwrap_or(0);
+            self.connect_expiry_zero = secs == 0;
             self.set_v5_expiry(secs, cfg);
         } else {
             self.expiry = if c.clean_start {
@@ -957,6 +961,10 @@ impl Harness {
             Packet::Disconnect(d) => {
                 if v5 {
                     if let Some(secs) = d.properties.session_expiry_interval {
+                        // [MQTT-3.14.2-2]: 0 at CONNECT cannot become non-zero.
+                        if secs != 0 && self.model.connect_expiry_zero {
+                            return close(self, Violation::SessionExpiryAtDisconnect);
+                        }
                         self.model.set_v5_expiry(secs, &cfg);
                     }
                 }
@@ -988,6 +996,7 @@ impl Harness {
             retain,
             properties: None,
             publisher: Str::from(if own { CLIENT } else { "other" }),
+            expires_at: None,
         };
         let sub = SubOptions {
             qos: sub_qos,

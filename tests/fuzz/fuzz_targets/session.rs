@@ -75,6 +75,7 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
         } else {
             qos(u)?
         },
+        max_topic_alias: pick(u, &[0, 1, 10])?,
     };
     Ok(Setup {
         cfg,

@@ -1,0 +1,293 @@
+//! MQTT 5.0 features with a real 5.0 client library (`rumqttc::v5`), publisher and
+//! subscriber homed on different shards: Subscription Identifiers on deliveries, topic
+//! aliases in both directions, Message Expiry of queued messages, and the Will Delay
+//! Interval (not published for a client that came back through a takeover, published once
+//! due for one that did not).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rumqttc::v5::mqttbytes::v5::{
+    LastWill, LastWillProperties, Packet, Publish, PublishProperties, SubscribeProperties,
+};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+/// A 5.0 client whose event loop runs in a task, with its incoming packets on a channel.
+struct V5 {
+    client: AsyncClient,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<Packet>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl V5 {
+    async fn connect(broker: &TestBroker, id: &str, tune: impl FnOnce(&mut MqttOptions)) -> V5 {
+        let addr = broker.addr;
+        let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        opts.set_keep_alive(Duration::from_secs(30));
+        tune(&mut opts);
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let (tx, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok(event) = eventloop.poll().await {
+                if let Event::Incoming(p) = event {
+                    if tx.send(p).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        loop {
+            match tokio::time::timeout(WAIT, incoming.recv()).await {
+                Ok(Some(Packet::ConnAck(ack))) => {
+                    assert_eq!(
+                        ack.code,
+                        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
+                    );
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                other => panic!("no CONNACK for {id}: {other:?}"),
+            }
+        }
+        V5 {
+            client,
+            incoming,
+            task,
+        }
+    }
+
+    /// The next PUBLISH within `within`, if any.
+    async fn publish_within(&mut self, within: Duration) -> Option<Publish> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
+                Ok(Some(Packet::Publish(p))) => return Some(p),
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    async fn next_publish(&mut self) -> Publish {
+        self.publish_within(WAIT)
+            .await
+            .expect("a PUBLISH within the wait")
+    }
+
+    async fn subscribe(&mut self, filter: &str, id: Option<usize>) {
+        let props = SubscribeProperties {
+            id,
+            user_properties: Vec::new(),
+        };
+        self.client
+            .subscribe_with_properties(filter, QoS::AtLeastOnce, props)
+            .await
+            .unwrap();
+        loop {
+            match tokio::time::timeout(WAIT, self.incoming.recv()).await {
+                Ok(Some(Packet::SubAck(_))) => return,
+                Ok(Some(_)) => continue,
+                other => panic!("no SUBACK for {filter}: {other:?}"),
+            }
+        }
+    }
+
+    /// Sends DISCONNECT and waits until the broker has closed the connection.
+    async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(WAIT, self.task).await;
+    }
+
+    /// Drops the connection without DISCONNECT (the will applies).
+    fn vanish(self) {
+        self.task.abort();
+    }
+}
+
+fn props(p: &Publish) -> PublishProperties {
+    p.properties.clone().unwrap_or_default()
+}
+
+#[test]
+fn deliveries_carry_the_identifiers_of_every_matching_subscription() {
+    let broker = TestBroker::default_broker();
+    block_on(async {
+        let mut sub = V5::connect(&broker, &id_on_shard("sid-sub", 0), |_| {}).await;
+        sub.subscribe("sid/+/x", Some(7)).await;
+        sub.subscribe("sid/#", Some(300_000)).await;
+        sub.subscribe("other", Some(9)).await;
+        let publisher = V5::connect(&broker, &id_on_shard("sid-pub", 1), |_| {}).await;
+        publisher
+            .client
+            .publish("sid/a/x", QoS::AtLeastOnce, false, "both")
+            .await
+            .unwrap();
+        let p = sub.next_publish().await;
+        let mut ids = props(&p).subscription_identifiers;
+        ids.sort();
+        assert_eq!(ids, vec![7, 300_000]);
+        publisher
+            .client
+            .publish("sid/b", QoS::AtMostOnce, false, "one")
+            .await
+            .unwrap();
+        assert_eq!(
+            props(&sub.next_publish().await).subscription_identifiers,
+            vec![300_000]
+        );
+    });
+}
+
+#[test]
+fn topic_aliases_work_both_ways_and_the_broker_uses_its_own_towards_the_subscriber() {
+    let broker = TestBroker::default_broker();
+    block_on(async {
+        let mut sub = V5::connect(&broker, &id_on_shard("ta-sub", 0), |o| {
+            o.set_topic_alias_max(Some(4));
+        })
+        .await;
+        sub.subscribe("ta/#", None).await;
+        // The publisher binds alias 1 to "ta/long/topic/name" and then sends by alias only.
+        let publisher = V5::connect(&broker, &id_on_shard("ta-pub", 1), |_| {}).await;
+        let alias = |a: u16| PublishProperties {
+            topic_alias: Some(a),
+            ..Default::default()
+        };
+        for (topic, payload) in [("ta/long/topic/name", "bind"), ("", "by alias")] {
+            publisher
+                .client
+                .publish_with_properties(topic, QoS::AtLeastOnce, false, payload, alias(1))
+                .await
+                .unwrap();
+        }
+        publisher
+            .client
+            .publish("ta/other", QoS::AtLeastOnce, false, "plain")
+            .await
+            .unwrap();
+        // Towards the subscriber, the broker binds its own aliases: the first PUBLISH names
+        // the topic and binds one, the next sends an empty topic and the alias (rumqttc hands
+        // packets over as they came).
+        let first = sub.next_publish().await;
+        let second = sub.next_publish().await;
+        let third = sub.next_publish().await;
+        assert_eq!(&first.topic[..], b"ta/long/topic/name");
+        assert!(second.topic.is_empty(), "{:?}", second.topic);
+        assert_eq!(&second.payload[..], b"by alias");
+        let a = props(&first)
+            .topic_alias
+            .expect("the broker binds an alias");
+        assert_eq!(props(&second).topic_alias, Some(a), "and uses it");
+        assert_eq!(&third.topic[..], b"ta/other");
+        assert_ne!(props(&third).topic_alias, Some(a));
+        // An alias above the broker's Topic Alias Maximum ends the connection.
+        let bad = V5::connect(&broker, &id_on_shard("ta-bad", 1), |_| {}).await;
+        let _ = bad
+            .client
+            .publish_with_properties("ta/x", QoS::AtMostOnce, false, "x", alias(u16::MAX))
+            .await;
+        assert!(
+            tokio::time::timeout(WAIT, bad.task).await.is_ok(),
+            "the broker closes a connection that uses an invalid alias"
+        );
+    });
+}
+
+#[test]
+fn a_queued_message_expires_and_one_that_lives_arrives_with_what_is_left_of_its_interval() {
+    let broker = TestBroker::default_broker();
+    let id = id_on_shard("exp-sub", 0);
+    let persistent = |o: &mut MqttOptions| {
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(300));
+    };
+    block_on(async {
+        let mut sub = V5::connect(&broker, &id, |o| {
+            o.set_clean_start(true);
+            o.set_session_expiry_interval(Some(300));
+        })
+        .await;
+        sub.subscribe("exp/t", None).await;
+        sub.disconnect().await;
+        let publisher = V5::connect(&broker, &id_on_shard("exp-pub", 1), |_| {}).await;
+        for (payload, secs) in [("short", 1), ("long", 60)] {
+            let p = PublishProperties {
+                message_expiry_interval: Some(secs),
+                ..Default::default()
+            };
+            publisher
+                .client
+                .publish_with_properties("exp/t", QoS::AtLeastOnce, false, payload, p)
+                .await
+                .unwrap();
+        }
+        // Both are queued for the offline session; "short" runs out of time meanwhile.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let mut sub = V5::connect(&broker, &id, persistent).await;
+        let p = sub.next_publish().await;
+        assert_eq!(&p.payload[..], b"long");
+        let left = props(&p)
+            .message_expiry_interval
+            .expect("the interval left");
+        assert!((57..=59).contains(&left), "{left} s left of 60");
+        assert!(sub.publish_within(QUIET).await.is_none(), "short expired");
+    });
+}
+
+#[test]
+fn a_delayed_will_is_not_published_for_a_client_that_came_back_and_is_once_due() {
+    let broker = TestBroker::default_broker();
+    let id = id_on_shard("wd-client", 0);
+    let with_will = |payload: &'static str, delay: u32| {
+        move |o: &mut MqttOptions| {
+            o.set_clean_start(false);
+            o.set_session_expiry_interval(Some(60));
+            let props = LastWillProperties {
+                delay_interval: Some(delay),
+                payload_format_indicator: None,
+                message_expiry_interval: None,
+                content_type: None,
+                response_topic: None,
+                correlation_data: None,
+                user_properties: Vec::new(),
+            };
+            o.set_last_will(LastWill::new(
+                "wd/will",
+                payload,
+                QoS::AtLeastOnce,
+                false,
+                Some(props),
+            ));
+        }
+    };
+    block_on(async {
+        let mut watcher = V5::connect(&broker, &id_on_shard("wd-watch", 1), |_| {}).await;
+        watcher.subscribe("wd/will", None).await;
+        // A connection with a 2 s will delay is taken over by the same client: the session
+        // goes on, so its will never goes out.
+        let first = V5::connect(&broker, &id, with_will("first", 2)).await;
+        let second = V5::connect(&broker, &id, with_will("second", 1)).await;
+        first.vanish();
+        assert!(
+            watcher
+                .publish_within(Duration::from_millis(3000))
+                .await
+                .is_none(),
+            "no will for a client that came back within the delay"
+        );
+        // The second connection vanishes: its will comes once its 1 s delay has passed.
+        let gone = Instant::now();
+        second.vanish();
+        let will = watcher.next_publish().await;
+        assert_eq!(&will.payload[..], b"second");
+        assert!(
+            gone.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            gone.elapsed()
+        );
+        assert!(watcher.publish_within(QUIET).await.is_none(), "once");
+    });
+}
