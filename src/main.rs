@@ -59,6 +59,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // SIGHUP: read `acl.file` again.
+    let reload = shardmq::broker::mgmt::state::reload_flag();
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload) {
+        eprintln!("shardmq: cannot install the SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
+    }
     let broker = match shardmq::broker::start_with_shutdown(config, &cores, management_core, stop) {
         Ok(b) => b,
         Err(e) => {

@@ -224,3 +224,108 @@ fn a_second_broker_on_the_same_ports_or_data_dir_refuses_to_start() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+/// CONNECTs (3.1.1, client id `id`) and SUBSCRIBEs to `topic` at QoS 0 over a fresh
+/// connection; returns the SUBACK's code.
+fn suback_code(mqtt: u16, id: u8, topic: &str) -> u8 {
+    let mut s = TcpStream::connect(("127.0.0.1", mqtt)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&[
+        0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, id,
+    ])
+    .unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+    let mut sub = vec![
+        0x82,
+        (2 + 2 + topic.len() + 1) as u8,
+        0,
+        1,
+        0,
+        topic.len() as u8,
+    ];
+    sub.extend_from_slice(topic.as_bytes());
+    sub.push(0);
+    s.write_all(&sub).unwrap();
+    let mut suback = [0u8; 5];
+    s.read_exact(&mut suback).unwrap();
+    assert_eq!(&suback[..4], &[0x90, 3, 0, 1]);
+    suback[4]
+}
+
+#[test]
+fn sighup_reloads_the_acl_file_and_a_bad_one_keeps_the_rules_in_force() {
+    let data = tempfile::tempdir().unwrap();
+    let acl = data.path().join("acl.conf");
+    std::fs::write(
+        &acl,
+        "{deny, all, subscribe, [\"locked/#\"]}.\n{allow, all}.\n",
+    )
+    .unwrap();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .args([
+            "--mqtt",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--shards",
+            "2",
+            "--set",
+            &format!("node.data_dir={}", data.path().display()),
+            "--set",
+            &format!("acl.file={}", acl.display()),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The log, line by line, to wait on.
+    let (tx, log) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match log.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return,
+                Ok(_) => continue,
+                Err(_) => panic!("no log line with {what:?} within 5 s"),
+            }
+        }
+    };
+    wait_for("listening for MQTT");
+    let hup = |child: &std::process::Child| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    assert_eq!(suback_code(mqtt, b'a', "locked/x"), 0x80);
+    // A file that does not parse: the rules in force stay.
+    std::fs::write(&acl, "{deny, all, subscribe\n").unwrap();
+    hup(&child);
+    wait_for("ACL not reloaded");
+    assert_eq!(suback_code(mqtt, b'b', "locked/x"), 0x80);
+    // The rule lifted: once every shard took it, subscribing works.
+    std::fs::write(&acl, "{allow, all}.\n").unwrap();
+    hup(&child);
+    wait_for("ACL reloaded; 2/2 shards");
+    assert_eq!(suback_code(mqtt, b'c', "locked/x"), 0);
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let _ = child.kill();
+    let _ = child.wait();
+}

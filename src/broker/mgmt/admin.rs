@@ -46,6 +46,24 @@ impl Broker {
         self.wait(waiter, self.facts.shards).await.1
     }
 
+    /// Reads `acl.file` again and, when it parses, enforces its rules from now on (every
+    /// shard gets the new policy); when it does not, the rules in force stay and the error is
+    /// logged.
+    pub async fn reload_acl(&self) {
+        match super::state::read_acl(&self.admin.base.acl.file) {
+            Ok(acl) => {
+                *self.admin.acl.borrow_mut() = acl;
+                let cov = self.push_policy().await;
+                tracing::info!(
+                    "ACL reloaded; {}/{} shards enforce it",
+                    cov.responded,
+                    cov.total
+                );
+            }
+            Err(e) => tracing::error!("ACL not reloaded, the rules in force stay: {e}"),
+        }
+    }
+
     /// Answers an administration call.
     pub async fn admin_call(&self, call: ApiCall) -> (ApiAnswer, Coverage) {
         let complete = Coverage {

@@ -202,8 +202,12 @@ pub async fn run(
         }
     });
     let mut last_sample = Instant::now();
+    let reload = state::reload_flag();
     while !shutdown.is_set() {
         rt::sleep(SHUTDOWN_POLL).await;
+        if reload.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            api.collector.reload_acl().await;
+        }
         if last_sample.elapsed() >= STATS_SAMPLE && !shutdown.is_set() {
             last_sample = Instant::now();
             api.collector.sample_stats().await;

@@ -17,6 +17,10 @@ use shardmq_http::collector::{ApiAnswer, AuthTable};
 use shardmq_http::{ApiError, ErrorCode};
 
 use super::monitors::Alarms;
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
+
+use crate::admin::acl::Acl;
 use crate::admin::configs;
 use crate::admin::hash::{HashAlgo, PasswordHash};
 use crate::admin::plugins;
@@ -32,8 +36,28 @@ pub struct Admin {
     /// The apps and users, shared with the HTTP layer (Basic auth reads them).
     pub credentials: Rc<RefCell<CredentialStore>>,
     pub alarms: RefCell<Alarms>,
-    /// The rules of `acl.file`, read at start.
-    pub acl: Arc<crate::admin::acl::Acl>,
+    /// The rules of `acl.file`, read at start and again on [`reload_flag`] (SIGHUP).
+    pub acl: RefCell<Arc<Acl>>,
+}
+
+/// Set (by the SIGHUP handler `main` installs) when `acl.file` should be read again; the
+/// management thread checks it at its next poll and pushes the new rules to the shards.
+pub fn reload_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(Default::default).clone()
+}
+
+/// The rules of the ACL file at `path` (none when the path is empty).
+pub fn read_acl(path: &str) -> io::Result<Arc<Acl>> {
+    if path.is_empty() {
+        return Ok(Default::default());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("acl.file {path}: {e}")))?;
+    let acl = Acl::parse(&text)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("acl.file {path}: {e}")))?;
+    tracing::info!("ACL: {} rules from {path}", acl.rules.len());
+    Ok(Arc::new(acl))
 }
 
 /// A failed answer with this code.
@@ -57,21 +81,7 @@ impl Admin {
         for who in credentials.borrow().defaults_in_use(&boot) {
             tracing::warn!("management API: {who} still uses its default secret; change it");
         }
-        let acl = if base.acl.file.is_empty() {
-            Default::default()
-        } else {
-            let text = std::fs::read_to_string(&base.acl.file).map_err(|e| {
-                io::Error::new(e.kind(), format!("acl.file {}: {e}", base.acl.file))
-            })?;
-            let acl = crate::admin::acl::Acl::parse(&text).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("acl.file {}: {e}", base.acl.file),
-                )
-            })?;
-            tracing::info!("ACL: {} rules from {}", acl.rules.len(), base.acl.file);
-            Arc::new(acl)
-        };
+        let acl = RefCell::new(read_acl(&base.acl.file)?);
         Ok(Admin {
             acl,
             state: RefCell::new(state),
@@ -114,7 +124,7 @@ impl Admin {
         );
         p.retainer = state.plugin_active(plugins::RETAINER);
         p.delayed_publish = state.plugin_active(plugins::DELAYED_PUBLISH);
-        p.acl = self.acl.clone();
+        p.acl = self.acl.borrow().clone();
         p
     }
 
