@@ -1,8 +1,9 @@
 //! MQTT 5.0 features with a real 5.0 client library (`rumqttc::v5`), publisher and
 //! subscriber homed on different shards: Subscription Identifiers on deliveries, topic
-//! aliases in both directions, Message Expiry of queued messages, and the Will Delay
-//! Interval (not published for a client that came back through a takeover, published once
-//! due for one that did not).
+//! aliases in both directions, Message Expiry of queued messages, the Will Delay Interval
+//! (not published for a client that came back through a takeover, published once due for one
+//! that did not), a shared subscription with members on both shards, and 3.1.1 and 5.0
+//! clients exchanging messages both ways.
 
 mod common;
 
@@ -289,5 +290,79 @@ fn a_delayed_will_is_not_published_for_a_client_that_came_back_and_is_once_due()
             gone.elapsed()
         );
         assert!(watcher.publish_within(QUIET).await.is_none(), "once");
+    });
+}
+
+#[test]
+fn a_shared_subscription_across_shards_gives_each_message_to_one_member() {
+    let broker = TestBroker::default_broker();
+    block_on(async {
+        let mut a = V5::connect(&broker, &id_on_shard("sh-a", 0), |_| {}).await;
+        let mut b = V5::connect(&broker, &id_on_shard("sh-b", 1), |_| {}).await;
+        a.subscribe("$share/g/sh/t", Some(1)).await;
+        b.subscribe("$share/g/sh/t", Some(2)).await;
+        let publisher = V5::connect(&broker, &id_on_shard("sh-pub", 1), |_| {}).await;
+        const N: usize = 20;
+        for i in 0..N {
+            publisher
+                .client
+                .publish("sh/t", QoS::AtLeastOnce, false, format!("{i}"))
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        while seen.len() < N {
+            tokio::select! {
+                Some(p) = a.publish_within(WAIT) => {
+                    assert_eq!(props(&p).subscription_identifiers, vec![1]);
+                    seen.push(p.payload);
+                }
+                Some(p) = b.publish_within(WAIT) => {
+                    assert_eq!(props(&p).subscription_identifiers, vec![2]);
+                    seen.push(p.payload);
+                }
+                else => panic!("only {} of {N} arrived", seen.len()),
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), N, "each message once");
+        assert!(a.publish_within(QUIET).await.is_none());
+        assert!(b.publish_within(QUIET).await.is_none());
+    });
+}
+
+#[test]
+fn clients_of_3_1_1_and_5_0_exchange_messages_both_ways() {
+    let broker = TestBroker::default_broker();
+    // 3.1.1 subscriber (raw), 5.0 publisher with properties: the message arrives, plain.
+    let mut v3 = broker.client(&id_on_shard("mix-v3", 0), true);
+    v3.subscribe(1, &[("mix/from5", shardmq::codec::QoS::AtLeastOnce)]);
+    block_on(async {
+        let mut v5 = V5::connect(&broker, &id_on_shard("mix-v5", 1), |_| {}).await;
+        v5.subscribe("mix/#", Some(5)).await;
+        let p = PublishProperties {
+            message_expiry_interval: Some(60),
+            user_properties: vec![("k".into(), "v".into())],
+            ..Default::default()
+        };
+        v5.client
+            .publish_with_properties("mix/from5", QoS::AtLeastOnce, false, "five", p)
+            .await
+            .unwrap();
+        // The 5.0 subscriber gets its own copy, properties kept (awaited first: the raw
+        // client below blocks this thread, the 5.0 client's event loop included).
+        let own = v5.next_publish().await;
+        assert_eq!(props(&own).user_properties, vec![("k".into(), "v".into())]);
+        let got = v3.recv_publish();
+        assert_eq!(
+            (&got.topic[..], &got.payload[..]),
+            ("mix/from5", &b"five"[..])
+        );
+        // 3.1.1 publisher to the 5.0 subscriber.
+        v3.publish1("mix/from3", b"three", 7);
+        let p = v5.next_publish().await;
+        assert_eq!(&p.topic[..], b"mix/from3");
+        assert_eq!(props(&p).subscription_identifiers, vec![5]);
     });
 }
