@@ -213,7 +213,8 @@ pub(crate) fn read(r: &mut Reader, ctx: Ctx) -> Result<Props, DecodeError> {
             REASON_STRING => set(&mut p.reason_string, r.string()?)?,
             RECEIVE_MAXIMUM => set(&mut p.receive_maximum, nonzero_u16(&mut r)?)?,
             TOPIC_ALIAS_MAXIMUM => set(&mut p.topic_alias_maximum, r.u16()?)?,
-            TOPIC_ALIAS => set(&mut p.topic_alias, nonzero_u16(&mut r)?)?,
+            // 0 is decoded: the session refuses it as Topic Alias invalid (0x94), not malformed.
+            TOPIC_ALIAS => set(&mut p.topic_alias, r.u16()?)?,
             MAXIMUM_QOS => set(&mut p.maximum_qos, flag(&mut r)?)?,
             RETAIN_AVAILABLE => set(&mut p.retain_available, flag(&mut r)?)?,
             USER_PROPERTY => {

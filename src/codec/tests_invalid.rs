@@ -224,15 +224,17 @@ fn publish_rules() {
     assert_eq!(TopicNameWildcard.reason_code(), 0x90);
     assert_eq!(err(&[0x30, 0x02, 0x00, 0x00], V311), EmptyTopicName);
     assert_eq!(err(&[0x30, 0x03, 0x00, 0x00, 0x00], V5), EmptyTopicName);
-    // Subscription identifier 0; topic alias 0.
+    // Subscription identifier 0.
     assert_eq!(
         err(&[0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x0b, 0x00], V5),
         InvalidPropertyValue
     );
-    assert_eq!(
-        err(&[0x30, 0x07, 0x00, 0x01, b't', 0x03, 0x23, 0x00, 0x00], V5),
-        InvalidPropertyValue
-    );
+    // Topic alias 0 is well-formed (the session answers it with 0x94 Topic Alias invalid).
+    let mut alias0 = BytesMut::from(&[0x30, 0x07, 0x00, 0x01, b't', 0x03, 0x23, 0x00, 0x00][..]);
+    match decode(&mut alias0, V5, usize::MAX) {
+        Ok(Some(Packet::Publish(p))) => assert_eq!(p.properties.topic_alias, Some(0)),
+        other => panic!("{other:?}"),
+    }
     // Session expiry is not a PUBLISH property.
     assert_eq!(
         err(&[0x30, 0x09, 0x00, 0x01, b't', 0x05, 0x11, 0, 0, 0, 1], V5),

@@ -1218,6 +1218,13 @@ fn v5_subscription_identifiers_go_on_every_matching_delivery() {
     assert!(ids(&mut h, "a/b").is_empty());
 }
 
+fn config_with_aliases(max: u16) -> SessionConfig {
+    SessionConfig {
+        max_topic_alias: max,
+        ..cfg()
+    }
+}
+
 #[test]
 fn v5_topic_aliases_bind_on_the_connection_and_unknown_or_invalid_ones_end_it() {
     let with_alias = |topic: &str, alias: u16| {
@@ -1236,10 +1243,7 @@ fn v5_topic_aliases_bind_on_the_connection_and_unknown_or_invalid_ones_end_it() 
             })
             .collect()
     };
-    let config = SessionConfig {
-        max_topic_alias: 2,
-        ..cfg()
-    };
+    let config = config_with_aliases(2);
     let mut h = H::with(v5_connect(), config.clone());
     assert_eq!(routed(&h.handle(with_alias("a/b", 1))), ["a/b"]);
     assert_eq!(routed(&h.handle(with_alias("", 1))), ["a/b"]);
