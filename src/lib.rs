@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod durable;
 pub mod fastmap;
 pub mod metrics;
 pub mod retained;

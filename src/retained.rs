@@ -93,6 +93,11 @@ impl RetainedStore {
             .retain(|_, (_, stored)| now.saturating_duration_since(*stored) < ttl);
     }
 
+    /// Every message retained here (for a snapshot of the journal).
+    pub fn all(&self) -> Vec<Message> {
+        self.messages.values().map(|(m, _)| m.clone()).collect()
+    }
+
     /// How many messages are retained here.
     pub fn len(&self) -> usize {
         self.messages.len()

@@ -56,6 +56,7 @@ fn config() -> impl Strategy<Value = SessionConfig> {
             session_expiry: b.2,
             max_qos_allowed: b.3,
             max_topic_alias: 10,
+            journal: true,
         })
 }
 

@@ -28,6 +28,10 @@ pub struct Opts {
     /// MQTT protocol version: 3 (3.1.1) or 5.
     #[arg(long = "mqtt-version", default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=5))]
     pub mqtt_version: u8,
+    /// Every client asks for a persistent session (clean session 0; 5.0: Session Expiry
+    /// Interval 3600): what the broker keeps durable. Use a fresh broker for each run.
+    #[arg(long)]
+    pub persistent: bool,
     /// QoS of publishes and subscriptions.
     #[arg(long, short = 'q', default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         eprintln!("shardmq-bench: {e}");
         return ExitCode::from(2);
     }
+    shardmq_bench::wire::PERSISTENT.store(opts.persistent, std::sync::atomic::Ordering::Relaxed);
     match opts.scenario {
         Scenario::Rtt => return probe_done(&opts, rtt::rtt(&opts), |r| r.summary()),
         Scenario::Window => return probe_done(&opts, probe::window(&opts), |r| r.summary()),

@@ -71,15 +71,23 @@ pub fn ack(out: &mut BytesMut, kind: u8, packet_id: u16) {
 /// (default 300 s, which bounds `--hold` too) stays well below it.
 pub const KEEPALIVE_S: u16 = 900;
 
-/// Appends a clean-session CONNECT.
+/// Every generated client asks for a persistent session (`--persistent`): clean session 0,
+/// and for 5.0 a Session Expiry Interval of an hour. Set once, before any client starts.
+pub static PERSISTENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Appends a CONNECT: a clean session unless [`PERSISTENT`].
 pub fn connect(out: &mut BytesMut, version: ProtocolVersion, client_id: &str) {
-    let c = Connect {
+    let persistent = PERSISTENT.load(std::sync::atomic::Ordering::Relaxed);
+    let mut c = Connect {
         protocol: version,
-        clean_start: true,
+        clean_start: !persistent,
         keep_alive: KEEPALIVE_S,
         client_id: Str::from(client_id),
         ..Connect::default()
     };
+    if persistent && version == ProtocolVersion::V5 {
+        c.properties.session_expiry_interval = Some(3600);
+    }
     encode(&Packet::Connect(Box::new(c)), version, out).expect("CONNECT encodes");
 }
 

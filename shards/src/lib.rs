@@ -26,6 +26,7 @@ pub type ShardId = usize;
 /// The runtime primitives the broker uses, re-exported so that only this crate names glommio.
 pub mod rt {
     pub use glommio::channels::local_channel;
+    pub use glommio::io::{BufferedFile, OpenOptions};
     pub use glommio::net::{TcpListener, TcpStream};
     pub use glommio::timer::{sleep, Timer};
     pub use glommio::{executor, spawn_local, yield_if_needed, Task};

@@ -437,6 +437,11 @@ async fn drive(
         let dispatched = dispatch(shard, link, client_id, buf, max, BATCH_PACKETS, true);
         // The batch's time must not outlive it: the write below may wait.
         drop(clock);
+        // Durability: the acknowledgements of this batch go out once the records their
+        // messages caused are written, here and on the shards they went to (`persist`).
+        if let Some(written) = shard.durability_wait() {
+            written.await;
+        }
         if InputBudget::<()>::must_report(buf.len(), counted) {
             counted = shard.hold_input(link, buf.len());
         }

@@ -15,9 +15,11 @@ pub mod budget;
 pub mod conn;
 pub mod enforce;
 pub mod flow;
+pub mod journal;
 pub mod link;
 pub mod mgmt;
 pub mod msg;
+pub mod persist;
 pub mod publish;
 pub mod race;
 pub mod route;
@@ -113,6 +115,16 @@ pub fn start_with_shutdown(
     let node_shared = shard::NodeShared {
         conn_slots: slots::ConnSlots::new(cfg.listeners.tcp.max_connections),
         auth_throttle: auth_throttle::MqttAuthThrottle::new(&cfg),
+        durable: std::sync::Arc::new((0..shards).map(|_| Default::default()).collect()),
+    };
+    // Durable sessions and retained messages from the journals, each for its home shard.
+    let recovered = if cfg.persistence.enable {
+        journal::recover(&cfg.node.data_dir, shards, |key| {
+            crate::home_shard(key, shards)
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("journal recovery: {e}")))?
+    } else {
+        (0..shards).map(|_| Default::default()).collect()
     };
     let cfg = std::sync::Arc::new(cfg);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -121,7 +133,7 @@ pub fn start_with_shutdown(
     // Members 0..shards are the shards; member `shards` is the management executor.
     let mut members = full_mesh::<ShardMsg>(shards + 1, cfg.shards.channel_capacity);
     let mgmt_member = members.pop().expect("the mesh has shards + 1 members");
-    for (member, core) in members.into_iter().zip(cores) {
+    for ((member, core), part) in members.into_iter().zip(cores).zip(recovered) {
         let cfg = cfg.clone();
         let shutdown = shutdown.clone();
         let ready = ready_tx.clone();
@@ -145,6 +157,18 @@ pub fn start_with_shutdown(
                 let handler = shard.clone();
                 shard.adopter.set(Some(conn::adopt));
                 mesh.spawn_drains(move |from, msg| handler.on_peer_msg(from, msg));
+                if cfg.persistence.enable {
+                    match journal::Journal::open(&cfg.node.data_dir, id, &cfg.persistence).await {
+                        Ok(j) => {
+                            let _ = shard.journal.set(j);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("shard {id}: journal: {e}")));
+                            return;
+                        }
+                    }
+                    shard.restore(part);
+                }
                 let listener = match bind_listener(mqtt_addr, &cfg.listeners.tcp) {
                     Ok(l) => l,
                     Err(e) => {
@@ -162,6 +186,11 @@ pub fn start_with_shutdown(
                     shard.tick();
                 }
                 drop(accept);
+                // What the journal holds goes to the file before the thread ends.
+                if let Some(j) = shard.journal.get() {
+                    let end = j.end();
+                    let _ = race::or_timeout(j.written(end), Duration::from_secs(5)).await;
+                }
                 tracing::info!(shard = id, "shard stopped");
             },
         )?);

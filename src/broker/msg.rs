@@ -26,6 +26,10 @@ pub enum ShardMsg {
     /// connection's packets produced for that shard, in order (one channel slot and one
     /// wake-up for up to a batch of messages).
     Forwards(Vec<Forward>),
+    /// `Forwards` with QoS 1/2 messages to a shard that keeps durable sessions: answered with
+    /// [`ReplyData::Ack`] once what they made it journal is written (the publishers'
+    /// acknowledgements wait for it).
+    ForwardsDurable { req: u64, forwards: Vec<Forward> },
     /// Subscribing shard → every other shard: this shard now has a subscriber for `filter`
     /// (in shared `group` if any). Answered with [`ShardMsg::Ack`].
     RouteAdd {
@@ -36,7 +40,7 @@ pub enum ShardMsg {
     /// Unsubscribing shard → every other shard: no subscriber left here for `filter`/`group`.
     RouteDel { filter: Str, group: Option<Str> },
     /// Any → the owner shard of `msg.topic`: store (or, with an empty payload, clear) it.
-    /// Answered with [`ShardMsg::Reply`] `Ack` once stored.
+    /// Answered with [`ShardMsg::Reply`] `Ack` once stored (and journaled).
     RetainSet { req: u64, msg: Box<Message> },
     /// Subscribing shard → owner shard(s): retained messages matching `filter`.
     RetainQuery { req: u64, filter: Str },

@@ -150,6 +150,7 @@ impl Shard {
                 }
                 c.session
                     .deliver(msg, opts, now, &mut metrics, &mut actions);
+                self.journal_session(&client_id, c);
                 // A delivery only makes sends: write them to the link at hand rather than
                 // look the client up again in `apply`.
                 // Offline, nothing is written (the session queued what it keeps).
@@ -240,12 +241,16 @@ impl Shard {
     pub(super) fn store_retained(&self, msg: Message) {
         let policy = self.policy.borrow().clone();
         if policy.retainer {
-            self.retained.borrow_mut().store(
+            let copy = self.journal.get().map(|_| msg.clone());
+            let stored = self.retained.borrow_mut().store(
                 msg,
                 policy.retainer_limits,
                 self.shards,
                 Instant::now(),
             );
+            if let Some(copy) = copy {
+                self.journal_retained(stored, &copy);
+            }
         }
     }
 

@@ -25,7 +25,7 @@ use crate::metrics::{Metrics, Stats};
 use crate::session::{Action, CloseReason, Message, Session};
 use shardmq_http::throttle::Failure;
 use shardmq_shards::mesh::Mesh;
-use shardmq_shards::reply::Replies;
+use shardmq_shards::reply::{AwaitReplies, Replies};
 use shardmq_shards::rt::spawn_local;
 use shardmq_shards::runtime::ShutdownFlag;
 
@@ -54,6 +54,8 @@ pub struct Client {
     pub backlog: Option<flow::FlowKey>,
     /// Flow control's view of the session's progress (stall detection).
     pub progress: flow::Progress,
+    /// The journal holds records of this session (its end must be written too).
+    pub journaled: bool,
 }
 
 impl Client {
@@ -120,6 +122,12 @@ pub struct Shard {
     batch_now: Cell<Option<Instant>>,
     /// Forwards made during the current batch, per destination shard, sent when it ends.
     pub(super) batched_forwards: RefCell<Vec<Vec<Forward>>>,
+    /// Per shard: it keeps durable sessions (see [`NodeShared::durable`]).
+    pub(super) durable_shards: Arc<Vec<std::sync::atomic::AtomicBool>>,
+    /// This shard's journal (`persistence.enable`), opened before it serves.
+    pub journal: std::cell::OnceCell<Rc<super::journal::Journal>>,
+    /// Confirmations the current batch's forwards asked for (see `persist`).
+    pub(super) batch_confirms: RefCell<Vec<AwaitReplies<ReplyData>>>,
 }
 
 /// A batch of packets a connection task handles without awaiting. While alive,
@@ -174,6 +182,9 @@ impl Refusal {
 pub struct NodeShared {
     pub conn_slots: Arc<super::slots::ConnSlots>,
     pub auth_throttle: Arc<MqttAuthThrottle>,
+    /// Per shard: it has journaled a durable session (set once, never cleared), so a QoS 1/2
+    /// message forwarded to it is acknowledged only once it confirms (see `persist`).
+    pub durable: Arc<Vec<std::sync::atomic::AtomicBool>>,
 }
 
 impl Shard {
@@ -221,6 +232,9 @@ impl Shard {
             queue_budget_warned: Default::default(),
             conn_slots: shared.conn_slots,
             auth_throttle: shared.auth_throttle,
+            durable_shards: shared.durable,
+            journal: std::cell::OnceCell::new(),
+            batch_confirms: RefCell::new(Vec::new()),
         })
     }
 
@@ -258,6 +272,7 @@ impl Shard {
         for (id, bytes) in &cuts {
             if let Some(c) = clients.get_mut(id) {
                 freed += c.session.shed_queued(*bytes, &mut metrics);
+                self.journal_session(id, c);
             }
         }
         self.queue_budget_warned.borrow_mut().warn(|more| {
@@ -332,6 +347,14 @@ impl Shard {
     fn send_batched_forwards(&self) {
         let mut batched = self.batched_forwards.borrow_mut();
         for (to, forwards) in batched.iter_mut().enumerate() {
+            if !forwards.is_empty() && self.must_confirm(to, forwards) {
+                let (req, confirmed) = self.replies.register(1);
+                self.batch_confirms.borrow_mut().push(confirmed);
+                let forwards = std::mem::take(forwards);
+                self.mesh
+                    .send(to, ShardMsg::ForwardsDurable { req, forwards });
+                continue;
+            }
             match forwards.len() {
                 0 => {}
                 1 => {
@@ -424,7 +447,9 @@ impl Shard {
             .unwrap_or(false);
         let session_present = resumable && !connect.clean_start;
         if !session_present {
-            if let Some(mut old) = self.clients.borrow_mut().remove(&client_id) {
+            let removed = self.clients.borrow_mut().remove(&client_id);
+            if let Some(mut old) = removed {
+                self.journal_gone(&client_id, &old);
                 if old.backlogged() {
                     self.flow.observe(true, 0, false, false);
                 }
@@ -474,6 +499,7 @@ impl Shard {
                 protocol: connect.protocol,
                 backlog: None,
                 progress: flow::Progress::new(now),
+                journaled: false,
             };
             match clients.get_mut(&client_id) {
                 Some(c) if session_present => {
@@ -490,6 +516,9 @@ impl Shard {
                 _ => {
                     clients.insert(client_id.clone(), info);
                 }
+            }
+            if let Some(c) = clients.get_mut(&client_id) {
+                self.journal_session(&client_id, c);
             }
         }
         self.apply(&client_id, actions);
@@ -565,7 +594,9 @@ impl Shard {
             self.publish(Message::from_will(&will, client_id, Instant::now()));
         }
         if drop_session {
-            if let Some(old) = self.clients.borrow_mut().remove(client_id) {
+            let removed = self.clients.borrow_mut().remove(client_id);
+            if let Some(old) = removed {
+                self.journal_gone(client_id, &old);
                 self.drop_subscriptions(client_id, &old.session);
             }
         }
@@ -577,6 +608,7 @@ impl Shard {
     pub fn discard_session(self: &Rc<Self>, client_id: &Str) {
         let old = self.clients.borrow_mut().remove(client_id);
         if let Some(mut old) = old {
+            self.journal_gone(client_id, &old);
             self.drop_subscriptions(client_id, &old.session);
             if let Some(will) = old.session.take_will() {
                 self.publish(Message::from_will(&will, client_id, Instant::now()));
@@ -660,6 +692,7 @@ impl Shard {
             if c.backlogged() || c.progress.watched() {
                 self.note_backlog(c);
             }
+            self.journal_session(client_id, c);
         }
         self.apply(client_id, actions);
     }
@@ -830,6 +863,12 @@ impl Shard {
                     self.deliver_local(&f.msg, f.to_subscribers, &f.shared);
                 }
             }
+            ShardMsg::ForwardsDurable { req, forwards } => {
+                for f in forwards {
+                    self.deliver_local(&f.msg, f.to_subscribers, &f.shared);
+                }
+                self.confirm_when_written(from, req);
+            }
             ShardMsg::RouteAdd { req, filter, group } => {
                 self.routes
                     .borrow_mut()
@@ -849,13 +888,7 @@ impl Shard {
             }
             ShardMsg::RetainSet { req, msg } => {
                 self.store_retained(*msg);
-                self.mesh.send(
-                    from,
-                    ShardMsg::Reply {
-                        req,
-                        reply: Box::new(ReplyData::Ack),
-                    },
-                );
+                self.confirm_when_written(from, req);
             }
             ShardMsg::RetainQuery { req, filter } => {
                 let msgs = self.retained_matching(&filter);
@@ -950,6 +983,7 @@ impl Shard {
     pub fn tick(self: &Rc<Self>) {
         let now = Instant::now();
         self.enforce_queue_budget();
+        self.compact_journal();
         let due: Vec<Str> = self
             .clients
             .borrow()
@@ -975,6 +1009,7 @@ impl Shard {
                     c.session
                         .tick(now, &mut self.metrics.borrow_mut(), &mut actions);
                     self.note_backlog(c);
+                    self.journal_session(&id, c);
                     (false, c.session.take_due_will(now))
                 }
             };
@@ -982,7 +1017,9 @@ impl Shard {
                 self.publish(Message::from_will(&will, &id, now));
             }
             if expired {
-                if let Some(old) = self.clients.borrow_mut().remove(&id) {
+                let removed = self.clients.borrow_mut().remove(&id);
+                if let Some(old) = removed {
+                    self.journal_gone(&id, &old);
                     self.drop_subscriptions(&id, &old.session);
                 }
             } else {

@@ -415,6 +415,7 @@ impl Shard {
         let mut metrics = crate::metrics::Metrics::default(); // API calls are not client traffic
         c.session
             .handle_api(packet, Instant::now(), &mut metrics, &mut actions);
+        self.journal_session(&Str::from(client_id), c);
         Ok(actions)
     }
 }

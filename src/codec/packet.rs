@@ -175,6 +175,29 @@ pub struct SubOptions {
     pub retain_handling: u8,
 }
 
+impl SubOptions {
+    /// The 5.0 subscription options byte (QoS, No Local, Retain As Published, Retain
+    /// Handling).
+    pub fn to_byte(self) -> u8 {
+        self.qos as u8
+            | u8::from(self.no_local) << 2
+            | u8::from(self.retain_as_published) << 3
+            | (self.retain_handling & 0b11) << 4
+    }
+
+    /// The options a 5.0 options byte holds; `None` for reserved bits, QoS 3 or Retain
+    /// Handling 3.
+    pub fn from_byte(b: u8) -> Option<SubOptions> {
+        let opts = SubOptions {
+            qos: QoS::from_u8(b & 0b11)?,
+            no_local: b & 0x04 != 0,
+            retain_as_published: b & 0x08 != 0,
+            retain_handling: (b >> 4) & 0b11,
+        };
+        (b & 0xc0 == 0 && opts.retain_handling != 3).then_some(opts)
+    }
+}
+
 /// SUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Subscribe {

@@ -50,6 +50,48 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     /// `[acl]`
     pub acl: AclConfig,
+    /// `[persistence]`
+    pub persistence: PersistenceConfig,
+}
+
+/// `[persistence]`: durable sessions and retained messages on disk (each shard's journal
+/// under `node.data_dir`/journal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// Keep persistent sessions and retained messages across restarts.
+    pub enable: bool,
+    /// When the journal's writes reach the disk.
+    pub fsync: FsyncMode,
+    /// Milliseconds between two syncs with `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// A shard's journal is rewritten from its live state once it grows past this many bytes.
+    pub compact_bytes: u64,
+}
+
+/// `persistence.fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    /// Written to the page cache before the acknowledgement; the kernel flushes it when it
+    /// likes (survives a crash of the broker, not of the machine).
+    Never,
+    /// As `never`, and synced every `fsync_interval_ms` (a machine crash loses at most that).
+    #[default]
+    Interval,
+    /// Synced before the acknowledgement.
+    Always,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            enable: true,
+            fsync: FsyncMode::Interval,
+            fsync_interval_ms: 100,
+            compact_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[acl]`: authorization of publishes and subscriptions (EMQ X `acl.conf`).
@@ -653,6 +695,7 @@ impl From<&Config> for crate::session::SessionConfig {
             max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed)
                 .unwrap_or(crate::codec::QoS::ExactlyOnce),
             max_topic_alias: m.max_topic_alias,
+            journal: cfg.persistence.enable,
         }
     }
 }

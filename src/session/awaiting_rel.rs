@@ -18,6 +18,11 @@ pub struct AwaitingRel {
 }
 
 impl AwaitingRel {
+    /// The ids awaiting PUBREL, oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ids.iter().map(|(id, _)| *id)
+    }
+
     /// An empty set holding at most `max_len` ids (0 = unbounded).
     pub fn new(max_len: usize) -> AwaitingRel {
         AwaitingRel {

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{Action, CloseReason, Message, Session, Violation};
+use super::{Action, CloseReason, Message, Persist, Session, Violation};
 use crate::codec::{
     Disconnect, Packet, ProtocolVersion, PubResp, Publish, QoS, Str, SubOptions, Subscribe,
     Unsubscribe,
@@ -161,6 +161,7 @@ impl Session {
                     return;
                 } else {
                     self.awaiting_rel.insert(packet_id, now);
+                    self.record(Persist::AwaitRel { packet_id });
                     out.push(Action::Route(Message::from_publish(
                         p,
                         &self.client_id,
@@ -192,6 +193,9 @@ impl Session {
 
     fn handle_pubrel(&mut self, r: PubResp, m: &mut Metrics, out: &mut Vec<Action>) {
         let resp = if self.awaiting_rel.remove(r.packet_id) {
+            self.record(Persist::Released {
+                packet_id: r.packet_id,
+            });
             PubResp::new(r.packet_id)
         } else {
             // Unknown id: complete anyway so the client can free it [MQTT-4.3.3-1 method B].
@@ -219,12 +223,18 @@ impl Session {
         for (filter, requested) in s.filters {
             let existed = self.subscriptions.contains_key(&filter);
             let mut result = self.subscribe_one(&filter, requested, v5);
-            if result.is_ok() {
+            if let Ok(granted) = result {
                 // A subscription replaced without an identifier loses its old one.
-                match identifier.filter(|_| v5) {
+                let id = identifier.filter(|_| v5);
+                match id {
                     Some(id) => self.subscription_ids.insert(filter.clone(), id),
                     None => self.subscription_ids.remove(&filter),
                 };
+                self.record(Persist::Subscribe {
+                    filter: filter.clone(),
+                    opts: granted,
+                    id: id.unwrap_or(0),
+                });
             }
             // Retain Handling 1: retained messages only for a new subscription [MQTT-3.3.1-10];
             // the glue sends none for 2.
@@ -276,6 +286,9 @@ impl Session {
             .map(|f| {
                 let existed = self.subscriptions.remove(&f).is_some();
                 self.subscription_ids.remove(&f);
+                if existed {
+                    self.record(Persist::Unsubscribe { filter: f.clone() });
+                }
                 (f, existed)
             })
             .collect();
@@ -293,6 +306,7 @@ impl Session {
                     return self.violation(Violation::SessionExpiryAtDisconnect, now, out);
                 }
                 self.session_expiry = self.v5_expiry(secs);
+                self.record_settings();
                 self.persistent = !self.session_expiry.is_zero();
             }
         }

@@ -65,14 +65,16 @@ impl Inflight {
         self.entries.get_mut(i)
     }
 
-    /// Drops the entry for `packet_id` if it is in `state`; false when there is none.
-    pub fn remove_in_state(&mut self, packet_id: u16, state: InflightState) -> bool {
+    /// Drops the entry for `packet_id` if it is in `state`, returning its message's sequence
+    /// number (see `persist`); `None` when there is no such entry.
+    pub fn remove_in_state(&mut self, packet_id: u16, state: InflightState) -> Option<u64> {
         match self.position(packet_id) {
             Some(i) if self.entries[i].state == state => {
+                let seq = self.entries[i].msg.seq;
                 self.discard(i);
-                true
+                Some(seq)
             }
-            _ => false,
+            _ => None,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Message {
     /// 5.0 Message Expiry Interval, as the time it runs out: a copy not yet sent by then is
     /// discarded; one sent later carries what is left of the interval.
     pub expires_at: Option<Instant>,
+    /// The sequence number a durable session gave its copy (0: not recorded; see `persist`).
+    pub seq: u64,
 }
 
 impl Message {
@@ -46,6 +48,7 @@ impl Message {
             properties: None,
             publisher: Str::default(),
             expires_at: None,
+            seq: 0,
         }
     }
 
@@ -71,6 +74,7 @@ impl Message {
             properties,
             publisher: publisher.clone(),
             expires_at,
+            seq: 0,
         }
     }
 
@@ -89,6 +93,7 @@ impl Message {
             properties,
             publisher: publisher.clone(),
             expires_at,
+            seq: 0,
         }
     }
 

@@ -28,6 +28,7 @@ mod message;
 mod mqueue;
 mod outbound;
 mod packet_id;
+mod persist;
 mod violation;
 
 #[cfg(test)]
@@ -47,6 +48,7 @@ use packet_id::PacketIds;
 
 pub use inflight::InflightState;
 pub use message::Message;
+pub use persist::Persist;
 pub use violation::Violation;
 
 /// Session limits and policies (EMQ X v3 zone settings). Shared by all sessions of a zone.
@@ -77,6 +79,8 @@ pub struct SessionConfig {
     /// Topic aliases a 5.0 client may bind per connection (the Topic Alias Maximum the
     /// glue announces in CONNACK); 0 = none.
     pub max_topic_alias: u16,
+    /// Persistent sessions record their changes for the journal (`persistence.enable`).
+    pub journal: bool,
 }
 
 impl Default for SessionConfig {
@@ -239,6 +243,20 @@ pub struct SessionInfo {
     pub expiry: Duration,
 }
 
+/// A durable session as written down (see [`Session::restore`]).
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    pub client_id: Str,
+    pub protocol: ProtocolVersion,
+    pub expiry_secs: u64,
+    /// Filter, granted options, 5.0 Subscription Identifier (0 = none).
+    pub subscriptions: Vec<(Str, SubOptions, u32)>,
+    /// In the order they entered: the message (its `seq` set), its packet id when it was
+    /// sent, and whether a QoS 2 one was PUBREC'd.
+    pub messages: Vec<(Message, Option<u16>, bool)>,
+    pub awaiting_rel: Vec<u16>,
+}
+
 /// The state of one client's session. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -270,6 +288,10 @@ pub struct Session {
     aliases_in: HashMap<u16, Str>,
     /// 5.0: the CONNECT's Session Expiry Interval was 0 (DISCONNECT may not raise it).
     connect_expiry_zero: bool,
+    /// What a durable session asks to be written down since the glue last took it.
+    persist: Vec<Persist>,
+    /// The next sequence number for a message this session keeps (from 1).
+    next_seq: u64,
     /// Offline with a will: when it is due (its Will Delay Interval after the connection
     /// was lost, or the session's end if that comes first) [MQTT-3.1.3-9].
     will_due: Option<Instant>,
@@ -302,6 +324,8 @@ impl Session {
             aliases_in: HashMap::new(),
             connect_expiry_zero: true,
             will_due: None,
+            persist: Vec::new(),
+            next_seq: 1,
             deliver_msg: 0,
             enqueue_msg: 0,
             created_at: now,
@@ -309,6 +333,120 @@ impl Session {
         };
         s.take_connect(connect, now);
         s
+    }
+
+    /// A durable session as a restart found it written down, offline since `now`: its
+    /// messages in the order they entered (those sent with their packet id go back into the
+    /// window, to be re-sent with DUP when the client resumes; the rest wait in the queue),
+    /// its subscriptions and its incoming QoS 2 ids awaiting PUBREL.
+    pub fn restore(r: Restored, cfg: SessionConfig, now: Instant) -> Session {
+        let window = if cfg.max_inflight == 0 {
+            u16::MAX
+        } else {
+            cfg.max_inflight
+        };
+        let mut s = Session {
+            client_id: r.client_id,
+            protocol: r.protocol,
+            clean_start: false,
+            will: None,
+            keepalive: Keepalive::new(0, 1.0, now),
+            online: false,
+            offline_since: Some(now),
+            persistent: true,
+            session_expiry: Duration::from_secs(r.expiry_secs),
+            max_inflight: usize::from(window),
+            max_packet_out: 0,
+            inflight: Inflight::default(),
+            mqueue: MQueue::new(cfg.max_mqueue),
+            awaiting_rel: AwaitingRel::new(cfg.max_awaiting_rel),
+            packet_ids: PacketIds::default(),
+            subscriptions: HashMap::new(),
+            subscription_ids: HashMap::new(),
+            aliases_in: HashMap::new(),
+            connect_expiry_zero: false,
+            will_due: None,
+            persist: Vec::new(),
+            next_seq: 1,
+            deliver_msg: 0,
+            enqueue_msg: 0,
+            created_at: now,
+            cfg,
+        };
+        for (filter, opts, id) in r.subscriptions {
+            if id != 0 {
+                s.subscription_ids.insert(filter.clone(), id);
+            }
+            s.subscriptions.insert(filter, opts);
+        }
+        for (msg, packet_id, received) in r.messages {
+            s.next_seq = s.next_seq.max(msg.seq + 1);
+            match packet_id {
+                Some(packet_id) if !s.inflight.contains(packet_id) => {
+                    let state = match (msg.qos, received) {
+                        (QoS::ExactlyOnce, true) => InflightState::WaitComp,
+                        (QoS::ExactlyOnce, false) => InflightState::WaitRec,
+                        _ => InflightState::WaitAck,
+                    };
+                    s.inflight.push(inflight::InflightEntry {
+                        packet_id,
+                        msg,
+                        state,
+                        sent_at: now,
+                        resend: false,
+                    });
+                }
+                _ => {
+                    // Held past `max_mqueue` if need be: every one of them was acknowledged.
+                    s.mqueue.set_held(true);
+                    s.mqueue.push(msg);
+                    s.mqueue.set_held(false);
+                }
+            }
+        }
+        for packet_id in r.awaiting_rel {
+            s.awaiting_rel.insert(packet_id, now);
+        }
+        s
+    }
+
+    /// This session as [`Session::restore`] would rebuild it: what a snapshot of the journal
+    /// writes (its QoS 1/2 messages with their sequence numbers, in order).
+    pub fn written_down(&self, client_id: &Str) -> Restored {
+        let mut messages: Vec<(Message, Option<u16>, bool)> = self
+            .inflight
+            .iter()
+            .filter(|e| e.msg.seq != 0)
+            .map(|e| {
+                let received = e.state == InflightState::WaitComp;
+                (e.msg.clone(), Some(e.packet_id), received)
+            })
+            .collect();
+        messages.extend(
+            self.mqueue
+                .iter()
+                .filter(|m| m.seq != 0)
+                .map(|m| (m.clone(), None, false)),
+        );
+        messages.sort_by_key(|(m, _, _)| m.seq);
+        Restored {
+            client_id: client_id.clone(),
+            protocol: self.protocol,
+            expiry_secs: self.session_expiry.as_secs(),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(f, o)| {
+                    (
+                        f.clone(),
+                        *o,
+                        self.subscription_ids.get(f).copied().unwrap_or(0),
+                    )
+                })
+                .collect(),
+            messages,
+            awaiting_rel: self.awaiting_rel.ids().collect(),
+        }
     }
 
     /// The client reconnected to this persistent session (the glue checked clean
@@ -371,6 +509,34 @@ impl Session {
             ProtocolVersion::V5 => !self.session_expiry.is_zero(),
             _ => !connect.clean_start,
         };
+        self.record_settings();
+    }
+
+    /// Records the settings a restart needs (a durable session only).
+    pub(super) fn record_settings(&mut self) {
+        let op = Persist::Open {
+            protocol: self.protocol,
+            expiry_secs: self.session_expiry.as_secs(),
+        };
+        self.record(op);
+    }
+
+    /// Appends `op` to what the glue must write down, if this session is durable.
+    pub(super) fn record(&mut self, op: Persist) {
+        if self.persistent && self.cfg.journal {
+            self.persist.push(op);
+        }
+    }
+
+    /// What this session asked to be written down since the last call, in order (empty for
+    /// a session that is not persistent).
+    pub fn take_persist(&mut self) -> Vec<Persist> {
+        std::mem::take(&mut self.persist)
+    }
+
+    /// True when [`Session::take_persist`] has something.
+    pub fn has_persist(&self) -> bool {
+        !self.persist.is_empty()
     }
 
     /// A 5.0 Session Expiry Interval (seconds, u32::MAX = never), bounded by the config.
@@ -477,10 +643,11 @@ impl Session {
     pub fn shed_queued(&mut self, bytes: usize, m: &mut Metrics) -> usize {
         let before = self.mqueue.bytes();
         while before - self.mqueue.bytes() < bytes {
-            if self.mqueue.shed().is_none() {
+            let Some(shed) = self.mqueue.shed() else {
                 break;
-            }
+            };
             m.count_drop(crate::metrics::DropReason::QueueBudget);
+            self.forget(&shed);
         }
         before - self.mqueue.bytes()
     }

@@ -138,6 +138,11 @@ impl MQueue {
         self.bytes -= entry_bytes(msg);
     }
 
+    /// The queued messages, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Message> {
+        self.items.iter()
+    }
+
     /// Memory the queued messages hold ([`entry_bytes`] each).
     pub fn bytes(&self) -> usize {
         self.bytes

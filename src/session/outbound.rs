@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::inflight::{InflightEntry, InflightState};
-use super::{Action, Message, Session};
+use super::{Action, Message, Persist, Session};
 use crate::codec::{Packet, ProtocolVersion, PubResp, Publish, QoS, Str, SubOptions};
 use crate::metrics::{DropReason, Metrics};
 use crate::topic::{matches, parse_shared};
@@ -77,10 +77,15 @@ impl Session {
         let mut msg = msg.clone();
         msg.qos = qos;
         msg.retain = retain;
+        if self.persistent && self.cfg.journal && qos != QoS::AtMostOnce {
+            // A durable session's QoS 1/2 copy is written down (see `persist`).
+            msg.seq = self.next_seq;
+            self.next_seq += 1;
+        }
         if self.online && self.mqueue.is_empty() && self.window_allows(qos) {
-            self.send_new(msg, now, m, out, Encode::ByCaller);
+            self.send_new(msg, now, m, out, Encode::ByCaller, Entered::Now);
         } else {
-            self.enqueue(msg, m);
+            self.enqueue(msg, m, Entered::Now);
         }
     }
 
@@ -117,15 +122,37 @@ impl Session {
         qos == QoS::AtMostOnce || self.inflight.len() < self.max_inflight
     }
 
-    fn enqueue(&mut self, msg: Message, m: &mut Metrics) {
+    fn enqueue(&mut self, msg: Message, m: &mut Metrics, entered: Entered) {
         if !self.online && msg.qos == QoS::AtMostOnce && !self.cfg.mqueue_store_qos0 {
             self.mqueue.count_drop();
             m.count_drop(DropReason::Qos0Offline);
             return;
         }
         self.enqueue_msg += 1;
-        if self.mqueue.push(msg).is_some() {
+        if msg.seq != 0 && entered == Entered::Now {
+            self.record(Persist::Keep {
+                seq: msg.seq,
+                msg: msg.clone(),
+                packet_id: None,
+            });
+        }
+        if let Some(dropped) = self.mqueue.push(msg) {
             m.count_drop(DropReason::QueueFull);
+            self.forget(&dropped);
+        }
+    }
+
+    /// [`Session::forget`] by sequence number.
+    fn forget_seq(&mut self, seq: u64) {
+        if seq != 0 {
+            self.record(Persist::Done { seq });
+        }
+    }
+
+    /// Records that a kept message left the session (a durable session only).
+    pub(super) fn forget(&mut self, msg: &Message) {
+        if msg.seq != 0 {
+            self.record(Persist::Done { seq: msg.seq });
         }
     }
 
@@ -137,6 +164,7 @@ impl Session {
         m: &mut Metrics,
         out: &mut Vec<Action>,
         encode: Encode,
+        entered: Entered,
     ) {
         let encode = match encode {
             Encode::ByCaller if self.decorates(&msg) => Encode::Here,
@@ -163,11 +191,23 @@ impl Session {
         let inflight = &self.inflight;
         let Some(packet_id) = self.packet_ids.alloc(|id| inflight.contains(id)) else {
             // Every id is in use (only with an unlimited window): wait in the queue.
-            self.enqueue(msg, m);
+            self.enqueue(msg, m, entered);
             return;
         };
         count_sent(m, &msg, msg.qos);
         out.push(send(Some(packet_id)));
+        if msg.seq != 0 {
+            let seq = msg.seq;
+            let op = match entered {
+                Entered::Now => Persist::Keep {
+                    seq,
+                    msg: msg.clone(),
+                    packet_id: Some(packet_id),
+                },
+                Entered::Before => Persist::Sent { seq, packet_id },
+            };
+            self.record(op);
+        }
         let state = if msg.qos == QoS::AtLeastOnce {
             InflightState::WaitAck
         } else {
@@ -194,10 +234,11 @@ impl Session {
             let Some(msg) = self.mqueue.pop() else { break };
             if msg.expired(now) {
                 m.messages_expired += 1;
+                self.forget(&msg);
                 continue;
             }
             let before = self.mqueue.len();
-            self.send_new(msg, now, m, out, Encode::Here);
+            self.send_new(msg, now, m, out, Encode::Here, Entered::Before);
             if self.mqueue.len() > before {
                 break; // no packet id free: it went back to the queue
             }
@@ -239,10 +280,11 @@ impl Session {
         m: &mut Metrics,
         out: &mut Vec<Action>,
     ) {
-        if self
+        if let Some(seq) = self
             .inflight
             .remove_in_state(r.packet_id, InflightState::WaitAck)
         {
+            self.forget_seq(seq);
             self.drain(now, m, out);
         } else {
             m.packets_puback_missed += 1;
@@ -260,14 +302,21 @@ impl Session {
         match self.inflight.get_mut(r.packet_id) {
             Some(e) if e.state == InflightState::WaitRec && v5_refused => {
                 // 5.0: the client refused the message; the flow ends here [MQTT-4.3.3-4].
+                let seq = e.msg.seq;
                 self.inflight.remove(r.packet_id);
+                self.forget_seq(seq);
                 self.drain(now, m, out);
             }
             Some(e) if e.state != InflightState::WaitAck => {
                 // First PUBREC, or a repeated one after our PUBREL: (re)send PUBREL.
+                let first = e.state == InflightState::WaitRec;
+                let seq = e.msg.seq;
                 e.state = InflightState::WaitComp;
                 e.sent_at = now;
                 out.push(Action::Send(Packet::PubRel(PubResp::new(r.packet_id))));
+                if first && seq != 0 {
+                    self.record(Persist::Received { seq });
+                }
             }
             _ => m.packets_pubrec_missed += 1,
         }
@@ -280,10 +329,11 @@ impl Session {
         m: &mut Metrics,
         out: &mut Vec<Action>,
     ) {
-        if self
+        if let Some(seq) = self
             .inflight
             .remove_in_state(r.packet_id, InflightState::WaitComp)
         {
+            self.forget_seq(seq);
             self.drain(now, m, out);
         } else {
             m.packets_pubcomp_missed += 1;
@@ -353,6 +403,14 @@ fn decorate(
 }
 
 /// `messages/sent` and `messages/qosN/sent` for one outgoing PUBLISH ($SYS excluded, as EMQ X).
+/// Whether a message [`Session::send_new`] or [`Session::enqueue`] takes is new to the session
+/// (a durable session records it whole) or was queued before (only where it goes is recorded).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entered {
+    Now,
+    Before,
+}
+
 /// Who encodes a PUBLISH [`Session::send_new`] sends: the session (an owned packet), or the
 /// caller of [`Session::deliver`], which has the message at hand
 /// ([`Action::SendDelivered`]).

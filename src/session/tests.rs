@@ -1376,6 +1376,51 @@ fn v5_payload_format_1_must_be_utf8_and_a_response_topic_has_no_wildcards() {
     );
 }
 
+#[test]
+fn a_durable_session_records_each_change_and_what_it_wrote_down_restores_it() {
+    let mut h = H::new(SessionConfig {
+        max_inflight: 1,
+        ..cfg()
+    });
+    h.handle(Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        filters: vec![(Str::from("t"), sub(QoS::AtLeastOnce))],
+        ..Default::default()
+    }));
+    h.deliver("t", QoS::AtLeastOnce); // sent, id 1
+    h.deliver("t", QoS::AtLeastOnce); // queued
+    h.deliver("t", QoS::AtMostOnce); // QoS 0: never recorded
+    h.handle(Packet::PubAck(ack(1))); // done; the queued one goes out
+    let kinds: Vec<String> =
+        h.s.take_persist()
+            .iter()
+            .map(|op| {
+                format!("{op:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+    assert_eq!(kinds, ["Open", "Subscribe", "Keep", "Keep", "Done", "Sent"]);
+    assert!(!h.s.has_persist());
+    // What it wrote down rebuilds the same session: the message in flight comes back with
+    // DUP when the client resumes.
+    let down = h.s.written_down(&Str::from("c1"));
+    assert_eq!(down.messages.len(), 1);
+    let mut restored = Session::restore(down, cfg(), h.t0);
+    let mut out = Vec::new();
+    restored.resume(&connect(false, 0), h.t0, &mut h.m, &mut out);
+    assert_eq!(
+        sent(&out),
+        vec![("t".to_string(), Some(2), QoS::AtLeastOnce, true)]
+    );
+    // A clean session records nothing.
+    let mut clean = H::with(connect(true, 0), cfg());
+    clean.deliver("t", QoS::AtLeastOnce);
+    assert!(!clean.s.has_persist());
+}
+
 // ---- ordering (spec 4.6) under random acknowledgement orders and reconnects ----
 
 #[test]

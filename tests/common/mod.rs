@@ -257,6 +257,14 @@ impl Raw {
         }
     }
 
+    /// The next packet, or `None` when none arrives within `within` or the connection ends.
+    pub fn try_recv_or_closed(&mut self, within: Duration) -> Option<Packet> {
+        match self.next_event(within) {
+            Event::Packet(p) => Some(*p),
+            Event::Timeout | Event::Closed => None,
+        }
+    }
+
     /// The next packet; fails the test if none arrives within [`WAIT`].
     pub fn recv(&mut self) -> Packet {
         match self.next_event(WAIT) {
@@ -643,6 +651,15 @@ pub struct Http {
 impl AdminNode {
     /// Two shards, random ports, these `--set` overrides.
     pub fn start(data_dir: &std::path::Path, sets: &[&str]) -> AdminNode {
+        Self::start_with_shards(data_dir, SHARDS, sets)
+    }
+
+    /// `shards` shards, random ports, these `--set` overrides.
+    pub fn start_with_shards(
+        data_dir: &std::path::Path,
+        shards: usize,
+        sets: &[&str],
+    ) -> AdminNode {
         let mut cfg = Config::default();
         cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
         cfg.management.bind = "127.0.0.1:0".parse().unwrap();
@@ -653,7 +670,7 @@ impl AdminNode {
         }
         let name = cfg.node.name.clone();
         let cores = shardmq_shards::preflight::available_cores();
-        let shard_cores: Vec<usize> = (0..SHARDS).map(|i| cores[i % cores.len()]).collect();
+        let shard_cores: Vec<usize> = (0..shards).map(|i| cores[i % cores.len()]).collect();
         let broker = shardmq::broker::start(cfg, &shard_cores).expect("broker starts");
         AdminNode {
             mqtt: broker.mqtt_addr,

@@ -997,6 +997,7 @@ impl Harness {
             properties: None,
             publisher: Str::from(if own { CLIENT } else { "other" }),
             expires_at: None,
+            seq: 0,
         };
         let sub = SubOptions {
             qos: sub_qos,

@@ -76,6 +76,7 @@ fn setup(u: &mut Unstructured) -> Result<Setup> {
             qos(u)?
         },
         max_topic_alias: pick(u, &[0, 1, 10])?,
+        journal: u.arbitrary()?,
     };
     Ok(Setup {
         cfg,
