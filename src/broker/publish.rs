@@ -109,7 +109,7 @@ impl Shard {
         let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
         {
             let clients = self.clients.borrow();
-            self.index.borrow_mut().recipients(
+            self.routes.borrow_mut().recipients(
                 &msg.topic,
                 &msg.publisher,
                 to_subscribers,

@@ -1,13 +1,14 @@
-//! The routing tables of one shard: its local subscription index and its replica of the
-//! broker-wide route table.
+//! One shard's route table: for every filter with a subscriber anywhere, the shards that
+//! have ordinary subscribers, the shared groups with members anywhere (and their shards),
+//! and this shard's own subscribers and group members. One trie, one entry per filter: the
+//! broker-wide replica and the local index are the same table.
 //!
-//! Owns: `LocalIndex` (filter → this shard's subscribers) and `RouteReplica` (filter → the
-//! set of shards with at least one subscriber, plus shared groups per shard), and the routing
-//! decisions made from them: which shards a message goes to ([`RouteReplica::plan`]) and
-//! which local clients receive it ([`LocalIndex::recipients`], [`SharedGroup::pick`]). Pure
-//! data and pure functions, touched only by its shard's thread, unit-tested here.
-//! Must never: do I/O or talk to other shards; the shard sends `RouteAdd`/`RouteDel` when
-//! these tables say a filter appeared or vanished here.
+//! Owns: the table and the routing decisions made from it: which shards a message goes to
+//! ([`RouteTable::plan`]) and which local clients receive it ([`RouteTable::recipients`],
+//! [`SharedGroup::pick`]). Pure data and pure functions, touched only by its shard's thread,
+//! unit-tested here.
+//! Must never: do I/O or talk to other shards; the shard sends `RouteAdd`/`RouteDel` when a
+//! change here says a filter appeared or vanished on it ([`RouteChange`]).
 
 use std::collections::HashMap;
 
@@ -21,24 +22,35 @@ pub type ShardSet = u128;
 /// The most shards a broker may run.
 pub const MAX_SHARDS: usize = 128;
 
-/// This shard's subscribers.
+/// Everything known of one filter.
 #[derive(Default)]
-pub struct LocalIndex {
-    /// Ordinary subscriptions: filter → client id → options.
-    pub direct: TopicTrie<HashMap<Str, SubOptions>>,
-    /// Shared subscriptions: filter → group → members (client id, options) in join order.
-    pub shared: TopicTrie<HashMap<Str, SharedGroup>>,
+pub struct FilterRoutes {
+    /// Shards with ordinary subscribers of the filter (this one when `local` is not empty).
+    pub shards: ShardSet,
+    /// This shard's ordinary subscribers: client id → options.
+    pub local: HashMap<Str, SubOptions>,
+    /// Shared groups with members anywhere, by share name.
+    pub groups: HashMap<Str, SharedGroup>,
 }
 
-/// The local members of one shared-subscription group for one filter.
+impl FilterRoutes {
+    fn is_empty(&self) -> bool {
+        self.shards == 0 && self.local.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// One shared-subscription group of one filter.
 #[derive(Default)]
 pub struct SharedGroup {
+    /// Shards with members (this one when `members` is not empty).
+    pub shards: ShardSet,
+    /// This shard's members (client id, options) in join order.
     pub members: Vec<(Str, SubOptions)>,
     /// Round-robin cursor.
     pub next: usize,
 }
 
-/// What a local index change means for the other shards.
+/// What a change to this shard's subscribers means for the other shards.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteChange {
     /// The first local subscriber of this filter/group appeared: announce it.
@@ -49,65 +61,75 @@ pub enum RouteChange {
     Unchanged,
 }
 
-impl LocalIndex {
-    /// Adds or updates `client`'s subscription.
-    pub fn add(
+/// The route table of shard `me`.
+pub struct RouteTable {
+    me: usize,
+    filters: TopicTrie<FilterRoutes>,
+}
+
+impl RouteTable {
+    /// An empty table for shard `me`.
+    pub fn new(me: usize) -> RouteTable {
+        RouteTable {
+            me,
+            filters: TopicTrie::default(),
+        }
+    }
+
+    /// Adds or updates `client`'s subscription here.
+    pub fn subscribe(
         &mut self,
         client: &Str,
         filter: &str,
         group: Option<&str>,
         opts: SubOptions,
     ) -> RouteChange {
-        match group {
+        let bit: ShardSet = 1 << self.me;
+        let entry = self.filters.entry(filter);
+        let (members_were_empty, set) = match group {
             None => {
-                let subs = self.direct.entry(filter);
-                let was_empty = subs.is_empty();
-                subs.insert(client.clone(), opts);
-                if was_empty {
-                    RouteChange::Added
-                } else {
-                    RouteChange::Unchanged
-                }
+                let was = entry.local.is_empty();
+                entry.local.insert(client.clone(), opts);
+                (was, &mut entry.shards)
             }
             Some(group) => {
-                let groups = self.shared.entry(filter);
-                let g = groups.entry(Str::from(group)).or_default();
-                let was_empty = g.members.is_empty();
+                let g = entry.groups.entry(Str::from(group)).or_default();
+                let was = g.members.is_empty();
                 match g.members.iter_mut().find(|(c, _)| c == client) {
                     Some(m) => m.1 = opts,
                     None => g.members.push((client.clone(), opts)),
                 }
-                if was_empty {
-                    RouteChange::Added
-                } else {
-                    RouteChange::Unchanged
-                }
+                (was, &mut g.shards)
             }
+        };
+        *set |= bit;
+        if members_were_empty {
+            RouteChange::Added
+        } else {
+            RouteChange::Unchanged
         }
     }
 
-    /// Removes `client`'s subscription, if it has one.
-    pub fn remove(&mut self, client: &Str, filter: &str, group: Option<&str>) -> RouteChange {
-        match group {
+    /// Removes `client`'s subscription here, if it has one.
+    pub fn unsubscribe(&mut self, client: &Str, filter: &str, group: Option<&str>) -> RouteChange {
+        let bit: ShardSet = 1 << self.me;
+        let Some(entry) = self.filters.get_mut(filter) else {
+            return RouteChange::Unchanged;
+        };
+        let change = match group {
             None => {
-                let Some(subs) = self.direct.get_mut(filter) else {
-                    return RouteChange::Unchanged;
-                };
-                if subs.remove(client).is_none() {
+                if entry.local.remove(client).is_none() {
                     return RouteChange::Unchanged;
                 }
-                if subs.is_empty() {
-                    self.direct.remove(filter);
+                if entry.local.is_empty() {
+                    entry.shards &= !bit;
                     RouteChange::Removed
                 } else {
                     RouteChange::Unchanged
                 }
             }
             Some(group) => {
-                let Some(groups) = self.shared.get_mut(filter) else {
-                    return RouteChange::Unchanged;
-                };
-                let Some(g) = groups.get_mut(group) else {
+                let Some(g) = entry.groups.get_mut(group) else {
                     return RouteChange::Unchanged;
                 };
                 let before = g.members.len();
@@ -118,88 +140,91 @@ impl LocalIndex {
                 if !g.members.is_empty() {
                     return RouteChange::Unchanged;
                 }
-                groups.remove(group);
-                if groups.is_empty() {
-                    self.shared.remove(filter);
+                g.shards &= !bit;
+                if g.shards == 0 {
+                    entry.groups.remove(group);
                 }
                 RouteChange::Removed
             }
+        };
+        if entry.is_empty() {
+            self.filters.remove(filter);
+        }
+        change
+    }
+
+    /// Shard `shard` announced a subscriber for `filter` (in `group`).
+    pub fn add_route(&mut self, shard: usize, filter: &str, group: Option<&str>) {
+        let bit: ShardSet = 1 << shard;
+        let entry = self.filters.entry(filter);
+        match group {
+            None => entry.shards |= bit,
+            Some(g) => entry.groups.entry(Str::from(g)).or_default().shards |= bit,
         }
     }
 
-    /// Number of ordinary subscriptions (filter, client) on this shard.
-    pub fn direct_count(&self) -> usize {
-        self.direct.iter().map(|(_, v)| v.len()).sum()
-    }
-
-    /// Number of shared-group memberships on this shard.
-    pub fn shared_count(&self) -> usize {
-        self.shared
-            .iter()
-            .map(|(_, g)| g.values().map(|g| g.members.len()).sum::<usize>())
-            .sum()
-    }
-}
-
-/// This shard's copy of where subscribers are, broker-wide (itself included).
-#[derive(Default)]
-pub struct RouteReplica {
-    /// Ordinary routes: filter → shards with subscribers.
-    pub direct: TopicTrie<ShardSet>,
-    /// Shared routes: filter → group → shards with members.
-    pub shared: TopicTrie<HashMap<Str, ShardSet>>,
-}
-
-impl RouteReplica {
-    /// Records that `shard` has a subscriber for `filter` (in `group`).
-    pub fn add(&mut self, shard: usize, filter: &str, group: Option<&str>) {
+    /// Shard `shard` has no subscriber left for `filter` (in `group`).
+    pub fn remove_route(&mut self, shard: usize, filter: &str, group: Option<&str>) {
         let bit: ShardSet = 1 << shard;
+        let Some(entry) = self.filters.get_mut(filter) else {
+            return;
+        };
         match group {
-            None => *self.direct.entry(filter) |= bit,
-            Some(g) => *self.shared.entry(filter).entry(Str::from(g)).or_default() |= bit,
-        }
-    }
-
-    /// Records that `shard` has no subscriber left for `filter` (in `group`).
-    pub fn remove(&mut self, shard: usize, filter: &str, group: Option<&str>) {
-        let bit: ShardSet = 1 << shard;
-        match group {
-            None => {
-                if let Some(set) = self.direct.get_mut(filter) {
-                    *set &= !bit;
-                    if *set == 0 {
-                        self.direct.remove(filter);
-                    }
-                }
-            }
+            None => entry.shards &= !bit,
             Some(g) => {
-                if let Some(groups) = self.shared.get_mut(filter) {
-                    if let Some(set) = groups.get_mut(g) {
-                        *set &= !bit;
-                        if *set == 0 {
-                            groups.remove(g);
-                        }
-                    }
-                    if groups.is_empty() {
-                        self.shared.remove(filter);
+                if let Some(grp) = entry.groups.get_mut(g) {
+                    grp.shards &= !bit;
+                    if grp.shards == 0 && grp.members.is_empty() {
+                        entry.groups.remove(g);
                     }
                 }
             }
+        }
+        if entry.is_empty() {
+            self.filters.remove(filter);
         }
     }
 
     /// Number of distinct routes (filters with a subscriber somewhere), EMQ X `routes/count`.
     pub fn route_count(&self) -> usize {
-        let shared_only = self
-            .shared
+        self.filters.len()
+    }
+
+    /// Every route, as EMQ X lists them: a filter with ordinary subscribers somewhere, and
+    /// `$share/group/filter` for each shared group.
+    pub fn route_filters(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (filter, e) in self.filters.iter() {
+            if e.shards != 0 {
+                out.push(filter.to_string());
+            }
+            for g in e.groups.keys() {
+                out.push(format!("$share/{g}/{filter}"));
+            }
+        }
+        out
+    }
+
+    /// True when some shard has a subscriber whose filter matches `topic`.
+    pub fn has_match(&self, topic: &str) -> bool {
+        self.filters.has_match(topic)
+    }
+
+    /// Number of ordinary subscriptions (filter, client) on this shard.
+    pub fn local_count(&self) -> usize {
+        self.filters.iter().map(|(_, e)| e.local.len()).sum()
+    }
+
+    /// Number of shared-group memberships on this shard.
+    pub fn local_shared_count(&self) -> usize {
+        self.filters
             .iter()
-            .filter(|(f, _)| self.direct.get(f).is_none())
-            .count();
-        self.direct.len() + shared_only
+            .map(|(_, e)| e.groups.values().map(|g| g.members.len()).sum::<usize>())
+            .sum()
     }
 }
 
-/// Where one message goes, as the route replica decides it (see [`RouteReplica::plan`]).
+/// Where one message goes, as the route table decides it (see [`RouteTable::plan`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RoutePlan {
     /// Shards with ordinary subscribers of the topic.
@@ -230,25 +255,22 @@ impl RoutePlan {
     }
 }
 
-impl RouteReplica {
+impl RouteTable {
     /// The plan for a message on `topic`: the shards whose ordinary subscribers match, and for
     /// each matching shared group the one shard `pick` chooses among those with members.
     pub fn plan(&self, topic: &str, mut pick: impl FnMut(ShardSet) -> Option<usize>) -> RoutePlan {
         let mut plan = RoutePlan::default();
-        self.direct
-            .for_each_match(topic, |_, set| plan.direct |= *set);
-        self.shared.for_each_match(topic, |filter, groups| {
-            for (group, set) in groups {
-                if let Some(shard) = pick(*set) {
+        self.filters.for_each_match(topic, |filter, e| {
+            plan.direct |= e.shards;
+            for (group, g) in &e.groups {
+                if let Some(shard) = pick(g.shards) {
                     plan.shared.push((shard, Str::from(filter), group.clone()));
                 }
             }
         });
         plan
     }
-}
 
-impl LocalIndex {
     /// This shard's recipients of a message on `topic`, into `out` (emptied first): with
     /// `to_subscribers`, every ordinary subscriber once, at the highest QoS among its matching
     /// subscriptions; then one member of each shared group in `shared` (filter, group),
@@ -270,9 +292,11 @@ impl LocalIndex {
         out.clear();
         let mut matched_filters = 0;
         if to_subscribers {
-            self.direct.for_each_match(topic, |_, subs| {
-                matched_filters += 1;
-                out.extend(subs.iter().map(|(c, o)| (c.clone(), *o)));
+            self.filters.for_each_match(topic, |_, e| {
+                if !e.local.is_empty() {
+                    matched_filters += 1;
+                    out.extend(e.local.iter().map(|(c, o)| (c.clone(), *o)));
+                }
             });
         }
         // A client appears once per filter: with one matching filter there is nothing to
@@ -282,7 +306,8 @@ impl LocalIndex {
             out.dedup_by(|a, b| a.0 == b.0);
         }
         for (filter, group) in shared {
-            if let Some(g) = self.shared.get_mut(filter).and_then(|gs| gs.get_mut(group)) {
+            let entry = self.filters.get_mut(filter);
+            if let Some(g) = entry.and_then(|e| e.groups.get_mut(group)) {
                 out.extend(g.pick(strategy, &mut random, publisher, topic, &online));
             }
         }
@@ -348,41 +373,82 @@ mod tests {
 
     #[test]
     fn first_subscriber_announces_and_last_one_withdraws() {
-        let mut index = LocalIndex::default();
+        let mut table = RouteTable::new(1);
         let (a, b) = (Str::from("a"), Str::from("b"));
-        assert_eq!(index.add(&a, "t/#", None, opts(0)), RouteChange::Added);
-        assert_eq!(index.add(&b, "t/#", None, opts(1)), RouteChange::Unchanged);
         assert_eq!(
-            index.add(&a, "t/#", None, opts(2)),
+            table.subscribe(&a, "t/#", None, opts(0)),
+            RouteChange::Added
+        );
+        assert_eq!(
+            table.subscribe(&b, "t/#", None, opts(1)),
+            RouteChange::Unchanged
+        );
+        assert_eq!(
+            table.subscribe(&a, "t/#", None, opts(2)),
             RouteChange::Unchanged,
             "re-subscribe updates"
         );
-        assert_eq!(index.direct_count(), 2);
-        assert_eq!(index.remove(&a, "t/#", None), RouteChange::Unchanged);
+        assert_eq!(table.local_count(), 2);
         assert_eq!(
-            index.remove(&a, "t/#", None),
+            table.plan("t/x", |_| None).direct,
+            0b10,
+            "this shard routes it"
+        );
+        assert_eq!(table.unsubscribe(&a, "t/#", None), RouteChange::Unchanged);
+        assert_eq!(
+            table.unsubscribe(&a, "t/#", None),
             RouteChange::Unchanged,
             "not subscribed any more"
         );
-        assert_eq!(index.remove(&b, "t/#", None), RouteChange::Removed);
-        assert!(index.direct.is_empty());
+        assert_eq!(table.unsubscribe(&b, "t/#", None), RouteChange::Removed);
+        assert_eq!(table.route_count(), 0, "nothing left of the filter");
     }
 
     #[test]
     fn shared_groups_are_counted_per_filter_and_group() {
-        let mut index = LocalIndex::default();
+        let mut table = RouteTable::new(0);
         let (a, b) = (Str::from("a"), Str::from("b"));
-        assert_eq!(index.add(&a, "t", Some("g1"), opts(1)), RouteChange::Added);
-        assert_eq!(index.add(&b, "t", Some("g2"), opts(1)), RouteChange::Added);
         assert_eq!(
-            index.add(&b, "t", Some("g1"), opts(1)),
+            table.subscribe(&a, "t", Some("g1"), opts(1)),
+            RouteChange::Added
+        );
+        assert_eq!(
+            table.subscribe(&b, "t", Some("g2"), opts(1)),
+            RouteChange::Added
+        );
+        assert_eq!(
+            table.subscribe(&b, "t", Some("g1"), opts(1)),
             RouteChange::Unchanged
         );
-        assert_eq!(index.shared_count(), 3);
-        assert_eq!(index.remove(&a, "t", Some("g1")), RouteChange::Unchanged);
-        assert_eq!(index.remove(&b, "t", Some("g1")), RouteChange::Removed);
-        assert_eq!(index.remove(&b, "t", Some("g2")), RouteChange::Removed);
-        assert!(index.shared.is_empty());
+        assert_eq!(table.local_shared_count(), 3);
+        assert_eq!(
+            table.unsubscribe(&a, "t", Some("g1")),
+            RouteChange::Unchanged
+        );
+        assert_eq!(table.unsubscribe(&b, "t", Some("g1")), RouteChange::Removed);
+        assert_eq!(table.unsubscribe(&b, "t", Some("g2")), RouteChange::Removed);
+        assert_eq!(table.route_count(), 0);
+    }
+
+    #[test]
+    fn local_subscribers_and_peers_routes_share_one_entry_per_filter() {
+        let mut table = RouteTable::new(0);
+        let a = Str::from("a");
+        table.subscribe(&a, "a/+", None, opts(1));
+        table.add_route(3, "a/+", None);
+        table.add_route(1, "a/b", Some("g"));
+        assert_eq!(table.route_count(), 2);
+        let mut routes = table.route_filters();
+        routes.sort();
+        assert_eq!(routes, vec!["$share/g/a/b".to_string(), "a/+".to_string()]);
+        assert!(table.has_match("a/b") && !table.has_match("b"));
+        // The last local subscriber leaves: the peer's route keeps the entry.
+        assert_eq!(table.unsubscribe(&a, "a/+", None), RouteChange::Removed);
+        assert_eq!(table.plan("a/x", |_| None).direct, 0b1000);
+        table.remove_route(3, "a/+", None);
+        table.remove_route(1, "a/b", Some("g"));
+        assert_eq!(table.route_count(), 0);
+        assert!(!table.has_match("a/b"));
     }
 
     #[test]
@@ -397,31 +463,14 @@ mod tests {
     }
 
     #[test]
-    fn replica_keeps_a_shard_set_per_filter() {
-        let mut replica = RouteReplica::default();
-        replica.add(0, "a/+", None);
-        replica.add(3, "a/+", None);
-        replica.add(1, "a/b", Some("g"));
-        let mut set = 0;
-        replica.direct.for_each_match("a/b", |_, s| set |= *s);
-        assert_eq!(shards_in(set).collect::<Vec<_>>(), vec![0, 3]);
-        assert_eq!(replica.route_count(), 2);
-        replica.remove(0, "a/+", None);
-        replica.remove(3, "a/+", None);
-        replica.remove(1, "a/b", Some("g"));
-        assert_eq!(replica.route_count(), 0);
-        assert!(replica.direct.is_empty() && replica.shared.is_empty());
-    }
-
-    #[test]
     fn a_plan_names_every_shard_with_subscribers_and_one_shard_per_shared_group() {
-        let mut routes = RouteReplica::default();
-        routes.add(0, "a/+", None);
-        routes.add(2, "a/#", None);
-        routes.add(3, "b/#", None);
-        routes.add(1, "a/b", Some("g"));
-        routes.add(3, "a/b", Some("g"));
-        routes.add(2, "a/b", Some("h"));
+        let mut routes = RouteTable::new(0);
+        routes.subscribe(&Str::from("c"), "a/+", None, opts(0));
+        routes.add_route(2, "a/#", None);
+        routes.add_route(3, "b/#", None);
+        routes.add_route(1, "a/b", Some("g"));
+        routes.add_route(3, "a/b", Some("g"));
+        routes.add_route(2, "a/b", Some("h"));
         // The picker is given each group's shards and chooses the highest here.
         let plan = routes.plan("a/b", |set| {
             (0..MAX_SHARDS).rev().find(|s| set & (1 << s) != 0)
@@ -448,13 +497,15 @@ mod tests {
 
     #[test]
     fn recipients_get_one_copy_at_their_highest_qos_and_each_group_one_online_member() {
-        let mut index = LocalIndex::default();
+        let mut index = RouteTable::new(0);
         let (a, b, c) = (Str::from("a"), Str::from("b"), Str::from("c"));
-        index.add(&a, "t/+", None, opts(0));
-        index.add(&a, "t/#", None, opts(2));
-        index.add(&b, "t/x", None, opts(1));
-        index.add(&a, "t/x", Some("g"), opts(1));
-        index.add(&c, "t/x", Some("g"), opts(0));
+        index.subscribe(&a, "t/+", None, opts(0));
+        index.subscribe(&a, "t/#", None, opts(2));
+        index.subscribe(&b, "t/x", None, opts(1));
+        index.subscribe(&a, "t/x", Some("g"), opts(1));
+        index.subscribe(&c, "t/x", Some("g"), opts(0));
+        // A peer's route adds no local recipient.
+        index.add_route(1, "t/y", None);
         let group = [(Str::from("t/x"), Str::from("g"))];
         let mut out = Vec::new();
         let strategy = SharedSubscriptionStrategy::RoundRobin;
@@ -489,6 +540,7 @@ mod tests {
     #[test]
     fn shared_picks_follow_the_strategy_and_skip_offline_members() {
         let mut g = SharedGroup {
+            shards: 1,
             members: ["m0", "m1", "m2"]
                 .iter()
                 .map(|m| (Str::from(*m), opts(1)))

@@ -34,7 +34,7 @@ use super::flow;
 use super::link::Link;
 use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
-use super::route::{shards_in, LocalIndex, RouteReplica};
+use super::route::{shards_in, RouteTable};
 
 /// How long a subscriber waits for every shard to acknowledge a new route before it
 /// answers SUBACK anyway (only a shard that is shutting down fails to answer).
@@ -82,8 +82,8 @@ pub struct Shard {
     pub replies: Rc<Replies<ReplyData>>,
     pub metrics: RefCell<Metrics>,
     pub clients: RefCell<FastMap<Str, Client>>,
-    pub index: RefCell<LocalIndex>,
-    pub routes: RefCell<RouteReplica>,
+    /// Where subscribers are: this shard's own and, per filter, which shards have any.
+    pub routes: RefCell<RouteTable>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
     /// `retainer.expiry_interval`).
     pub retained: RefCell<crate::retained::RetainedStore>,
@@ -212,8 +212,7 @@ impl Shard {
             replies: Rc::new(Replies::default()),
             metrics: RefCell::new(Metrics::default()),
             clients: RefCell::new(FastMap::default()),
-            index: RefCell::new(LocalIndex::default()),
-            routes: RefCell::new(RouteReplica::default()),
+            routes: RefCell::new(RouteTable::new(id)),
             retained: RefCell::new(Default::default()),
             shutdown,
             started: Instant::now(),
@@ -872,7 +871,7 @@ impl Shard {
             ShardMsg::RouteAdd { req, filter, group } => {
                 self.routes
                     .borrow_mut()
-                    .add(from, &filter, group.as_deref());
+                    .add_route(from, &filter, group.as_deref());
                 self.mesh.send(
                     from,
                     ShardMsg::Reply {
@@ -884,7 +883,7 @@ impl Shard {
             ShardMsg::RouteDel { filter, group } => {
                 self.routes
                     .borrow_mut()
-                    .remove(from, &filter, group.as_deref())
+                    .remove_route(from, &filter, group.as_deref())
             }
             ShardMsg::RetainSet { req, msg } => {
                 self.store_retained(*msg);
@@ -955,10 +954,10 @@ impl Shard {
     /// node total takes them from one shard rather than summing (see `node_totals`).
     pub fn stats(&self) -> Stats {
         let clients = self.clients.borrow();
-        let index = self.index.borrow();
-        let direct = index.direct_count() as u64;
-        let shared = index.shared_count() as u64;
-        let routes = self.routes.borrow().route_count() as u64;
+        let table = self.routes.borrow();
+        let direct = table.local_count() as u64;
+        let shared = table.local_shared_count() as u64;
+        let routes = table.route_count() as u64;
         Stats {
             connections: clients.values().filter(|c| c.link.is_some()).count() as u64,
             sessions: clients.len() as u64,
@@ -1033,8 +1032,7 @@ impl Shard {
     /// True when some shard has a subscriber for `topic` (a `$SYS` event nobody listens to
     /// is not even formatted: connects and disconnects are on the connection-storm path).
     fn has_subscribers(&self, topic: &str) -> bool {
-        let routes = self.routes.borrow();
-        routes.direct.has_match(topic) || routes.shared.has_match(topic)
+        self.routes.borrow().has_match(topic)
     }
 
     fn publish_client_event(self: &Rc<Self>, connect: &Connect, peer: SocketAddr) {

@@ -56,9 +56,11 @@ impl Shard {
                 Ok(opts) => {
                     codes.push(opts.qos as u8);
                     let (real, group) = split_shared(filter);
-                    let change = self.index.borrow_mut().add(&client_id, real, group, *opts);
+                    let change = self
+                        .routes
+                        .borrow_mut()
+                        .subscribe(&client_id, real, group, *opts);
                     if change == RouteChange::Added {
-                        self.routes.borrow_mut().add(self.id, real, group);
                         announce.push((Str::from(real), group.map(Str::from)));
                     }
                 }
@@ -150,9 +152,8 @@ impl Shard {
 
     pub(super) fn unsubscribe_one(self: &Rc<Self>, client_id: &Str, filter: &str) {
         let (real, group) = split_shared(filter);
-        let change = self.index.borrow_mut().remove(client_id, real, group);
+        let change = self.routes.borrow_mut().unsubscribe(client_id, real, group);
         if change == RouteChange::Removed {
-            self.routes.borrow_mut().remove(self.id, real, group);
             for to in self.other_shards() {
                 self.mesh.send(
                     to,

@@ -107,14 +107,7 @@ pub struct Routes;
 impl ShardQuery for Routes {
     type Reply = Vec<String>;
     fn answer(self, shard: &Rc<Shard>) -> Vec<String> {
-        let routes = shard.routes.borrow();
-        let mut filters: Vec<String> = routes.direct.iter().map(|(f, _)| f.to_string()).collect();
-        for (f, groups) in routes.shared.iter() {
-            for g in groups.keys() {
-                filters.push(format!("$share/{g}/{f}"));
-            }
-        }
-        filters
+        shard.routes.borrow().route_filters()
     }
 }
 
