@@ -15,6 +15,7 @@ pub mod durable;
 pub mod fastmap;
 pub mod metrics;
 pub mod retained;
+pub mod rules;
 pub mod session;
 pub mod topic;
 
