@@ -65,38 +65,9 @@ fn sigterm_shuts_the_broker_down_cleanly() {
     let data = tempfile::tempdir().unwrap();
     let mqtt = free_port();
     let http = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "--mqtt",
-            &format!("127.0.0.1:{mqtt}"),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--shards",
-            "2",
-            "--set",
-            &format!("node.data_dir={}", data.path().display()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until it accepts connections (bounded polling).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", mqtt)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => {
-                if let Some(status) = child.try_wait().unwrap() {
-                    panic!("shardmq exited early with {status}");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => {
-                let _ = child.kill();
-                panic!("shardmq did not listen on {mqtt}: {e}");
-            }
-        }
-    };
+    let mut child = spawn(mqtt, http, data.path(), &[], Stdio::null(), Stdio::piped());
+    wait_listening(&mut child, mqtt);
+    let mut stream = TcpStream::connect(("127.0.0.1", mqtt)).unwrap();
     // It speaks MQTT: CONNECT → CONNACK 0.
     stream
         .write_all(&[
@@ -138,10 +109,16 @@ fn sigterm_shuts_the_broker_down_cleanly() {
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }
 
-/// Starts the binary on these ports and data directory; returns the child once it accepts
-/// MQTT connections.
-fn start_listening(mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
-    let mut child = Command::new(BIN)
+/// The binary on these ports and data directory, with `extra` arguments.
+fn spawn(
+    mqtt: u16,
+    http: u16,
+    data: &std::path::Path,
+    extra: &[&str],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> std::process::Child {
+    Command::new(BIN)
         .args([
             "--mqtt",
             &format!("127.0.0.1:{mqtt}"),
@@ -152,21 +129,33 @@ fn start_listening(mqtt: u16, http: u16, data: &std::path::Path) -> std::process
             "--set",
             &format!("node.data_dir={}", data.display()),
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .args(extra)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits (bounded polling) until `child` accepts MQTT connections on `mqtt`.
+fn wait_listening(child: &mut std::process::Child, mqtt: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("shardmq exited early with {status}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "shardmq did not listen on {mqtt}"
-        );
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("shardmq did not listen on {mqtt}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts the binary on these ports and data directory; returns the child once it accepts
+/// MQTT connections.
+fn start_listening(mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
+    let mut child = spawn(mqtt, http, data, &[], Stdio::null(), Stdio::null());
+    wait_listening(&mut child, mqtt);
     child
 }
 
@@ -264,23 +253,16 @@ fn sighup_reloads_the_acl_file_and_a_bad_one_keeps_the_rules_in_force() {
     )
     .unwrap();
     let (mqtt, http) = (free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .args([
-            "--mqtt",
-            &format!("127.0.0.1:{mqtt}"),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--shards",
-            "2",
-            "--set",
-            &format!("node.data_dir={}", data.path().display()),
-            "--set",
-            &format!("acl.file={}", acl.display()),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let acl_set = format!("acl.file={}", acl.display());
+    let extra = ["--set", acl_set.as_str()];
+    let mut child = spawn(
+        mqtt,
+        http,
+        data.path(),
+        &extra,
+        Stdio::piped(),
+        Stdio::null(),
+    );
     // The log, line by line, to wait on.
     let (tx, log) = std::sync::mpsc::channel::<String>();
     let stdout = child.stdout.take().unwrap();

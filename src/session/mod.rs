@@ -303,10 +303,17 @@ impl Session {
     /// A fresh, online session for an accepted CONNECT (the glue has sent or will send CONNACK
     /// with session present = 0).
     pub fn new(connect: &Connect, cfg: SessionConfig, now: Instant) -> Session {
-        let mut s = Session {
-            client_id: connect.client_id.clone(),
-            protocol: connect.protocol,
-            clean_start: connect.clean_start,
+        let mut s = Session::empty(connect.client_id.clone(), connect.protocol, cfg, now);
+        s.take_connect(connect, now);
+        s
+    }
+
+    /// A session with nothing in it yet, online, not persistent.
+    fn empty(client_id: Str, protocol: ProtocolVersion, cfg: SessionConfig, now: Instant) -> Self {
+        Session {
+            client_id,
+            protocol,
+            clean_start: true,
             will: None,
             keepalive: Keepalive::new(0, 1.0, now),
             online: true,
@@ -330,9 +337,7 @@ impl Session {
             enqueue_msg: 0,
             created_at: now,
             cfg,
-        };
-        s.take_connect(connect, now);
-        s
+        }
     }
 
     /// A durable session as a restart found it written down, offline since `now`: its
@@ -345,34 +350,14 @@ impl Session {
         } else {
             cfg.max_inflight
         };
-        let mut s = Session {
-            client_id: r.client_id,
-            protocol: r.protocol,
-            clean_start: false,
-            will: None,
-            keepalive: Keepalive::new(0, 1.0, now),
-            online: false,
-            offline_since: Some(now),
-            persistent: true,
-            session_expiry: Duration::from_secs(r.expiry_secs),
-            max_inflight: usize::from(window),
-            max_packet_out: 0,
-            inflight: Inflight::default(),
-            mqueue: MQueue::new(cfg.max_mqueue),
-            awaiting_rel: AwaitingRel::new(cfg.max_awaiting_rel),
-            packet_ids: PacketIds::default(),
-            subscriptions: HashMap::new(),
-            subscription_ids: HashMap::new(),
-            aliases_in: HashMap::new(),
-            connect_expiry_zero: false,
-            will_due: None,
-            persist: Vec::new(),
-            next_seq: 1,
-            deliver_msg: 0,
-            enqueue_msg: 0,
-            created_at: now,
-            cfg,
-        };
+        let mut s = Session::empty(r.client_id, r.protocol, cfg, now);
+        s.clean_start = false;
+        s.online = false;
+        s.offline_since = Some(now);
+        s.persistent = true;
+        s.session_expiry = Duration::from_secs(r.expiry_secs);
+        s.max_inflight = usize::from(window);
+        s.connect_expiry_zero = false;
         for (filter, opts, id) in r.subscriptions {
             if id != 0 {
                 s.subscription_ids.insert(filter.clone(), id);
