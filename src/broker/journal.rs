@@ -145,8 +145,11 @@ pub struct Journal {
     waiters: RefCell<Vec<Waker>>,
     writer: RefCell<Option<Waker>>,
     cfg: PersistenceConfig,
-    /// Set when the file grew past `compact_bytes`: the shard's housekeeping rewrites it.
+    /// Set when the file grew past `compact_bytes` and twice its size after the last
+    /// rewrite: the shard's housekeeping rewrites it.
     compact_due: Cell<bool>,
+    /// The file's size after the last rewrite (its size at opening before any).
+    compacted: Cell<u64>,
     /// A compaction's snapshot, waiting for the writer.
     snapshot: RefCell<Option<Vec<u8>>>,
 }
@@ -181,6 +184,7 @@ impl Journal {
             writer: RefCell::new(None),
             cfg: cfg.clone(),
             compact_due: Cell::new(false),
+            compacted: Cell::new(size),
             snapshot: RefCell::new(None),
         });
         rt::spawn_local(Rc::clone(&j).write_loop()).detach();
@@ -297,7 +301,10 @@ impl Journal {
             match synced {
                 Ok(()) => {
                     self.release(upto);
-                    if self.pos.get() > self.cfg.compact_bytes {
+                    // Past the threshold, and mostly records the live state no longer needs
+                    // (a large live state is not rewritten after every write).
+                    let pos = self.pos.get();
+                    if pos > self.cfg.compact_bytes && pos > 2 * self.compacted.get() {
                         self.compact_due.set(true);
                     }
                 }
@@ -332,6 +339,7 @@ impl Journal {
         *self.file.borrow_mut() = Rc::new(file);
         self.pos.set(n);
         self.synced.set(n);
+        self.compacted.set(n);
         Ok(())
     }
 

@@ -65,7 +65,8 @@ pub struct PersistenceConfig {
     pub fsync: FsyncMode,
     /// Milliseconds between two syncs with `fsync = "interval"`.
     pub fsync_interval_ms: u64,
-    /// A shard's journal is rewritten from its live state once it grows past this many bytes.
+    /// A shard's journal is rewritten from its live state once it grows past this many bytes
+    /// and past twice its size after the last rewrite.
     pub compact_bytes: u64,
 }
 
