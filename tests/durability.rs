@@ -18,7 +18,8 @@ use shardmq::codec::{Packet, ProtocolVersion, PubResp, QoS};
 /// completing every flow (PUBACK; PUBREC, then PUBCOMP for each PUBREL).
 fn drain_numbers(c: &mut Raw) -> Vec<(u32, bool)> {
     let mut got = Vec::new();
-    while let Some(p) = c.try_recv(Duration::from_millis(500)) {
+    // A quiet second ends it (generous: CI runs other tests on the same cores).
+    while let Some(p) = c.try_recv(Duration::from_secs(1)) {
         match p {
             Packet::Publish(p) => {
                 let n: u32 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
@@ -191,7 +192,7 @@ fn kill_9_in_the_middle_of_a_stream_loses_no_acknowledged_message() {
             }
         }
     });
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + 4 * WAIT;
     while acked.load(Ordering::SeqCst) < 300 {
         assert!(Instant::now() < deadline, "the stream stalled");
         std::thread::yield_now();
