@@ -988,9 +988,14 @@ fn api_subscribe_on_offline_persistent_session_queues_messages() {
             json!({"topic": "off/gone", "payload": "no", "qos": 1}),
         );
         assert_eq!(r.json, json!({"code": 0}));
-        node.poll(&node.api(&format!("sessions/{id}")), "2 queued", |v| {
+        let queued = node.poll(&node.api(&format!("sessions/{id}")), "2 queued", |v| {
             v["data"][0]["mqueue_len"] == 2
         });
+        // heap_size: the bytes the session holds for its client (the two queued messages).
+        assert!(
+            queued["data"][0]["heap_size"].as_u64().unwrap() > 0,
+            "{queued}"
+        );
 
         let (mut c, present) = Mqtt::connect(node.mqtt, &id, PERSISTENT);
         assert!(present);

@@ -73,6 +73,14 @@ impl<C: Collector> Api<C> {
 
     /// Answers one request.
     pub async fn dispatch(&self, req: &Request) -> Response {
+        // A path that is not UTF-8 once percent-decoded names nothing: the request is bad.
+        if req
+            .path
+            .split('/')
+            .any(|seg| crate::parse::percent_decode(seg, false).is_none())
+        {
+            return Response::bad_request("the path is not UTF-8 once percent-decoded");
+        }
         let Ok(route) = route(&req.method, &req.path) else {
             return Response::not_found();
         };

@@ -1,6 +1,6 @@
 //! HTTP/1.1 request parsing: bytes in, [`Request`] out. Pure, runs on the management thread.
 //!
-//! Owns: framing (request line, headers, `Content-Length` body), the hard limits of
+//! Owns: framing (request line, headers, `Content-Length` or chunked body), the hard limits of
 //! [`Limits`], the keep-alive decision, percent-decoding and query-string parsing.
 //! Must never: do I/O, panic on any input, buffer a body before its length was checked
 //! against the limit, or guess a framing it does not understand.
@@ -10,10 +10,11 @@
 //! parsed one at a time; the returned length says where the next one starts.
 //!
 //! Framing decisions (RFC 9112):
-//! * Only `Content-Length` bodies. `Transfer-Encoding: chunked` gets **411 Length Required**
-//!   (RFC 9110 §15.5.12: the server refuses the request without a defined length, which tells
-//!   the client what to do); any other transfer coding gets **501** (RFC 9112 §6.1), and a
-//!   `Transfer-Encoding` in an HTTP/1.0 request is faulty framing, **400** (RFC 9112 §6.1).
+//! * `Content-Length` bodies, and `Transfer-Encoding: chunked` ones (decoded, trailer fields
+//!   ignored, the decoded size held to the body limit). Both framings in one request is
+//!   **400** (the request-smuggling lever, RFC 9112 §6.3); any other transfer coding gets
+//!   **501** (RFC 9112 §6.1); a `Transfer-Encoding` in an HTTP/1.0 request is faulty
+//!   framing, **400** (RFC 9112 §6.1).
 //! * Duplicate `Content-Length` with different values, or a non-numeric one, is 400
 //!   (RFC 9112 §6.3). An HTTP/1.1 request without `Host`, or with more than one, is 400
 //!   (RFC 9112 §3.2).
@@ -53,9 +54,7 @@ impl Default for Limits {
 pub enum HttpError {
     /// Malformed request line, header or framing (400). The text says which.
     BadRequest(&'static str),
-    /// `Transfer-Encoding: chunked`: we need a `Content-Length` (411).
-    LengthRequired,
-    /// `Content-Length` over [`Limits::max_body_bytes`] (413).
+    /// A body (`Content-Length`, or chunked once decoded) over [`Limits::max_body_bytes`] (413).
     PayloadTooLarge,
     /// Request target over [`Limits::max_uri_bytes`] (414).
     UriTooLong,
@@ -75,7 +74,6 @@ impl HttpError {
         match self {
             HttpError::BadRequest(_) => 400,
             HttpError::Timeout => 408,
-            HttpError::LengthRequired => 411,
             HttpError::PayloadTooLarge => 413,
             HttpError::UriTooLong => 414,
             HttpError::HeadersTooLarge => 431,
@@ -89,7 +87,6 @@ impl HttpError {
         match self {
             HttpError::BadRequest(why) => why,
             HttpError::Timeout => "request timeout",
-            HttpError::LengthRequired => "chunked bodies are not supported: send Content-Length",
             HttpError::PayloadTooLarge => "request body too large",
             HttpError::UriTooLong => "request target too long",
             HttpError::HeadersTooLarge => "request headers too large",
@@ -274,28 +271,48 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
         }
         headers.push((name, h.value.to_vec()));
     }
+    let mut chunked = false;
     if let Some(te) = transfer_encoding {
         if version == Version::Http10 {
             return Err(HttpError::BadRequest(
                 "Transfer-Encoding in an HTTP/1.0 request",
             ));
         }
-        let last = te.split(|&b| b == b',').map(trim).rfind(|t| !t.is_empty());
-        return Err(match last {
-            Some(t) if t.eq_ignore_ascii_case(b"chunked") => HttpError::LengthRequired,
-            _ => HttpError::NotImplemented,
-        });
+        // Both framings at once is how requests are smuggled (RFC 9112 §6.3): refused.
+        if content_length.is_some() {
+            return Err(HttpError::BadRequest(
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        let codings: Vec<&[u8]> = te
+            .split(|&b| b == b',')
+            .map(trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        match codings.as_slice() {
+            [only] if only.eq_ignore_ascii_case(b"chunked") => chunked = true,
+            // Another coding (gzip, ...), alone or before chunked: not decoded here.
+            _ => return Err(HttpError::NotImplemented),
+        }
     }
     if version == Version::Http11 && !has_host {
         return Err(HttpError::BadRequest("missing Host header"));
     }
-    let body_len = content_length.unwrap_or(0);
-    if body_len > limits.max_body_bytes {
-        return Err(HttpError::PayloadTooLarge);
-    }
-    let total = head_len.saturating_add(body_len);
-    let Some(body) = buf.get(head_len..total) else {
-        return Ok(None);
+    let (body, total) = if chunked {
+        match decode_chunked(&buf[head_len..], limits)? {
+            Some((body, used)) => (body, head_len + used),
+            None => return Ok(None),
+        }
+    } else {
+        let body_len = content_length.unwrap_or(0);
+        if body_len > limits.max_body_bytes {
+            return Err(HttpError::PayloadTooLarge);
+        }
+        let total = head_len.saturating_add(body_len);
+        let Some(body) = buf.get(head_len..total) else {
+            return Ok(None);
+        };
+        (body.to_vec(), total)
     };
     let keep_alive = match version {
         Version::Http11 => !conn_close,
@@ -307,11 +324,64 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
         path,
         query,
         headers,
-        body: body.to_vec(),
+        body,
         keep_alive,
         peer: None,
     };
     Ok(Some((request, total)))
+}
+
+/// A chunked body (RFC 9112 §7.1) at the start of `buf`: the decoded bytes and how many bytes
+/// of `buf` it took (trailers included, ignored), or `None` while it is incomplete. Over
+/// `max_body_bytes` decoded is 413; a malformed size line or chunk end is 400.
+fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
+    let crlf = |from: usize| buf[from..].windows(2).position(|w| w == b"\r\n");
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(eol) = crlf(at) else {
+            if buf.len() - at > 1024 {
+                return Err(HttpError::BadRequest("chunk size line too long"));
+            }
+            return Ok(None);
+        };
+        let line = &buf[at..at + eol];
+        let size_hex = trim(line.split(|&b| b == b';').next().unwrap_or(b""));
+        let size = std::str::from_utf8(size_hex)
+            .ok()
+            .filter(|h| !h.is_empty() && h.len() <= 15)
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+            .ok_or(HttpError::BadRequest("bad chunk size"))?;
+        at += eol + 2;
+        if size == 0 {
+            // Trailer fields, then an empty line.
+            loop {
+                let Some(eol) = crlf(at) else {
+                    if buf.len() - at > limits.max_header_bytes {
+                        return Err(HttpError::HeadersTooLarge);
+                    }
+                    return Ok(None);
+                };
+                at += eol + 2;
+                if eol == 0 {
+                    return Ok(Some((body, at)));
+                }
+            }
+        }
+        if body.len().saturating_add(size) > limits.max_body_bytes {
+            return Err(HttpError::PayloadTooLarge);
+        }
+        let Some(chunk) = buf.get(at..at + size) else {
+            return Ok(None);
+        };
+        match buf.get(at + size..at + size + 2) {
+            None => return Ok(None),
+            Some(end) if end != b"\r\n" => return Err(HttpError::BadRequest("bad chunk end")),
+            Some(_) => {}
+        }
+        body.extend_from_slice(chunk);
+        at += size + 2;
+    }
 }
 
 /// Refuses an over-long request target before the whole head is buffered (414).

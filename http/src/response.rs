@@ -219,6 +219,13 @@ impl Response {
         resp
     }
 
+    /// 400 `{"code":400,"message":...}` for a request whose framing is fine but whose target
+    /// is not (the connection stays open).
+    pub fn bad_request(message: &str) -> Response {
+        let body = ErrorBody { code: 400, message };
+        Response::json(400, &body)
+    }
+
     /// 404 `{"code":404,"message":"Not found"}`.
     pub fn not_found() -> Response {
         Response::error(&ApiError::not_found())

@@ -558,6 +558,29 @@ fn unknown_routes_and_wrong_methods_are_404() {
 }
 
 #[test]
+fn a_path_that_is_not_utf8_once_decoded_is_400_and_a_chunked_body_is_read() {
+    let api = api();
+    for target in ["/api/v3/routes/%FF", "/api/v3/%C3%28/x"] {
+        let resp = request(&api, "GET", target, Some("admin:public"), "");
+        assert_error(&resp, 400, 400);
+    }
+    assert!(api.collector.calls.borrow().is_empty());
+    // A chunked body reaches the handler whole (a publish through the API).
+    let auth = basic("admin:public");
+    let mut raw = format!(
+        "POST /api/v3/mqtt/publish HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    for chunk in [r#"{"topic":"a/b","#, r#""payload":"hi","qos":1}"#] {
+        raw.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    raw.push_str("0\r\n\r\n");
+    let resp = send_raw(&api, raw.as_bytes());
+    assert_eq!(resp.status, 200, "{}", json_of(&resp));
+    assert_eq!(json_of(&resp)["code"], 0);
+}
+
+#[test]
 fn unknown_node_is_404_on_every_node_route() {
     let api = api();
     for target in [

@@ -139,22 +139,56 @@ fn body_limit_checked_before_buffering() {
 
 #[test]
 fn transfer_encoding() {
-    let chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // A chunked body is decoded (extensions and trailer fields ignored), and the request is
+    // complete only once the last chunk and the empty line are there.
+    let chunked = b"POST /api HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nX-T: y\r\n\r\nGET";
+    let (req, used) = parse_request(chunked, &limits()).unwrap().unwrap();
+    assert_eq!(req.body, b"{\"a\":1}");
     assert_eq!(
-        parse_request(chunked, &limits()),
-        Err(HttpError::LengthRequired)
+        &chunked[used..],
+        b"GET",
+        "the next request starts after the trailers"
     );
-    assert_eq!(HttpError::LengthRequired.status(), 411);
+    for cut in 0..used {
+        assert_eq!(
+            parse_request(&chunked[..cut], &limits()),
+            Ok(None),
+            "cut at {cut}"
+        );
+    }
+    // The decoded size is held to the body limit; a bad size line or chunk end is 400.
+    let lim = Limits {
+        max_body_bytes: 4,
+        ..limits()
+    };
+    let big = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
+    assert_eq!(parse_request(big, &lim), Err(HttpError::PayloadTooLarge));
+    for bad in [
+        &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..],
+        &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY"[..],
+    ] {
+        assert!(matches!(
+            parse_request(bad, &limits()),
+            Err(HttpError::BadRequest(_))
+        ));
+    }
     let gzip = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n";
     assert_eq!(
         parse_request(gzip, &limits()),
         Err(HttpError::NotImplemented)
     );
-    let both = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n";
+    let gzip_chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
     assert_eq!(
-        parse_request(both, &limits()),
-        Err(HttpError::LengthRequired)
+        parse_request(gzip_chunked, &limits()),
+        Err(HttpError::NotImplemented)
     );
+    // Both framings: the smuggling lever, refused.
+    let both =
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+    assert!(matches!(
+        parse_request(both, &limits()),
+        Err(HttpError::BadRequest(_))
+    ));
     let http10 = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert!(matches!(
         parse_request(http10, &limits()),

@@ -326,7 +326,8 @@ impl Shard {
             deliver_msg: info.deliver_msg,
             enqueue_msg: info.enqueue_msg,
             expiry_interval: info.expiry.as_secs(),
-            heap_size: 0,
+            // The bytes the session holds for its client: its queued messages.
+            heap_size: c.session.queued_bytes() as u64,
             inflight_len: info.inflight_len as u64,
             mailbox_len: info.mqueue_len as u64,
             max_awaiting_rel: info.max_awaiting_rel as u64,

@@ -8,8 +8,9 @@
 //!
 //! Rules (api-notes item 1 and 3): the path is split on `/` and empty segments are dropped,
 //! so trailing and doubled slashes do not matter; each segment is then percent-decoded
-//! (`a%2Fb` is the single variable `a/b`, `+` stays `+`). An unknown path, a wrong method on
-//! a known path and an undecodable segment are all [`NotFound`] (HTTP 404, code 404).
+//! (`a%2Fb` is the single variable `a/b`, `+` stays `+`). An unknown path and a wrong method
+//! on a known path are [`NotFound`] (HTTP 404, code 404); so is an undecodable segment here,
+//! though the handler answers such a path 400 before it routes.
 
 mod meta;
 

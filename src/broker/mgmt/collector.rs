@@ -421,7 +421,7 @@ impl Broker {
             ListenerInfo {
                 acceptors: self.facts.shards as u64,
                 current_conns: figures.iter().map(|f| f.stats.connections).sum(),
-                listen_on: self.facts.mqtt_addr.to_string(),
+                listen_on: listen_on(self.facts.mqtt_addr),
                 max_conns: self.cfg.listeners.tcp.max_connections,
                 protocol: "mqtt:tcp".into(),
                 shutdown_count: ShutdownCount(shutdowns),
@@ -429,12 +429,22 @@ impl Broker {
             ListenerInfo {
                 acceptors: 1,
                 current_conns: self.http_conns.get(),
-                listen_on: self.http_addr.to_string(),
+                listen_on: listen_on(self.http_addr),
                 max_conns: self.cfg.management.max_connections,
                 protocol: "http:management".into(),
                 shutdown_count: ShutdownCount(http_shutdowns),
             },
         ]
+    }
+}
+
+/// A listener's address as EMQ X shows it: the port alone for a wildcard bind ("8080"), else
+/// "ip:port".
+fn listen_on(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.port().to_string()
+    } else {
+        addr.to_string()
     }
 }
 
@@ -511,6 +521,16 @@ fn otp_release() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wildcard_bind_is_shown_as_its_port_alone() {
+        assert_eq!(listen_on("0.0.0.0:1883".parse().unwrap()), "1883");
+        assert_eq!(listen_on("[::]:8080".parse().unwrap()), "8080");
+        assert_eq!(
+            listen_on("127.0.0.1:11883".parse().unwrap()),
+            "127.0.0.1:11883"
+        );
+    }
 
     #[test]
     fn a_page_of_any_size_past_any_offset_never_panics() {
