@@ -150,8 +150,8 @@ pub struct Journal {
     compact_due: Cell<bool>,
     /// The file's size after the last rewrite (its size at opening before any).
     compacted: Cell<u64>,
-    /// A compaction's snapshot, waiting for the writer.
-    snapshot: RefCell<Option<Vec<u8>>>,
+    /// A compaction's snapshot, waiting for the writer, and the appended position it covers.
+    snapshot: RefCell<Option<(Vec<u8>, u64)>>,
 }
 
 impl Journal {
@@ -245,7 +245,7 @@ impl Journal {
             durable::encode(r, now, wall, &mut out);
         }
         self.buf.borrow_mut().clear();
-        *self.snapshot.borrow_mut() = Some(out);
+        *self.snapshot.borrow_mut() = Some((out, self.appended.get()));
         self.compact_due.set(false);
         if let Some(w) = self.writer.borrow_mut().take() {
             w.wake();
@@ -271,10 +271,19 @@ impl Journal {
                 }
             })
             .await;
-            let upto = self.appended.get();
+            let mut upto = self.appended.get();
             let snapshot = self.snapshot.borrow_mut().take();
             let done = match snapshot {
-                Some(snapshot) => self.replace(snapshot).await,
+                Some((snapshot, covers)) => {
+                    // What was appended after the snapshot waits in the buffer for the next turn.
+                    upto = covers;
+                    let replaced = self.replace(snapshot.clone()).await;
+                    if replaced.is_err() {
+                        // Kept for the retry: the records it covers are no longer buffered.
+                        *self.snapshot.borrow_mut() = Some((snapshot, covers));
+                    }
+                    replaced
+                }
                 None => {
                     let data = std::mem::take(&mut *self.buf.borrow_mut());
                     let n = data.len() as u64;
