@@ -2,7 +2,8 @@
 //!
 //! This crate is two things:
 //! - the **pure MQTT core** (always built): [`codec`], [`topic`], [`session`], [`config`],
-//!   [`metrics`], and the administration's decisions in [`admin`] (the policy shards enforce:
+//!   [`metrics`], [`retained`], [`durable`] (the journal's format and recovery), [`rules`]
+//!   (the rule engine's SQL), and the administration's decisions in [`admin`] (the policy shards enforce:
 //!   bans, auth tables, salted password hashes, the configs whitelist, plugins). None of it
 //!   does I/O or knows about threads; all of it is unit-tested on values. (`admin::store`, the
 //!   admin state's files, is part of the runtime.)
