@@ -187,7 +187,7 @@ impl Flow {
     }
 
     /// Records that `publisher` on `shard` is asked to slow down on the local episode `key`
-    /// at `now`; false if it was asked less than [`RESIGNAL`] ago (the request is still on
+    /// at `now`; false if it was asked less than `RESIGNAL` ago (the request is still on
     /// its way).
     pub fn signal_remote(&self, key: FlowKey, publisher: &Str, shard: usize, now: Instant) -> bool {
         let mut all = self.signaled.borrow_mut();

@@ -31,7 +31,7 @@ pub enum ShardMsg {
     /// acknowledgements wait for it).
     ForwardsDurable { req: u64, forwards: Vec<Forward> },
     /// Subscribing shard → every other shard: this shard now has a subscriber for `filter`
-    /// (in shared `group` if any). Answered with [`ShardMsg::Ack`].
+    /// (in shared `group` if any). Answered with [`ReplyData::Ack`].
     RouteAdd {
         req: u64,
         filter: Str,

@@ -5,7 +5,7 @@
 //! leaves only once the records its message caused are written: on its own shard (the
 //! connection awaits [`Shard::durability_wait`] before writing its output) and on every shard
 //! its QoS 1/2 messages went to that keeps durable sessions (those forwards ask for a
-//! confirmation, sent once that shard's journal holds them: [`Shard::confirm_when_written`]).
+//! confirmation, sent once that shard's journal holds them: `Shard::confirm_when_written`).
 //! Runs on the shard's thread. Must never: acknowledge before the records are written, or
 //! make clean sessions and QoS 0 traffic wait (they cause no records and ask nothing).
 
@@ -101,7 +101,7 @@ impl Shard {
 
     /// What a connection must wait for before it writes the acknowledgements its last batch
     /// produced: this shard's journal up to now, and the confirmations its forwards asked
-    /// for (each at most [`ROUTE_ACK_DEADLINE`]). `None` when there is nothing to wait for.
+    /// for (each at most `ROUTE_ACK_DEADLINE`). `None` when there is nothing to wait for.
     pub fn durability_wait(&self) -> Option<Pin<Box<dyn Future<Output = ()>>>> {
         let j = self.journal.get()?;
         let confirms = std::mem::take(&mut *self.batch_confirms.borrow_mut());
