@@ -321,7 +321,12 @@ impl<C: Collector> Api<C> {
                 ApiCall::Alarms { history: true }
             }
 
-            // The rule engine arrives with its own issue.
+            Route::CreateRule => ApiCall::CreateRule(Value::Object(body_json(req)?)),
+            Route::ListRules => ApiCall::ListRules,
+            Route::ShowRule { id } => ApiCall::ShowRule { id },
+            Route::DeleteRule { id } => ApiCall::DeleteRule { id },
+
+            // Actions, resources and events of the rule engine are not served yet.
             _ => return Err(failed(ApiError::new(ErrorCode::Unknown, "not_supported"))),
         };
         let reply = self.collector.call(call).await;

@@ -116,6 +116,14 @@ pub enum ApiCall {
     UpdateApp { app_id: String, update: AppUpdate },
     /// → `Done` (idempotent).
     DelApp { app_id: String },
+    /// Create a rule from the create body → `Data(rule)`, or `Failed` (400 with the reason).
+    CreateRule(serde_json::Value),
+    /// Every rule → `Data([rule])`.
+    ListRules,
+    /// One rule → `Data(rule)`, or `Failed` (404 `Not Found`).
+    ShowRule { id: String },
+    /// → `Done` (idempotent).
+    DeleteRule { id: String },
     /// A page of bans → `Banned`.
     ListBanned { paging: Paging },
     /// Add (or replace) a ban; shards refuse and kick matching clients → `Data(echo)`.

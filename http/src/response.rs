@@ -35,6 +35,9 @@ pub enum ErrorCode {
     UserExists = 113,
     OldPasswordWrong = 114,
     BadTopic = 115,
+    /// The rule engine's refusals (bad SQL, unknown action or column): `{"code":400,...}`
+    /// in an HTTP 200, as EMQ X answers them.
+    Invalid = 400,
     Unauthorized = 401,
     NotFound = 404,
     PayloadTooLarge = 413,

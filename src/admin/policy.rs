@@ -54,6 +54,8 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub bans: Vec<Ban>,
+    /// The rule engine's rules in force (checked on every publish only when there are any).
+    pub rules: std::sync::Arc<crate::rules::RuleSet>,
     /// `Some` while `emqx_auth_clientid` is loaded: client id → password hash.
     pub auth_clientid: Option<HashMap<String, PasswordHash>>,
     /// `Some` while `emqx_auth_username` is loaded: username → password hash.
@@ -97,6 +99,7 @@ impl Policy {
             allow_anonymous: cfg.mqtt.allow_anonymous,
             session: SessionConfig::from(cfg),
             acl: Default::default(),
+            rules: Default::default(),
             acl_nomatch_allow: cfg.acl.nomatch == crate::config::AclVerdict::Allow,
             acl_deny_disconnects: cfg.acl.deny_action == crate::config::AclDenyAction::Disconnect,
             acl_deny_suback_v5: cfg.acl.deny_subscribe_v5.code(),

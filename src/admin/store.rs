@@ -28,6 +28,7 @@ pub const AUTH_USERNAME: &str = "auth_username";
 pub const BANNED: &str = "banned";
 pub const PLUGINS_TABLE: &str = "plugins";
 pub const CONFIGS: &str = "configs";
+pub const RULES: &str = "rules";
 
 /// Everything the administration API changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct AdminState {
     pub plugins: BTreeMap<String, bool>,
     /// Config keys changed through the API → canonical value.
     pub configs: BTreeMap<String, String>,
+    /// The rule engine's rules, as the API shows them (`rules::Rule::definition`).
+    pub rules: Vec<serde_json::Value>,
 }
 
 impl AdminState {
@@ -53,6 +56,7 @@ impl AdminState {
             bans: Vec::new(),
             plugins: default_plugins(retainer_enabled),
             configs: BTreeMap::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -196,6 +200,9 @@ impl Store {
         if let Some(configs) = self.read(CONFIGS)? {
             state.configs = configs;
         }
+        if let Some(rules) = self.read(RULES)? {
+            state.rules = rules;
+        }
         Ok(state)
     }
 
@@ -267,6 +274,7 @@ impl Store {
             ),
             PLUGINS_TABLE => serde_json::to_vec_pretty(&state.plugins),
             CONFIGS => serde_json::to_vec_pretty(&state.configs),
+            RULES => serde_json::to_vec_pretty(&state.rules),
             other => return Err(io::Error::other(format!("no table {other}"))),
         }
         .map_err(io::Error::other)?;
@@ -283,6 +291,7 @@ impl Store {
             BANNED,
             PLUGINS_TABLE,
             CONFIGS,
+            RULES,
         ] {
             self.save(state, t)?;
         }

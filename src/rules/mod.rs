@@ -7,6 +7,9 @@
 //! Served: the `message.publish` hook, actions `built_in:inspect_action` (`inspect`) and
 //! `built_in:republish_action` (`republish`, param `target_topic`). Not yet: the other
 //! hooks, web hooks, resources, per-rule metrics.
+//!
+//! Evaluation walks the rules whose `FROM` takes the topic (a linear scan of the rules; a
+//! topic index is not built yet).
 
 pub mod sql;
 

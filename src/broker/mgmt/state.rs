@@ -125,6 +125,13 @@ impl Admin {
         p.retainer = state.plugin_active(plugins::RETAINER);
         p.delayed_publish = state.plugin_active(plugins::DELAYED_PUBLISH);
         p.acl = self.acl.borrow().clone();
+        // Stored rules were validated when created; one that no longer is is left out.
+        let rules = state
+            .rules
+            .iter()
+            .filter_map(|r| crate::rules::Rule::from_body(r, None).ok())
+            .collect();
+        p.rules = Arc::new(crate::rules::RuleSet::new(rules));
         p
     }
 
