@@ -8,8 +8,8 @@
 //! `built_in:republish_action` (`republish`, param `target_topic`). Not yet: the other
 //! hooks, web hooks, resources, per-rule metrics.
 //!
-//! Evaluation walks the rules whose `FROM` takes the topic (a linear scan of the rules; a
-//! topic index is not built yet).
+//! A message meets only the rules whose `FROM` filters match its topic (a topic trie over the
+//! filters), so rules for other topics cost nothing per message.
 
 pub mod sql;
 
@@ -18,6 +18,8 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use sql::{Env, Statement};
+
+use crate::topic::TopicTrie;
 
 /// The hook a rule runs on (3.1's `for`).
 pub const MESSAGE_PUBLISH: &str = "message.publish";
@@ -138,29 +140,43 @@ impl Rule {
             enabled,
         })
     }
-
-    /// Whether the rule's `FROM` takes a message on `topic`: one of its topic filters
-    /// matches, or it names the `message.publish` event.
-    fn takes(&self, topic: &str) -> bool {
-        self.statement
-            .from
-            .iter()
-            .any(|f| f == MESSAGE_PUBLISH || crate::topic::matches(f, topic))
-    }
 }
 
-/// The rules in force on a shard (an immutable snapshot inside the admin policy).
-#[derive(Debug, Clone, Default)]
+/// The rules in force on a shard (an immutable snapshot inside the admin policy), indexed by
+/// the topic filters of their `FROM`: a message meets only the rules whose filters match it
+/// (and those that name the `message.publish` event), whatever the number of rules.
+#[derive(Default)]
 pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
+    /// Filter → the rules (indexes into `rules`) whose `FROM` names it.
+    by_filter: TopicTrie<Vec<usize>>,
+    /// Rules whose `FROM` names the event: every message.
+    every_message: Vec<usize>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .finish()
+    }
 }
 
 impl RuleSet {
     /// A set of these rules.
     pub fn new(rules: Vec<Rule>) -> RuleSet {
-        RuleSet {
-            rules: rules.into_iter().map(Arc::new).collect(),
+        let mut set = RuleSet::default();
+        for (i, rule) in rules.into_iter().enumerate() {
+            for from in &rule.statement.from {
+                if from == MESSAGE_PUBLISH {
+                    set.every_message.push(i);
+                } else if crate::topic::valid_topic_filter(from) {
+                    set.by_filter.entry(from).push(i);
+                }
+            }
+            set.rules.push(Arc::new(rule));
         }
+        set
     }
 
     /// True when there is no rule: the publish path then asks nothing more.
@@ -175,8 +191,17 @@ impl RuleSet {
         if topic.starts_with("$SYS/") {
             return;
         }
+        let mut hit = self.every_message.clone();
+        self.by_filter
+            .for_each_match(topic, |_, rules| hit.extend_from_slice(rules));
+        if hit.is_empty() {
+            return;
+        }
+        // In creation order, each rule once (a rule may name several matching filters).
+        hit.sort_unstable();
+        hit.dedup();
         let env = Env::new(columns);
-        for rule in self.rules.iter().filter(|r| r.enabled && r.takes(topic)) {
+        for rule in hit.iter().map(|&i| &self.rules[i]).filter(|r| r.enabled) {
             let Some(selected) = rule.statement.run(&env) else {
                 continue;
             };
@@ -303,6 +328,26 @@ mod tests {
         let mut other_hook = body("SELECT * FROM \"t\"", inspect);
         other_hook["for"] = json!("client.connected");
         assert!(refused(other_hook).contains("Not Supported"));
+    }
+
+    #[test]
+    fn only_rules_whose_filters_match_are_met_and_each_fires_once() {
+        let inspect = json!([{"name": "inspect"}]);
+        let mut rules: Vec<Rule> = (0..1000)
+            .map(|i| {
+                let sql = format!("SELECT * FROM \"other/{i}/#\"");
+                Rule::from_body(&body(&sql, inspect.clone()), Some(format!("r:{i}"))).unwrap()
+            })
+            .collect();
+        let two = body("SELECT * FROM \"t/#\", \"t/+\"", inspect);
+        rules.push(Rule::from_body(&two, Some("two:1".into())).unwrap());
+        let set = RuleSet::new(rules);
+        let mut out = Vec::new();
+        set.on_publish(&cols("t/a", "x"), &mut out);
+        assert_eq!(out.len(), 1, "both filters match: the rule fires once");
+        out.clear();
+        set.on_publish(&cols("none/a", "x"), &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]
