@@ -51,9 +51,9 @@ impl Shard {
             self.delay_publish(msg);
             return None;
         }
-        // The rule engine, for messages clients published (a republished message has no
-        // publisher: it fires no rule, so a rule cannot feed itself).
-        if !msg.publisher.is_empty() && !self.policy.borrow().rules.is_empty() {
+        // The rule engine, for messages clients published whose topic some rule takes (a
+        // republished message has no publisher: it fires no rule, so a rule cannot feed itself).
+        if !msg.publisher.is_empty() && self.policy.borrow().rules.takes(&msg.topic) {
             self.apply_rules(&msg);
         }
         let mut stored = None;
