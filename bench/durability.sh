@@ -1,9 +1,9 @@
 #!/bin/bash
 # Durability cost per persistence mode: 8 QoS 1 pairs (window 20) with persistent sessions, CPU per
 # message from /proc; a fresh broker and data directory per run. Usage: bench/durability.sh REPS
-# pers.sh reps : QoS 1 pairs (8, window 20) with persistent sessions, per persistence mode; CPU/msg
-B=/work/main/target/release/shardmq-bench
-BIN=/work/main/target/release/shardmq
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=$ROOT/target/release/shardmq-bench
+BIN=$ROOT/target/release/shardmq
 cpu(){ awk '{print $14+$15}' /proc/$1/stat; }
 for rep in $(seq $1); do
  for mode in off never interval always clean; do

@@ -1,8 +1,9 @@
 #!/bin/bash
 # The publish path with 1,000 rules for other topics against none (rules created over REST).
 # Usage: bench/rules_cost.sh (a broker binary built with cargo build --release; port 1883 free)
-B=/work/main/target/release/shardmq-bench
-BIN=/work/main/target/release/shardmq
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=$ROOT/target/release/shardmq-bench
+BIN=$ROOT/target/release/shardmq
 for rep in 1 2 3; do
  for mode in none rules1000; do
   D=$(mktemp -d); $BIN --set node.data_dir=$D >/dev/null 2>&1 & pid=$!; sleep 0.8
