@@ -111,6 +111,9 @@ metric_set! {
         connections_refused_auth_failed => "connections/refused/auth_failed",
         connections_refused_auth_throttled => "connections/refused/auth_throttled",
         auth_throttled_addresses => "auth/throttled_addresses",
+        rules_matched => "rules.matched",
+        actions_success => "actions.success",
+        actions_failure => "actions.failure",
     }
 }
 

@@ -321,12 +321,38 @@ impl<C: Collector> Api<C> {
                 ApiCall::Alarms { history: true }
             }
 
-            Route::CreateRule => ApiCall::CreateRule(Value::Object(body_json(req)?)),
+            Route::CreateRule => {
+                let body = body_json(req)?;
+                let test = body.get("test").and_then(Value::as_bool) == Some(true)
+                    || req.query_param("test").as_deref() == Some("true");
+                if test {
+                    ApiCall::TestRule(Value::Object(body))
+                } else {
+                    ApiCall::CreateRule(Value::Object(body))
+                }
+            }
             Route::ListRules => ApiCall::ListRules,
             Route::ShowRule { id } => ApiCall::ShowRule { id },
             Route::DeleteRule { id } => ApiCall::DeleteRule { id },
+            Route::ListActions => ApiCall::ListActions {
+                r#for: req.query_param("for"),
+            },
+            Route::ShowAction { name } => ApiCall::ShowAction { name },
+            Route::ListResourceTypes => ApiCall::ListResourceTypes,
+            Route::ShowResourceType { name } => ApiCall::ShowResourceType { name },
+            Route::ListResourcesByType { r#type } => ApiCall::ListResourcesByType { r#type },
+            Route::ListActionsByType { r#type } => ApiCall::ListActionsByType { r#type },
+            Route::CreateResource => ApiCall::CreateResource {
+                body: Value::Object(body_json(req)?),
+                test: req.query_param("test").as_deref() == Some("true"),
+            },
+            Route::ListResources => ApiCall::ListResources,
+            Route::ShowResource { id } => ApiCall::ShowResource { id },
+            Route::GetResourceStatus { id } => ApiCall::ResourceStatus { id },
+            Route::StartResource { id } => ApiCall::StartResource { id },
+            Route::DeleteResource { id } => ApiCall::DeleteResource { id },
+            Route::ListEvents => ApiCall::ListEvents,
 
-            // Actions, resources and events of the rule engine are not served yet.
             _ => return Err(failed(ApiError::new(ErrorCode::Unknown, "not_supported"))),
         };
         let reply = self.collector.call(call).await;

@@ -124,6 +124,39 @@ pub enum ApiCall {
     ShowRule { id: String },
     /// → `Done` (idempotent).
     DeleteRule { id: String },
+    /// `POST /rules?test=true` (or `"test": true` in the body): run `rawsql` on `ctx` (sample
+    /// values for what it leaves out) → `Data(selected)`, or `Failed` (404 `SQL Not Match`,
+    /// 400 for bad SQL).
+    TestRule(serde_json::Value),
+    /// The actions (`for`: only those for that event or alias) → `Data([action])`, or
+    /// `Failed` (400 `Event X Not Found`).
+    ListActions { r#for: Option<String> },
+    /// → `Data(action)`, or `Failed` (404).
+    ShowAction { name: String },
+    /// → `Data([resource type])`.
+    ListResourceTypes,
+    /// → `Data(resource type)`, or `Failed` (404).
+    ShowResourceType { name: String },
+    /// → `Data([resource])` of that type.
+    ListResourcesByType { r#type: String },
+    /// → `Data([action])` of that resource type.
+    ListActionsByType { r#type: String },
+    /// Create (or replace) a resource from the body → `Data(resource)`, or `Failed` (400
+    /// `Resource Type X Not Found`, bad config). `test`: only check the config and the
+    /// connection → `Done` or `Failed` (500 `Test Creating Resource Failed`).
+    CreateResource { body: serde_json::Value, test: bool },
+    /// → `Data([resource])`.
+    ListResources,
+    /// → `Data(resource + status)`, or `Failed` (404 `Not Found`).
+    ShowResource { id: String },
+    /// → `Data({is_alive})`, or `Failed` (400 `Resource X Not Found`).
+    ResourceStatus { id: String },
+    /// Check the resource again → `Done`, or `Failed` (400 `Start Resource X Failed`).
+    StartResource { id: String },
+    /// → `Done` (idempotent).
+    DeleteResource { id: String },
+    /// → `Data([event])` (`GET /rule_events`).
+    ListEvents,
     /// A page of bans → `Banned`.
     ListBanned { paging: Paging },
     /// Add (or replace) a ban; shards refuse and kick matching clients → `Data(echo)`.

@@ -394,17 +394,43 @@ pub struct ShardView {
     /// Event-loop figures (`loop/busy_us`, `mesh/sent`, `mesh/received`, `mesh/depth`, ...);
     /// names ending in `/depth` or `/count` are gauges, the rest counters.
     pub event_loop: NamedValues,
+    /// The rule engine's counters on this shard, per rule (`rules` in `/stats`, and the
+    /// `shardmq_rule_*` families of `/metrics`); none while there is no rule.
+    pub rules: Vec<RuleFigures>,
+}
+
+/// One rule's counters on one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleFigures {
+    pub rule: String,
+    pub matched: u64,
+    /// Per action, in the rule's order.
+    pub actions: Vec<ActionFigures>,
+}
+
+/// One action's outcomes on one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ActionFigures {
+    pub success: u64,
+    pub failed: u64,
 }
 
 impl Serialize for ShardView {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let len = 2 + self.stats.0.len() + self.metrics.0.len() + self.event_loop.0.len();
+        let len = 2
+            + self.stats.0.len()
+            + self.metrics.0.len()
+            + self.event_loop.0.len()
+            + usize::from(!self.rules.is_empty());
         let mut map = s.serialize_map(Some(len))?;
         map.serialize_entry("shard", &self.shard)?;
         map.serialize_entry("core", &self.core)?;
         self.stats.serialize_entries(&mut map)?;
         self.metrics.serialize_entries(&mut map)?;
         self.event_loop.serialize_entries(&mut map)?;
+        if !self.rules.is_empty() {
+            map.serialize_entry("rules", &self.rules)?;
+        }
         map.end()
     }
 }

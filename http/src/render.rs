@@ -196,7 +196,64 @@ pub fn render_shards(shards: &[ShardView]) -> String {
             seen.push(family);
         }
     }
+    render_rules(&mut out, shards);
     out
+}
+
+/// The rule engine's counters: per shard, rule and action.
+fn render_rules(out: &mut String, shards: &[ShardView]) {
+    if shards.iter().all(|s| s.rules.is_empty()) {
+        return;
+    }
+    let labels = |s: &ShardView, rule: &str| {
+        vec![
+            ("shard", s.shard.to_string()),
+            ("core", s.core.to_string()),
+            ("rule", rule.to_string()),
+        ]
+    };
+    let matched: Vec<_> = shards
+        .iter()
+        .flat_map(|s| {
+            s.rules
+                .iter()
+                .map(move |r| (labels(s, &r.rule), r.matched as f64))
+        })
+        .collect();
+    write_family(
+        out,
+        &format!("{PREFIX}rule_matched_total"),
+        "Messages and events a rule matched, per shard",
+        Kind::Counter,
+        &matched,
+    );
+    for (what, pick) in [
+        (
+            "success",
+            (|a| a.success) as fn(&crate::model::ActionFigures) -> u64,
+        ),
+        ("failed", |a| a.failed),
+    ] {
+        let samples: Vec<_> = shards
+            .iter()
+            .flat_map(|s| {
+                s.rules.iter().flat_map(move |r| {
+                    r.actions.iter().enumerate().map(move |(i, a)| {
+                        let mut l = labels(s, &r.rule);
+                        l.push(("action", i.to_string()));
+                        (l, pick(a) as f64)
+                    })
+                })
+            })
+            .collect();
+        write_family(
+            out,
+            &format!("{PREFIX}rule_action_{what}_total"),
+            &format!("Rule actions that ended in {what}, per shard, rule and action (its index)"),
+            Kind::Counter,
+            &samples,
+        );
+    }
 }
 
 /// Renders node-wide counters (the management thread's own, e.g. `http/refused/auth_failed`):

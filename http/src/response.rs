@@ -38,6 +38,11 @@ pub enum ErrorCode {
     /// The rule engine's refusals (bad SQL, unknown action or column): `{"code":400,...}`
     /// in an HTTP 200, as EMQ X answers them.
     Invalid = 400,
+    /// `{"code":404,...}` in an HTTP 200: the rule engine's lookups (`Not Found`, `SQL Not
+    /// Match`), as EMQ X answers them. (Its own discriminant; [`ErrorCode::code`] says 404.)
+    Missing = 1404,
+    /// `{"code":500,...}` in an HTTP 200 (`Test Creating Resource Failed`).
+    Failed = 1500,
     Unauthorized = 401,
     NotFound = 404,
     PayloadTooLarge = 413,
@@ -49,7 +54,11 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// The JSON `code`.
     pub fn code(self) -> u16 {
-        self as u16
+        match self {
+            ErrorCode::Missing => 404,
+            ErrorCode::Failed => 500,
+            other => other as u16,
+        }
     }
 
     /// The HTTP status: 200 for application errors (clients read `code`), 400 for a body

@@ -190,6 +190,7 @@ fn answer(call: &ApiCall) -> ApiAnswer {
                     stats: NamedValues::from_pairs([("connections/count", u64::from(i))]),
                     metrics: NamedValues::from_pairs([("packets/connect", 3)]),
                     event_loop: NamedValues::from_pairs([("loop/busy_permille", 7)]),
+                    rules: Vec::new(),
                 })
                 .collect(),
         ),

@@ -270,6 +270,7 @@ fn shard_view_json_and_prometheus() {
         stats: NamedValues::from_pairs([("connections/count", conns)]),
         metrics: NamedValues::from_pairs([("packets/connect", connects)]),
         event_loop: NamedValues::from_pairs([("loop/busy_us", 7), ("mesh/depth", 1)]),
+        rules: Vec::new(),
     };
     let shard_with_gauges = |id: u32| ShardView {
         shard: id,
@@ -277,6 +278,7 @@ fn shard_view_json_and_prometheus() {
         stats: NamedValues::from_pairs([("connections/max", 5)]),
         metrics: NamedValues::from_pairs([("messages/retained", 2)]),
         event_loop: NamedValues::from_pairs([("loop/busy_permille", 250)]),
+        rules: Vec::new(),
     };
     let shards = [shard(0, 3, 10), shard(1, 4, 20)];
     assert_eq!(
@@ -333,4 +335,41 @@ shardmq_loop_busy_ratio{shard=\"0\",core=\"0\"} 0.25
             "{name}"
         );
     }
+}
+
+#[test]
+fn rule_counters_are_families_with_rule_and_action_labels() {
+    use shardmq_http::model::{ActionFigures, RuleFigures};
+    let shard = ShardView {
+        shard: 1,
+        core: 3,
+        stats: NamedValues::from_pairs([]),
+        metrics: NamedValues::from_pairs([]),
+        event_loop: NamedValues::from_pairs([]),
+        rules: vec![RuleFigures {
+            rule: "r:1".into(),
+            matched: 4,
+            actions: vec![ActionFigures {
+                success: 3,
+                failed: 1,
+            }],
+        }],
+    };
+    assert_eq!(
+        serde_json::to_string(&shard).unwrap(),
+        r#"{"shard":1,"core":3,"rules":[{"rule":"r:1","matched":4,"actions":[{"success":3,"failed":1}]}]}"#
+    );
+    let text = render_shards(&[shard]);
+    let expected = "\
+# HELP shardmq_rule_matched_total Messages and events a rule matched, per shard
+# TYPE shardmq_rule_matched_total counter
+shardmq_rule_matched_total{shard=\"1\",core=\"3\",rule=\"r:1\"} 4
+# HELP shardmq_rule_action_success_total Rule actions that ended in success, per shard, rule and action (its index)
+# TYPE shardmq_rule_action_success_total counter
+shardmq_rule_action_success_total{shard=\"1\",core=\"3\",rule=\"r:1\",action=\"0\"} 3
+# HELP shardmq_rule_action_failed_total Rule actions that ended in failed, per shard, rule and action (its index)
+# TYPE shardmq_rule_action_failed_total counter
+shardmq_rule_action_failed_total{shard=\"1\",core=\"3\",rule=\"r:1\",action=\"0\"} 1
+";
+    assert_eq!(text, expected);
 }

@@ -154,6 +154,16 @@ fn shardmq_routes() {
 }
 
 #[test]
+fn the_documents_actions_by_resource_type_route() {
+    assert_eq!(
+        route(&Method::Get, "/api/v3/resource_types/built_in/actions"),
+        Ok(Route::ListActionsByType {
+            r#type: "built_in".into()
+        })
+    );
+}
+
+#[test]
 fn unknown_paths() {
     for path in [
         "/",
@@ -163,7 +173,6 @@ fn unknown_paths() {
         "/api/v3/nope",
         "/api/v3/brokers/a/b",
         "/api/v3/nodes/n/nope",
-        "/api/v3/resource_types/t/actions",
         "/API/v3/brokers",
     ] {
         assert_eq!(route(&Method::Get, path), Err(NotFound), "{path}");

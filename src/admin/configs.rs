@@ -23,6 +23,10 @@ pub enum DataType {
     Duration,
     /// Bytes: `1024`, `64KB`, `1MB`, `1GB`.
     ByteSize,
+    /// An `http://` URL (the web hook plugin's server).
+    Url,
+    /// A web hook rule: JSON `{"action": "on_...", "topic": "filter"?}`; empty = off.
+    HookSpec,
 }
 
 impl DataType {
@@ -33,6 +37,7 @@ impl DataType {
             DataType::Enum(_) => "enum",
             DataType::Duration => "duration",
             DataType::ByteSize => "bytesize",
+            DataType::Url | DataType::HookSpec => "string",
         }
     }
 
@@ -74,6 +79,15 @@ impl DataType {
                 n.checked_mul(mult)
                     .map(|s| s.to_string())
                     .ok_or_else(|| format!("{raw:?} is too long"))
+            }
+            DataType::Url => crate::rules::webhook::HttpUrl::parse(raw)
+                .map(|_| raw.to_string())
+                .map_err(|e| format!("{raw:?}: {e}")),
+            DataType::HookSpec => {
+                if raw.is_empty() {
+                    return Ok(String::new());
+                }
+                crate::rules::plugin_hooks::HookSpec::parse(raw).map(|_| raw.to_string())
             }
             DataType::ByteSize => {
                 let (num, unit) = split_unit(raw);
@@ -135,6 +149,17 @@ const fn k(
         datatype,
         desc,
         target: Target::Config,
+    }
+}
+
+/// A rule of the web hook plugin, with its default (EMQ X's `emqx_web_hook.conf`).
+const fn hook_rule(key: &'static str, default: &'static str) -> ConfigKey {
+    ConfigKey {
+        app: "emqx_web_hook",
+        key,
+        datatype: DataType::HookSpec,
+        desc: "A hook the web hook plugin posts: {\"action\": ..., \"topic\": filter}; empty = off",
+        target: Target::Own(default),
     }
 }
 
@@ -227,6 +252,57 @@ pub const KEYS: &[ConfigKey] = &[
         "retainer.expiry_interval",
         DataType::Duration,
         "How long a retained message is kept (0 = until replaced)",
+    ),
+    ConfigKey {
+        app: "emqx_web_hook",
+        key: "web.hook.api.url",
+        datatype: DataType::Url,
+        desc: "The web server every hook POSTs to",
+        target: Target::Own("http://127.0.0.1:8080"),
+    },
+    hook_rule(
+        "web.hook.rule.client.connected.1",
+        r#"{"action": "on_client_connected"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.client.disconnected.1",
+        r#"{"action": "on_client_disconnected"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.client.subscribe.1",
+        r#"{"action": "on_client_subscribe"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.client.unsubscribe.1",
+        r#"{"action": "on_client_unsubscribe"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.session.created.1",
+        r#"{"action": "on_session_created"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.session.subscribed.1",
+        r#"{"action": "on_session_subscribed"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.session.unsubscribed.1",
+        r#"{"action": "on_session_unsubscribed"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.session.terminated.1",
+        r#"{"action": "on_session_terminated"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.message.publish.1",
+        r#"{"action": "on_message_publish"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.message.deliver.1",
+        r#"{"action": "on_message_deliver"}"#,
+    ),
+    hook_rule(
+        "web.hook.rule.message.acked.1",
+        r#"{"action": "on_message_acked"}"#,
     ),
     ConfigKey {
         app: "emqx_auth_clientid",

@@ -9,8 +9,7 @@
 pub struct PluginSpec {
     pub name: &'static str,
     pub description: &'static str,
-    /// Implemented by ShardMQ: loading and unloading it changes what the broker does (or,
-    /// for the rule engine and web hook, is tracked until their features arrive).
+    /// Implemented by ShardMQ: loading and unloading it changes what the broker does.
     pub native: bool,
     /// Loaded on a first start (EMQ X 3.1's default `loaded_plugins`, minus the ones with no
     /// native equivalent).

@@ -29,6 +29,7 @@ pub const BANNED: &str = "banned";
 pub const PLUGINS_TABLE: &str = "plugins";
 pub const CONFIGS: &str = "configs";
 pub const RULES: &str = "rules";
+pub const RESOURCES: &str = "resources";
 
 /// Everything the administration API changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,9 @@ pub struct AdminState {
     pub configs: BTreeMap<String, String>,
     /// The rule engine's rules, as the API shows them (`rules::Rule::definition`).
     pub rules: Vec<serde_json::Value>,
+    /// The rule engine's resources, as the API shows them (`{id, name, type, config,
+    /// description, attrs}`), in creation order.
+    pub resources: Vec<serde_json::Value>,
 }
 
 impl AdminState {
@@ -57,6 +61,7 @@ impl AdminState {
             plugins: default_plugins(retainer_enabled),
             configs: BTreeMap::new(),
             rules: Vec::new(),
+            resources: Vec::new(),
         }
     }
 
@@ -203,6 +208,9 @@ impl Store {
         if let Some(rules) = self.read(RULES)? {
             state.rules = rules;
         }
+        if let Some(resources) = self.read(RESOURCES)? {
+            state.resources = resources;
+        }
         Ok(state)
     }
 
@@ -275,6 +283,7 @@ impl Store {
             PLUGINS_TABLE => serde_json::to_vec_pretty(&state.plugins),
             CONFIGS => serde_json::to_vec_pretty(&state.configs),
             RULES => serde_json::to_vec_pretty(&state.rules),
+            RESOURCES => serde_json::to_vec_pretty(&state.resources),
             other => return Err(io::Error::other(format!("no table {other}"))),
         }
         .map_err(io::Error::other)?;
@@ -292,6 +301,7 @@ impl Store {
             PLUGINS_TABLE,
             CONFIGS,
             RULES,
+            RESOURCES,
         ] {
             self.save(state, t)?;
         }

@@ -39,6 +39,7 @@ impl Shard {
     /// clients a ban now matches are kicked.
     pub fn apply_policy(self: &Rc<Self>, policy: Arc<Policy>) {
         let now = unix_secs();
+        self.rule_engine.retain_rules(&policy.rules);
         let kicked: Vec<_> = self
             .clients
             .borrow()

@@ -135,6 +135,8 @@ pub struct ShardFigures {
     pub mesh_outbox_depth: u64,
     /// Abnormal connection ends by reason (`closed`, `kicked`, `keepalive_timeout`, ...).
     pub shutdowns: Vec<(String, u64)>,
+    /// The rule engine's counters on this shard, per rule id.
+    pub rules: Vec<(String, super::rule_state::RuleCount)>,
 }
 
 /// The node's counters from the shards' counters: metrics and gauges summed, except `routes`

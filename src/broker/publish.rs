@@ -51,11 +51,8 @@ impl Shard {
             self.delay_publish(msg);
             return None;
         }
-        // The rule engine, for messages clients published whose topic some rule takes (a
-        // republished message has no publisher: it fires no rule, so a rule cannot feed itself).
-        if !msg.publisher.is_empty() && self.policy.borrow().rules.takes(&msg.topic) {
-            self.apply_rules(&msg);
-        }
+        // The rule engine, for messages clients published whose topic some rule takes.
+        self.hook_publish(&msg);
         let mut stored = None;
         // Each subscriber's copy carries RETAIN 0 [MQTT-3.3.1-9] unless its subscription asked
         // Retain As Published: the session decides per subscriber.
@@ -72,6 +69,7 @@ impl Shard {
                 self.metrics
                     .borrow_mut()
                     .count_drop(DropReason::NoSubscribers);
+                self.hook_dropped(&msg, "no_subscribers");
             }
             return stored;
         }
@@ -93,44 +91,6 @@ impl Shard {
             }
         }
         stored
-    }
-
-    /// Runs the rules in force on a message published here and carries out what they ask:
-    /// republish (on this shard, through the normal publish path) or inspect (a log line).
-    fn apply_rules(self: &Rc<Self>, msg: &Message) {
-        let rules = self.policy.borrow().rules.clone();
-        let username = self
-            .clients
-            .borrow()
-            .get(&msg.publisher)
-            .and_then(|c| c.username.clone());
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let columns = crate::rules::publish_columns(msg, username.as_deref(), &self.node, now_ms);
-        let mut effects = Vec::new();
-        rules.on_publish(&columns, &mut effects);
-        for effect in effects {
-            match effect {
-                crate::rules::Effect::Republish {
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                } => {
-                    let qos = QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce);
-                    self.publish(Message::new(
-                        Str::from(topic.as_str()),
-                        payload,
-                        qos,
-                        retain,
-                    ));
-                }
-                crate::rules::Effect::Inspect { rule, selected } => {
-                    tracing::info!(rule = %rule, "inspect: selected {selected}, topic {}", msg.topic);
-                }
-            }
-        }
     }
 
     pub(super) fn pick_shard(&self, set: ShardSet) -> Option<usize> {
@@ -165,7 +125,9 @@ impl Shard {
         }
         let now = self.now();
         let mut fed_backlogs = self.backlog_scratch.take();
+        let hook_deliver = self.wants_deliver(&msg.topic);
         for (client_id, opts) in targets.drain(..) {
+            let mut delivered = false;
             if opts.no_local && client_id == msg.publisher {
                 continue;
             }
@@ -211,6 +173,7 @@ impl Shard {
                         Some(link),
                     ) => {
                         link.send_message(msg, *qos, *packet_id, *retain, &mut metrics);
+                        delivered = true;
                         false
                     }
                     (Action::SendDelivered { .. }, None) => false,
@@ -225,6 +188,9 @@ impl Shard {
                 }
             }
             self.apply(&client_id, actions);
+            if hook_deliver && delivered {
+                self.hook_message_to(crate::rules::Event::MessageDeliver, msg, &client_id);
+            }
         }
         *self.scratch.borrow_mut() = targets;
         for key in fed_backlogs.drain(..) {

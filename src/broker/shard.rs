@@ -128,6 +128,8 @@ pub struct Shard {
     pub journal: std::cell::OnceCell<Rc<super::journal::Journal>>,
     /// Confirmations the current batch's forwards asked for (see `persist`).
     pub(super) batch_confirms: RefCell<Vec<AwaitReplies<ReplyData>>>,
+    /// The rule engine's counters and web hook sender on this shard (see `hooks`).
+    pub rule_engine: super::rule_state::RuleEngine,
 }
 
 /// A batch of packets a connection task handles without awaiting. While alive,
@@ -234,6 +236,7 @@ impl Shard {
             durable_shards: shared.durable,
             journal: std::cell::OnceCell::new(),
             batch_confirms: RefCell::new(Vec::new()),
+            rule_engine: Default::default(),
         })
     }
 
@@ -522,6 +525,15 @@ impl Shard {
         }
         self.apply(&client_id, actions);
         self.publish_client_event(connect, peer);
+        self.hook_connected(
+            &client_id,
+            crate::rules::Connected {
+                clean_start: connect.clean_start,
+                keepalive: connect.keep_alive,
+                proto_ver: connect.protocol.level(),
+                connected_at_ms: unix_millis(),
+            },
+        );
         Ok(link)
     }
 
@@ -567,7 +579,7 @@ impl Shard {
                 .entry(reason.as_str())
                 .or_default() += 1;
         }
-        let (will, drop_session, username) = {
+        let (will, drop_session, username, peer) = {
             let mut clients = self.clients.borrow_mut();
             let Some(c) = clients.get_mut(client_id) else {
                 return;
@@ -587,7 +599,7 @@ impl Shard {
                 c.session.take_will();
                 None
             };
-            (will, !c.session.is_persistent(), c.username.clone())
+            (will, !c.session.is_persistent(), c.username.clone(), c.peer)
         };
         if let Some(will) = will {
             self.publish(Message::from_will(&will, client_id, Instant::now()));
@@ -599,6 +611,12 @@ impl Shard {
                 self.drop_subscriptions(client_id, &old.session);
             }
         }
+        let who = crate::rules::Who {
+            client_id,
+            username: username.as_deref(),
+            peer,
+        };
+        self.hook_disconnected(&who, reason);
         self.publish_disconnect_event(client_id, username, reason);
     }
 
@@ -628,6 +646,9 @@ impl Shard {
     /// A packet from `client_id`'s connection `link_id`.
     pub fn on_packet(self: &Rc<Self>, client_id: &Str, link_id: u64, mut packet: Packet) {
         let mut actions = self.take_actions();
+        // The rule engine's view of this packet, taken before the session consumes it.
+        let acked = self.acked_message(client_id, &packet);
+        let subscription = self.subscription_event(&packet);
         {
             let mut clients = self.clients.borrow_mut();
             let Some(c) = clients.get_mut(client_id) else {
@@ -694,6 +715,12 @@ impl Shard {
             self.journal_session(client_id, c);
         }
         self.apply(client_id, actions);
+        if let Some(msg) = acked {
+            self.hook_message_to(crate::rules::Event::MessageAcked, &msg, client_id);
+        }
+        if let Some((event, filters)) = subscription {
+            self.hook_subscription(client_id, event, &filters);
+        }
     }
 
     /// Re-evaluates whether `c` counts as backlogged for flow control; when it drained or
@@ -784,6 +811,7 @@ impl Shard {
                 Action::Send(packet) => {
                     if let Some(link) = &link {
                         link.send(&packet, &mut self.metrics.borrow_mut());
+                        self.hook_sent_publish(&packet, client_id);
                     }
                 }
                 Action::SendDelivered { .. } => {
@@ -1078,6 +1106,13 @@ impl Shard {
         });
         self.publish(Message::system(topic, payload.to_string()));
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Seconds since the Unix epoch.

@@ -216,6 +216,7 @@ impl ShardQuery for Figures {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            rules: shard.rule_engine.counts(),
         }
     }
 }
@@ -448,6 +449,16 @@ pub fn first_in_order<T: Ord>(mut items: Vec<T>, window: usize) -> Vec<T> {
     }
     items.sort_unstable();
     items
+}
+
+/// This shard's rule engine counters: per rule id, its matches and its actions' outcomes.
+pub struct RuleCounts;
+
+impl ShardQuery for RuleCounts {
+    type Reply = Vec<(String, super::rule_state::RuleCount)>;
+    fn answer(self, shard: &Rc<Shard>) -> Self::Reply {
+        shard.rule_engine.counts()
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,11 @@ impl Inflight {
         self.entries.get_mut(i)
     }
 
+    /// The entry for `packet_id`, to read.
+    pub fn get(&self, packet_id: u16) -> Option<&InflightEntry> {
+        self.entries.get(self.position(packet_id)?)
+    }
+
     /// Drops the entry for `packet_id` if it is in `state`, returning its message's sequence
     /// number (see `persist`); `None` when there is no such entry.
     pub fn remove_in_state(&mut self, packet_id: u16, state: InflightState) -> Option<u64> {

@@ -682,6 +682,20 @@ impl Session {
         }
     }
 
+    /// The message that `ack` (a PUBACK or a PUBCOMP from the client) completes, if it
+    /// completes one: the message of an inflight entry waiting for exactly that ack.
+    pub fn acked_by(&self, ack: &Packet) -> Option<&Message> {
+        let (id, state) = match ack {
+            Packet::PubAck(r) => (r.packet_id, InflightState::WaitAck),
+            Packet::PubComp(r) => (r.packet_id, InflightState::WaitComp),
+            _ => return None,
+        };
+        self.inflight
+            .get(id)
+            .filter(|e| e.state == state)
+            .map(|e| &e.msg)
+    }
+
     /// The session's own record of its subscriptions (the glue keeps the indexes).
     pub fn subscriptions(&self) -> impl Iterator<Item = (&str, &SubOptions)> {
         self.subscriptions.iter().map(|(f, o)| (f.as_str(), o))

@@ -99,6 +99,7 @@ impl Route {
             R::ListResourceTypes => "list_resource_types",
             R::ShowResourceType { .. } => "show_resource_type",
             R::ListResourcesByType { .. } => "list_resources_by_type",
+            R::ListActionsByType { .. } => "list_actions_by_type",
             R::ListEvents => "list_events",
         }
     }
@@ -170,6 +171,7 @@ impl Route {
             | R::ListResourceTypes
             | R::ShowResourceType { .. }
             | R::ListResourcesByType { .. }
+            | R::ListActionsByType { .. }
             | R::ListEvents => Some("emqx_rule_engine"),
             _ => None,
         }

@@ -253,6 +253,9 @@ pub enum Route {
     ListResourcesByType {
         r#type: String,
     },
+    ListActionsByType {
+        r#type: String,
+    },
     ListEvents,
 }
 
@@ -370,6 +373,7 @@ fn route_v3(method: &Method, segs: &[&str]) -> Result<Route, NotFound> {
         (G, ["resource_types"]) => R::ListResourceTypes,
         (G, ["resource_types", n]) => R::ShowResourceType { name: s(n) },
         (G, ["resource_types", t, "resources"]) => R::ListResourcesByType { r#type: s(t) },
+        (G, ["resource_types", t, "actions"]) => R::ListActionsByType { r#type: s(t) },
         (G, ["rule_events"]) => R::ListEvents,
 
         (G, ["nodes"]) => R::ListNodes,

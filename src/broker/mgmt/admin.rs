@@ -70,7 +70,16 @@ impl Broker {
             responded: self.facts.shards as u32,
             total: self.facts.shards as u32,
         };
-        let (answer, change) = self.admin_apply(call);
+        let (answer, change) = match self.rule_call(call).await {
+            Ok((answer, table)) => (
+                answer,
+                table.map(|table| Change {
+                    table,
+                    policy: true,
+                }),
+            ),
+            Err(call) => self.admin_apply(call),
+        };
         let Some(change) = change else {
             return (answer, complete);
         };
@@ -304,37 +313,6 @@ impl Broker {
                     json!(alarms.present())
                 };
                 (ApiAnswer::Data(data), None)
-            }
-            ApiCall::CreateRule(body) => {
-                // EMQ X 3.1's id: `<name>:<system time in ns>`.
-                let name = body.get("name").and_then(Value::as_str).unwrap_or("rule");
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
-                match crate::rules::Rule::from_body(&body, Some(format!("{name}:{nanos}"))) {
-                    Ok(rule) => {
-                        let shown = rule.definition.clone();
-                        admin.state.borrow_mut().rules.push(shown.clone());
-                        (ApiAnswer::Data(shown), changed(store::RULES, true))
-                    }
-                    Err(e) => (err(ErrorCode::Invalid, e.0), None),
-                }
-            }
-            ApiCall::ListRules => (ApiAnswer::Data(json!(admin.state.borrow().rules)), None),
-            ApiCall::ShowRule { id } => {
-                let state = admin.state.borrow();
-                match state.rules.iter().find(|r| r["id"] == id.as_str()) {
-                    Some(r) => (ApiAnswer::Data(r.clone()), None),
-                    None => (err(ErrorCode::NotFound, "Not Found"), None),
-                }
-            }
-            ApiCall::DeleteRule { id } => {
-                admin
-                    .state
-                    .borrow_mut()
-                    .rules
-                    .retain(|r| r["id"] != id.as_str());
-                (ApiAnswer::Done, changed(store::RULES, true))
             }
             _ => (err(ErrorCode::Unknown, "not_supported"), None),
         }

@@ -17,7 +17,8 @@ use shardmq_http::collector::{
     ApiAnswer, ApiCall, Collector, Coverage, LocalBoxFuture, Page, Reply,
 };
 use shardmq_http::model::{
-    BrokerInfo, ListenerInfo, Memory, NamedValues, NodeInfo, RouteInfo, ShardView, ShutdownCount,
+    ActionFigures, BrokerInfo, ListenerInfo, Memory, NamedValues, NodeInfo, RouteInfo, RuleFigures,
+    ShardView, ShutdownCount,
 };
 use shardmq_http::{ApiError, ErrorCode, Paging};
 use shardmq_shards::mesh::Mesh;
@@ -55,6 +56,8 @@ pub struct Broker {
     pub http_shutdowns: RefCell<BTreeMap<String, u64>>,
     /// Apps, users, auth tables, bans, plugins, configs and alarms (`admin.rs`).
     pub admin: super::state::Admin,
+    /// The rules' match speeds, sampled every 10 s (`rules.rs`).
+    pub rule_speeds: RefCell<crate::rules::speed::RuleSpeeds>,
 }
 
 impl Collector for Broker {
@@ -510,6 +513,26 @@ fn shard_view(f: &ShardFigures) -> ShardView {
             ("mesh/received".to_string(), f.mesh_received),
             ("mesh/depth".to_string(), f.mesh_outbox_depth),
         ]),
+        rules: {
+            let mut rules: Vec<RuleFigures> = f
+                .rules
+                .iter()
+                .map(|(id, c)| RuleFigures {
+                    rule: id.clone(),
+                    matched: c.matched,
+                    actions: c
+                        .actions
+                        .iter()
+                        .map(|a| ActionFigures {
+                            success: a.success,
+                            failed: a.failed,
+                        })
+                        .collect(),
+                })
+                .collect();
+            rules.sort_by(|a, b| a.rule.cmp(&b.rule));
+            rules
+        },
     }
 }
 

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod alarms;
 pub mod collector;
 pub mod monitors;
+pub mod rules;
 pub mod state;
 
 use std::cell::{Cell, RefCell};
@@ -102,6 +103,7 @@ pub async fn run(
         http_conns: Cell::new(0),
         http_shutdowns: RefCell::new(BTreeMap::new()),
         admin,
+        rule_speeds: Default::default(),
     };
     let api = Rc::new(Api {
         collector: broker,
@@ -202,6 +204,7 @@ pub async fn run(
         }
     });
     let mut last_sample = Instant::now();
+    let mut last_speeds = Instant::now();
     let reload = state::reload_flag();
     while !shutdown.is_set() {
         rt::sleep(SHUTDOWN_POLL).await;
@@ -211,6 +214,10 @@ pub async fn run(
         if last_sample.elapsed() >= STATS_SAMPLE && !shutdown.is_set() {
             last_sample = Instant::now();
             api.collector.sample_stats().await;
+        }
+        if last_speeds.elapsed() >= rules::SPEED_TICK && !shutdown.is_set() {
+            last_speeds = Instant::now();
+            api.collector.sample_rule_speeds().await;
         }
     }
     drop(monitors);

@@ -125,13 +125,39 @@ impl Admin {
         p.retainer = state.plugin_active(plugins::RETAINER);
         p.delayed_publish = state.plugin_active(plugins::DELAYED_PUBLISH);
         p.acl = self.acl.borrow().clone();
-        // Stored rules were validated when created; one that no longer is is left out.
-        let rules = state
-            .rules
-            .iter()
-            .filter_map(|r| crate::rules::Rule::from_body(r, None).ok())
-            .collect();
-        p.rules = Arc::new(crate::rules::RuleSet::new(rules));
+        // The rule engine runs while its plugin is loaded. Stored rules were validated when
+        // created; one that no longer is is left out.
+        let mut rules = crate::rules::RuleSet::default();
+        if state.plugin_active(plugins::RULE_ENGINE) {
+            let list = state
+                .rules
+                .iter()
+                .filter_map(|r| crate::rules::Rule::from_body(r, None, None).ok())
+                .collect();
+            rules = crate::rules::RuleSet::new(list, web_targets(&state.resources));
+        }
+        // The web hook plugin's own hooks, while it is loaded.
+        if state.plugin_active(plugins::WEB_HOOK) {
+            let setting = |k: &configs::ConfigKey| configs::display(k, &cfg, &state.configs);
+            let keys: Vec<(&str, String)> = configs::keys_of(plugins::WEB_HOOK)
+                .map(|k| (k.key, setting(k)))
+                .collect();
+            let url = keys
+                .iter()
+                .find(|(k, _)| *k == "web.hook.api.url")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            match crate::rules::plugin_hooks::PluginHooks::from_settings(
+                &url,
+                keys.iter().map(|(k, v)| (*k, v.as_str())),
+            ) {
+                Ok(hooks) => rules = rules.with_plugin(hooks),
+                Err(e) => tracing::error!(
+                    "emqx_web_hook: its settings do not read, it posts nothing: {e}"
+                ),
+            }
+        }
+        p.rules = Arc::new(rules);
         p
     }
 
@@ -159,4 +185,20 @@ impl Admin {
             .and_then(|v| HashAlgo::parse(v))
             .unwrap_or(HashAlgo::Sha256)
     }
+}
+
+/// The web hook resources among `resources` (id → where to post); one whose config no longer
+/// reads is left out (its actions fail).
+pub(super) fn web_targets(
+    resources: &[serde_json::Value],
+) -> std::collections::HashMap<String, Arc<crate::rules::webhook::WebTarget>> {
+    resources
+        .iter()
+        .filter(|r| r["type"] == "web_hook")
+        .filter_map(|r| {
+            let id = r["id"].as_str()?.to_string();
+            let target = crate::rules::webhook::WebTarget::from_config(&r["config"]).ok()?;
+            Some((id, Arc::new(target)))
+        })
+        .collect()
 }
