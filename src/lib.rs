@@ -3,7 +3,7 @@
 //! This crate is two things:
 //! - the **pure MQTT core** (always built): [`codec`], [`topic`], [`session`], [`config`],
 //!   [`metrics`], [`retained`], [`durable`] (the journal's format and recovery), [`rules`]
-//!   (the rule engine's SQL), and the administration's decisions in [`admin`] (the policy shards enforce:
+//!   (the rule engine), [`transport`] (the TLS and WebSocket layers), and the administration's decisions in [`admin`] (the policy shards enforce:
 //!   bans, auth tables, salted password hashes, the configs whitelist, plugins). None of it
 //!   does I/O or knows about threads; all of it is unit-tested on values. (`admin::store`, the
 //!   admin state's files, is part of the runtime.)
@@ -19,6 +19,7 @@ pub mod retained;
 pub mod rules;
 pub mod session;
 pub mod topic;
+pub mod transport;
 
 pub mod admin;
 #[cfg(feature = "runtime")]

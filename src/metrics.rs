@@ -108,6 +108,7 @@ metric_set! {
         connections_refused_over_cap => "connections/refused/max_connections",
         accept_failures => "connections/accept_failed",
         connections_cut_input_budget => "connections/cut/input_budget",
+        handshake_failures => "connections/handshake_failed",
         connections_refused_auth_failed => "connections/refused/auth_failed",
         connections_refused_auth_throttled => "connections/refused/auth_throttled",
         auth_throttled_addresses => "auth/throttled_addresses",

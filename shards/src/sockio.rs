@@ -546,6 +546,21 @@ impl Socket {
         Ok(())
     }
 
+    /// Writes what the socket's send buffer takes right now, without waiting: the number of
+    /// bytes written (`WouldBlock` when it is full).
+    pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for reads of its length for the whole call.
+        let rc = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        cvt(rc)
+    }
+
     /// Ends the sending direction (the peer reads EOF once it has read what was sent). The
     /// descriptor is closed when the socket is dropped.
     pub fn shutdown_write(&self) -> io::Result<()> {

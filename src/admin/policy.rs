@@ -56,6 +56,9 @@ pub struct Policy {
     pub bans: Vec<Ban>,
     /// The rule engine's rules in force (checked on every publish only when there are any).
     pub rules: std::sync::Arc<crate::rules::RuleSet>,
+    /// TLS listener configurations read again since start (SIGHUP): `Some` replaces what a
+    /// shard uses for new connections; `None` keeps it.
+    pub tls: Option<crate::transport::TlsConfigs>,
     /// `Some` while `emqx_auth_clientid` is loaded: client id → password hash.
     pub auth_clientid: Option<HashMap<String, PasswordHash>>,
     /// `Some` while `emqx_auth_username` is loaded: username → password hash.
@@ -100,6 +103,7 @@ impl Policy {
             session: SessionConfig::from(cfg),
             acl: Default::default(),
             rules: Default::default(),
+            tls: None,
             acl_nomatch_allow: cfg.acl.nomatch == crate::config::AclVerdict::Allow,
             acl_deny_disconnects: cfg.acl.deny_action == crate::config::AclDenyAction::Disconnect,
             acl_deny_suback_v5: cfg.acl.deny_subscribe_v5.code(),

@@ -7,7 +7,6 @@
 //! Must never: interpret MQTT beyond framing and CONNECT (the session does that), hold a
 //! shard borrow across an await, or panic on anything a peer sends.
 
-use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,6 @@ use crate::codec::{
 };
 use crate::home_shard;
 use crate::session::CloseReason;
-use shardmq_shards::handoff::SocketInTransit;
 use shardmq_shards::rt::{self, spawn_local};
 use shardmq_shards::sockio::{Listener, Socket};
 
@@ -29,6 +27,7 @@ use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
 use super::shard::{Refusal, Shard};
 use super::slots::ConnSlot;
+use super::stream::{self, ListenerKind, Stream};
 use super::warned::Warned;
 
 /// Bytes asked of one read: starts small (an idle connection holds little memory), doubles
@@ -51,21 +50,23 @@ const TAKEOVER_DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// may carry a `SlowDown`).
 const BATCH_PACKETS: usize = 32;
 
-/// Accepts connections on this shard's `SO_REUSEPORT` listener until shutdown. Over
-/// `listeners.tcp.max_connections` (all shards together) a connection is closed at once,
-/// without reading its CONNECT, and counted.
-pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+/// Accepts connections on this shard's `SO_REUSEPORT` listener of this kind until shutdown.
+/// Over the listener's `max_connections` (all shards together) a connection is closed at
+/// once, without reading its CONNECT, and counted.
+pub async fn accept_loop(shard: Rc<Shard>, listener: Listener, kind: ListenerKind) {
     let mut over_cap = Warned::default();
     let mut failed = Warned::default();
+    let slots = shard.listener_slots[kind as usize].clone();
     loop {
         let accepted = listener.accept().await.and_then(|conn| {
-            let Some(slot) = shard.conn_slots.try_take() else {
+            let Some(slot) = slots.try_take() else {
                 shard.metrics.borrow_mut().connections_refused_over_cap += 1;
                 over_cap.warn(|more| {
                     tracing::warn!(
                         shard = shard.id,
-                        "refusing connections: listeners.tcp.max_connections ({}) reached ({more} more since the last warning)",
-                        shard.cfg.listeners.tcp.max_connections
+                        "refusing connections: listeners.{}.max_connections ({}) reached ({more} more since the last warning)",
+                        kind.name(),
+                        slots.max()
                     )
                 });
                 return Ok(None); // dropping the descriptor closes the connection
@@ -78,7 +79,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
         match accepted {
             Ok(Some((stream, peer, slot))) => {
                 let shard = shard.clone();
-                spawn_local(async move { handshake(shard, stream, peer, slot).await }).detach();
+                spawn_local(async move { handshake(shard, stream, peer, slot, kind).await })
+                    .detach();
             }
             Ok(None) => {}
             Err(e) => {
@@ -97,10 +99,36 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
     }
 }
 
-/// Reads the CONNECT, then serves the connection here or hands it to its home shard.
-async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot: ConnSlot) {
+/// Runs the listener's TLS / WebSocket handshake, reads the CONNECT, then serves the
+/// connection here or hands it to its home shard.
+async fn handshake(
+    shard: Rc<Shard>,
+    socket: Socket,
+    peer: SocketAddr,
+    slot: ConnSlot,
+    kind: ListenerKind,
+) {
     let mut buf = BytesMut::new();
     let idle = Duration::from_secs(shard.cfg.mqtt.idle_timeout.max(1));
+    let mut stream = if kind == ListenerKind::Tcp {
+        Stream::plain(socket)
+    } else {
+        let settings = shard.handshake_settings(kind);
+        match or_timeout(stream::open(socket, &settings, &mut buf), idle).await {
+            Some(Ok(s)) => s,
+            failed => {
+                // A bad handshake (plain MQTT to a TLS port, a foreign certificate, a wrong
+                // WebSocket key, silence) ends this connection only.
+                let why = match failed {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                shard.metrics.borrow_mut().handshake_failures += 1;
+                tracing::debug!(%peer, listener = kind.protocol(), "handshake failed: {why}");
+                return;
+            }
+        }
+    };
     let first = or_timeout(read_first_packet(&shard, &mut stream, &mut buf), idle).await;
     if let Some(Ok(packet)) = &first {
         shard.metrics.borrow_mut().count_received(packet);
@@ -151,6 +179,12 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
         return;
     }
     release_if_empty(&mut buf);
+    // `peer_cert_as_username = cn`: the client certificate's CN is the username (EMQ X).
+    if kind.uses_tls() && shard.cert_cn_is_username(kind) {
+        if let Some(cn) = stream.peer_common_name() {
+            connect.username = Some(Str::from(cn.as_str()));
+        }
+    }
     if connect.client_id.len() > usize::from(shard.cfg.mqtt.max_clientid_len) {
         // Only ids the client chose are limited; an assigned one (below) may be longer.
         refuse(
@@ -190,10 +224,12 @@ async fn handshake(shard: Rc<Shard>, mut stream: Socket, peer: SocketAddr, slot:
         serve(shard, stream, connect, assigned_id, buf, peer, slot).await;
         return;
     }
+    let (socket, layer) = stream.detach();
     shard.mesh.send(
         home,
         ShardMsg::Adopt(Box::new(Adopt {
-            socket: SocketInTransit::detach(stream),
+            socket,
+            layer,
             connect,
             assigned_id,
             rest: buf,
@@ -227,7 +263,7 @@ enum ConnectError {
 
 async fn read_first_packet(
     shard: &Shard,
-    stream: &mut Socket,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<Packet, ConnectError> {
     // An unauthenticated peer can make us buffer only this much (a CONNECT announcing more
@@ -253,7 +289,8 @@ async fn read_first_packet(
                 })
             }
         }
-        let n = read_some(stream, buf, MIN_READ_CHUNK)
+        let n = stream
+            .read(buf, MIN_READ_CHUNK)
             .await
             .map_err(|_| ConnectError::Other)?;
         if n == 0 {
@@ -263,7 +300,7 @@ async fn read_first_packet(
     }
 }
 
-async fn refuse(shard: &Shard, stream: &mut Socket, version: ProtocolVersion, why: Refusal) {
+async fn refuse(shard: &Shard, stream: &mut Stream, version: ProtocolVersion, why: Refusal) {
     let code = match version {
         ProtocolVersion::V5 => match why {
             Refusal::IdentifierRejected => 0x85,
@@ -295,7 +332,7 @@ pub fn adopt(shard: Rc<Shard>, adopt: Adopt) {
 
 /// Entry point on the home shard for a connection another shard accepted.
 async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
-    let stream = match adopt.socket.attach() {
+    let stream = match Stream::attach(adopt.socket, adopt.layer) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("adopting a connection failed: {e}");
@@ -319,7 +356,7 @@ async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
 /// and a connected client holds only the small [`run`] future.
 async fn serve(
     shard: Rc<Shard>,
-    mut stream: Socket,
+    mut stream: Stream,
     connect: Connect,
     assigned_id: bool,
     buf: BytesMut,
@@ -355,7 +392,7 @@ async fn serve(
 /// Drives one accepted connection until it closes, then tells the shard.
 async fn run(
     shard: Rc<Shard>,
-    mut stream: Socket,
+    mut stream: Stream,
     link: Rc<Link>,
     client_id: Str,
     mut buf: BytesMut,
@@ -395,13 +432,13 @@ async fn run(
 /// (acknowledgements of what it received before it saw the DISCONNECT) until it closes, for
 /// at most [`LINGER`] and [`LINGER_BYTES`]. Closed with input unread, the socket would answer
 /// with a reset, which the client may see before the DISCONNECT, or as a failed write.
-async fn linger(stream: &mut Socket, mut buf: BytesMut) {
+async fn linger(stream: &mut Stream, mut buf: BytesMut) {
     let deadline = Instant::now() + LINGER;
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
         buf.clear();
         let left = deadline.saturating_duration_since(Instant::now());
-        match or_timeout(read_some(stream, &mut buf, MIN_READ_CHUNK), left).await {
+        match or_timeout(stream.read(&mut buf, MIN_READ_CHUNK), left).await {
             Some(Ok(n)) if n > 0 => discarded += n,
             _ => return, // EOF, an error, or the time is up
         }
@@ -416,7 +453,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// The read/decode/dispatch/write loop. Returns why the connection ends.
 async fn drive(
     shard: &Rc<Shard>,
-    stream: &mut Socket,
+    stream: &mut Stream,
     link: &Rc<Link>,
     client_id: &crate::codec::Str,
     buf: &mut BytesMut,
@@ -447,6 +484,12 @@ async fn drive(
         }
         // Write everything queued for this client in one go.
         link.take_output(&mut out);
+        if out.is_empty() && stream.has_pending() {
+            // What a layer made while reading (a WebSocket pong, a TLS alert).
+            if stream.write_all(&[]).await.is_err() {
+                return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+            }
+        }
         if !out.is_empty() {
             // In slices, so that flow control sees a slow reader's progress during a long
             // write (a write that waited longer than `flow::STALL` looked stalled).
@@ -512,7 +555,7 @@ async fn drive(
         if shard.mesh.congested() {
             shard.mesh.wait_uncongested().await;
         }
-        match either(read_some(stream, buf, chunk), link.wait()).await {
+        match either(stream.read(buf, chunk), link.wait()).await {
             Either::Left(Ok(0)) | Either::Left(Err(_)) => {
                 return link.close_reason().unwrap_or(CloseReason::SocketClosed);
             }
@@ -540,18 +583,14 @@ async fn drive(
 /// kernel buffered). The caller writes the replies.
 fn drain(
     shard: &Rc<Shard>,
-    stream: &mut Socket,
+    stream: &mut Stream,
     link: &Rc<Link>,
     client_id: &Str,
     buf: &mut BytesMut,
     max: usize,
 ) {
     loop {
-        let start = buf.len();
-        buf.resize(start + MAX_READ_CHUNK, 0);
-        let res = stream.try_read(&mut buf[start..]);
-        let n = *res.as_ref().unwrap_or(&0);
-        buf.truncate(start + n);
+        let n = stream.try_read(buf, MAX_READ_CHUNK);
         if n > 0 {
             shard.metrics.borrow_mut().bytes_received += n as u64;
             link.counters.read(n);
@@ -603,31 +642,5 @@ fn dispatch(
 fn release_if_empty(buf: &mut BytesMut) {
     if buf.is_empty() && buf.capacity() > 0 {
         *buf = BytesMut::new();
-    }
-}
-
-/// Reads at most `want` bytes once, appending them to `buf`. Only those `want` bytes are
-/// zero-filled before the read. If the future is dropped while waiting (it loses a race
-/// against a wake-up), `buf` is left exactly as it was.
-async fn read_some(stream: &mut Socket, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + want, 0);
-    let mut guard = TruncateOnDrop { buf, len: start };
-    let res = stream.read(&mut guard.buf[start..]).await;
-    if let Ok(n) = res {
-        guard.len = start + n;
-    }
-    res
-}
-
-/// Shrinks a buffer back to `len` when dropped, however the owning future ends.
-struct TruncateOnDrop<'a> {
-    buf: &'a mut BytesMut,
-    len: usize,
-}
-
-impl Drop for TruncateOnDrop<'_> {
-    fn drop(&mut self) {
-        self.buf.truncate(self.len);
     }
 }

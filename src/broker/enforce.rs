@@ -40,6 +40,9 @@ impl Shard {
     pub fn apply_policy(self: &Rc<Self>, policy: Arc<Policy>) {
         let now = unix_secs();
         self.rule_engine.retain_rules(&policy.rules);
+        if let Some(tls) = &policy.tls {
+            *self.tls.borrow_mut() = tls.clone();
+        }
         let kicked: Vec<_> = self
             .clients
             .borrow()

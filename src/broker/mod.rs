@@ -27,6 +27,7 @@ pub mod route;
 pub mod rule_state;
 pub mod shard;
 pub mod slots;
+pub mod stream;
 pub mod subscribe;
 pub mod sys;
 pub mod views;
@@ -48,6 +49,7 @@ use shardmq_shards::sockio::Listener;
 
 use msg::ShardMsg;
 use shard::Shard;
+use stream::ListenerKind;
 
 /// How often each shard runs its housekeeping (keepalive, expiry, shutdown check).
 const TICK: Duration = Duration::from_millis(250);
@@ -115,8 +117,35 @@ pub fn start_with_shutdown(
     // 0: pick a free one) and hold it until they all have bound it.
     let (mqtt_addr, _port_held) = shardmq_shards::listen::claim_port(cfg.listeners.tcp.bind)
         .map_err(|e| io::Error::new(e.kind(), format!("MQTT listener: {e}")))?;
+    // The TLS, WebSocket and secure WebSocket listeners that are on: their ports claimed
+    // like the MQTT port, their certificates read now (a bad file stops the start).
+    let tls = crate::transport::TlsConfigs::load(&cfg).map_err(io::Error::other)?;
+    let mut extra = Vec::new();
+    for kind in [ListenerKind::Ssl, ListenerKind::Ws, ListenerKind::Wss] {
+        let l = listener_config(&cfg, kind);
+        if let Some(bind) = l.addr() {
+            let (addr, held) = shardmq_shards::listen::claim_port(bind).map_err(|e| {
+                io::Error::new(e.kind(), format!("listeners.{} {bind}: {e}", kind.name()))
+            })?;
+            extra.push((kind, addr, held));
+        }
+    }
+    let tcp_slots = slots::ConnSlots::new(cfg.listeners.tcp.max_connections);
+    let listener_slots: Vec<_> = ListenerKind::ALL
+        .iter()
+        .map(|k| match k {
+            ListenerKind::Tcp => tcp_slots.clone(),
+            k => slots::ConnSlots::new(listener_config(&cfg, *k).max_connections),
+        })
+        .collect();
+    let listeners: Vec<(ListenerKind, SocketAddr)> =
+        std::iter::once((ListenerKind::Tcp, mqtt_addr))
+            .chain(extra.iter().map(|(k, a, _)| (*k, *a)))
+            .collect();
     let node_shared = shard::NodeShared {
-        conn_slots: slots::ConnSlots::new(cfg.listeners.tcp.max_connections),
+        listener_slots: listener_slots.clone(),
+        tls,
+        conn_slots: tcp_slots,
         auth_throttle: auth_throttle::MqttAuthThrottle::new(&cfg),
         durable: std::sync::Arc::new((0..shards).map(|_| Default::default()).collect()),
     };
@@ -129,6 +158,10 @@ pub fn start_with_shutdown(
     } else {
         (0..shards).map(|_| Default::default()).collect()
     };
+    let listeners_facts: Vec<_> = listeners
+        .iter()
+        .map(|&(k, a)| (k, a, listener_slots[k as usize].clone()))
+        .collect();
     let cfg = std::sync::Arc::new(cfg);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (mgmt_tx, mgmt_rx) = mpsc::channel::<Result<SocketAddr, String>>();
@@ -143,6 +176,7 @@ pub fn start_with_shutdown(
         let id = member.id();
         let core = *core;
         let node_shared = node_shared.clone();
+        let listeners = listeners.clone();
         threads.push(spawn_pinned(
             &format!("shard-{id}"),
             core,
@@ -172,15 +206,22 @@ pub fn start_with_shutdown(
                     }
                     shard.restore(part);
                 }
-                let listener = match bind_listener(mqtt_addr, &cfg.listeners.tcp) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = ready.send(Err(format!("shard {id}: binding {mqtt_addr}: {e}")));
-                        return;
-                    }
-                };
+                let mut accepts = Vec::new();
+                for &(kind, addr) in &listeners {
+                    let listener = match bind_listener(addr, &cfg.listeners.tcp) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("shard {id}: binding {addr}: {e}")));
+                            return;
+                        }
+                    };
+                    accepts.push(spawn_local(conn::accept_loop(
+                        shard.clone(),
+                        listener,
+                        kind,
+                    )));
+                }
                 let _ = ready.send(Ok(()));
-                let accept = spawn_local(conn::accept_loop(shard.clone(), listener));
                 if id == 0 {
                     spawn_local(sys::run(shard.clone())).detach();
                 }
@@ -188,7 +229,7 @@ pub fn start_with_shutdown(
                     rt::sleep(TICK).await;
                     shard.tick();
                 }
-                drop(accept);
+                drop(accepts);
                 // What the journal holds goes to the file before the thread ends.
                 if let Some(j) = shard.journal.get() {
                     let end = j.end();
@@ -206,6 +247,7 @@ pub fn start_with_shutdown(
             shards,
             shard_cores: cores.to_vec(),
             mqtt_addr,
+            listeners: listeners_facts,
         };
         threads.push(spawn_pinned("management", management_core, move || {
             mgmt::run(mgmt_member, cfg, facts, shutdown, mgmt_tx)
@@ -240,4 +282,13 @@ pub fn start_with_shutdown(
 /// configured backlog and `TCP_DEFER_ACCEPT`.
 fn bind_listener(addr: SocketAddr, tcp: &TcpListenerConfig) -> io::Result<Listener> {
     shardmq_shards::listen::bind_reuseport(addr, tcp.backlog, tcp.defer_accept)
+}
+
+/// The `[listeners.*]` section of a TLS / WebSocket listener kind (`tcp` has its own type).
+fn listener_config(cfg: &Config, kind: ListenerKind) -> &crate::config::ListenerConfig {
+    match kind {
+        ListenerKind::Ssl => &cfg.listeners.ssl,
+        ListenerKind::Wss => &cfg.listeners.wss,
+        _ => &cfg.listeners.ws,
+    }
 }

@@ -78,13 +78,15 @@ pub struct Forward {
 /// A connection moving to its client's home shard after CONNECT was read.
 pub struct Adopt {
     pub socket: SocketInTransit,
+    /// The connection's TLS / WebSocket layers (`Layer::Plain` on the TCP listener).
+    pub layer: super::stream::Layer,
     pub connect: Connect,
     /// The client sent an empty id and the broker assigned `connect.client_id`.
     pub assigned_id: bool,
     /// Bytes read after the CONNECT packet (the client may pipeline).
     pub rest: BytesMut,
     pub peer: SocketAddr,
-    /// The connection's place under `listeners.tcp.max_connections`.
+    /// The connection's place under its listener's `max_connections`.
     pub slot: super::slots::ConnSlot,
 }
 

@@ -100,6 +100,10 @@ pub struct Shard {
     pub(super) backlog_scratch: std::cell::Cell<Vec<flow::FlowKey>>,
     /// The node's MQTT connection cap, shared with every shard (taken at accept).
     pub conn_slots: Arc<super::slots::ConnSlots>,
+    /// Each listener's connection cap, by `ListenerKind as usize`.
+    pub listener_slots: Vec<Arc<super::slots::ConnSlots>>,
+    /// The TLS listeners' configurations in force (replaced when SIGHUP reloads them).
+    pub tls: RefCell<crate::transport::TlsConfigs>,
     /// The node's failed-authentication table, shared with every shard (touched only for
     /// addresses that failed).
     pub auth_throttle: Arc<MqttAuthThrottle>,
@@ -183,6 +187,11 @@ impl Refusal {
 #[derive(Debug, Clone)]
 pub struct NodeShared {
     pub conn_slots: Arc<super::slots::ConnSlots>,
+    /// Per listener kind (`ListenerKind as usize`): its connection cap (the TCP one is
+    /// `conn_slots`).
+    pub listener_slots: Vec<Arc<super::slots::ConnSlots>>,
+    /// The TLS listeners' configurations as read at start.
+    pub tls: crate::transport::TlsConfigs,
     pub auth_throttle: Arc<MqttAuthThrottle>,
     /// Per shard: it has journaled a durable session (set once, never cleared), so a QoS 1/2
     /// message forwarded to it is acknowledged only once it confirms (see `persist`).
@@ -232,12 +241,47 @@ impl Shard {
             input_budget_warned: Default::default(),
             queue_budget_warned: Default::default(),
             conn_slots: shared.conn_slots,
+            listener_slots: shared.listener_slots,
+            tls: RefCell::new(shared.tls),
             auth_throttle: shared.auth_throttle,
             durable_shards: shared.durable,
             journal: std::cell::OnceCell::new(),
             batch_confirms: RefCell::new(Vec::new()),
             rule_engine: Default::default(),
         })
+    }
+
+    /// What the handshake of a connection on a `kind` listener needs.
+    pub fn handshake_settings(
+        &self,
+        kind: super::stream::ListenerKind,
+    ) -> super::stream::Handshake {
+        use super::stream::ListenerKind as K;
+        let tls = self.tls.borrow();
+        let (tls, path) = match kind {
+            K::Tcp => (None, String::new()),
+            K::Ssl => (tls.ssl.clone(), String::new()),
+            K::Ws => (None, self.cfg.listeners.ws.path.clone()),
+            K::Wss => (tls.wss.clone(), self.cfg.listeners.wss.path.clone()),
+        };
+        super::stream::Handshake {
+            kind,
+            tls,
+            ws: crate::transport::ws::WsSettings {
+                path,
+                max_frame: self.cfg.mqtt.max_packet_size as usize + 16,
+            },
+        }
+    }
+
+    /// Whether a `kind` (TLS) listener takes the client certificate's CN as the username.
+    pub fn cert_cn_is_username(&self, kind: super::stream::ListenerKind) -> bool {
+        let l = match kind {
+            super::stream::ListenerKind::Ssl => &self.cfg.listeners.ssl,
+            super::stream::ListenerKind::Wss => &self.cfg.listeners.wss,
+            _ => return false,
+        };
+        l.peer_cert_as_username == "cn"
     }
 
     /// Sheds the largest sessions' queues when this shard's queues hold more than its share of

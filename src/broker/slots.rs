@@ -1,6 +1,7 @@
-//! The MQTT listener's connection cap (`listeners.tcp.max_connections`), shared by every shard.
+//! An MQTT listener's connection cap (`listeners.<kind>.max_connections`), shared by every
+//! shard; one per listener.
 //!
-//! Owns: the number of live MQTT connections of the node (accepted, in their handshake, handed
+//! Owns: the number of live connections of one listener of the node (accepted, in their handshake, handed
 //! over or served) and of the connections refused over the cap: two atomics, touched once
 //! when a connection is accepted and once when it ends, never per packet.
 //! Runs on: every shard thread (the accept loops take slots; a slot is given back on whichever
@@ -42,6 +43,11 @@ impl ConnSlots {
             return None;
         }
         Some(ConnSlot(self.clone()))
+    }
+
+    /// The cap.
+    pub fn max(&self) -> u64 {
+        self.max
     }
 
     /// Live connections now.

@@ -210,6 +210,62 @@ pub struct ManagementConfig {
 pub struct ListenersConfig {
     /// `[listeners.tcp]`: plain MQTT over TCP.
     pub tcp: TcpListenerConfig,
+    /// `[listeners.ssl]`: MQTT over TLS (EMQ X `listener.ssl.external`, port 8883).
+    pub ssl: ListenerConfig,
+    /// `[listeners.ws]`: MQTT over WebSocket (EMQ X `listener.ws.external`, port 8083).
+    pub ws: ListenerConfig,
+    /// `[listeners.wss]`: MQTT over WebSocket over TLS (EMQ X `listener.wss.external`, 8084).
+    pub wss: ListenerConfig,
+}
+
+/// `[listeners.ssl]`, `[listeners.ws]`, `[listeners.wss]`: bound by every shard with
+/// `SO_REUSEPORT` when `bind` is set; off while it is empty. `path` is for the WebSocket
+/// listeners, the certificate settings for the TLS ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Listen address, e.g. `0.0.0.0:8883`; empty: the listener is off.
+    pub bind: String,
+    /// Most concurrent connections on this listener (all shards together).
+    pub max_connections: u64,
+    /// WebSocket: the HTTP path of the upgrade (`/mqtt`).
+    pub path: String,
+    /// TLS: the server's certificate chain (PEM).
+    pub certfile: String,
+    /// TLS: the server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub keyfile: String,
+    /// TLS: the CA certificates client certificates must chain to (PEM); for `verify_peer`.
+    pub cacertfile: String,
+    /// TLS: `verify_none` (no client certificate asked) or `verify_peer`.
+    pub verify: String,
+    /// TLS with `verify_peer`: refuse a client that sends no certificate.
+    pub fail_if_no_peer_cert: bool,
+    /// TLS: `cn` takes the client certificate's subject CN as the MQTT username (EMQ X
+    /// `peer_cert_as_username`); empty: off.
+    pub peer_cert_as_username: String,
+}
+
+impl ListenerConfig {
+    /// The bound address, when the listener is on.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.bind.trim().parse().ok()
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            bind: String::new(),
+            max_connections: 102_400,
+            path: "/mqtt".into(),
+            certfile: String::new(),
+            keyfile: String::new(),
+            cacertfile: String::new(),
+            verify: "verify_none".into(),
+            fail_if_no_peer_cert: false,
+            peer_cert_as_username: String::new(),
+        }
+    }
 }
 
 /// `[listeners.tcp]`: bound by every shard with `SO_REUSEPORT`.
@@ -557,6 +613,47 @@ impl Config {
                 "management.bind",
                 format!("{} is also listeners.tcp.bind", tcp.bind),
             );
+        }
+
+        for (name, l, tls) in [
+            ("ssl", &self.listeners.ssl, true),
+            ("ws", &self.listeners.ws, false),
+            ("wss", &self.listeners.wss, true),
+        ] {
+            if l.bind.trim().is_empty() {
+                continue;
+            }
+            let key = |k: &str| format!("listeners.{name}.{k}");
+            let Some(addr) = l.addr() else {
+                return fail(&key("bind"), format!("{:?} is not an address", l.bind));
+            };
+            if addr == tcp.bind && addr.port() != 0 {
+                return fail(&key("bind"), format!("{addr} is also listeners.tcp.bind"));
+            }
+            if l.max_connections == 0 {
+                return fail(&key("max_connections"), "must be at least 1".into());
+            }
+            if !tls {
+                if !l.path.starts_with('/') {
+                    return fail(&key("path"), "must start with /".into());
+                }
+                continue;
+            }
+            if l.certfile.is_empty() || l.keyfile.is_empty() {
+                return fail(
+                    &key("certfile"),
+                    "a TLS listener needs certfile and keyfile".into(),
+                );
+            }
+            if !matches!(l.verify.as_str(), "verify_none" | "verify_peer") {
+                return fail(&key("verify"), "must be verify_none or verify_peer".into());
+            }
+            if l.verify == "verify_peer" && l.cacertfile.is_empty() {
+                return fail(&key("cacertfile"), "verify_peer needs cacertfile".into());
+            }
+            if !matches!(l.peer_cert_as_username.as_str(), "" | "cn") {
+                return fail(&key("peer_cert_as_username"), "must be cn or empty".into());
+            }
         }
 
         let mqtt = &self.mqtt;

@@ -219,6 +219,12 @@ fn validate_rejects_bad_values() {
         ("mqtt.keepalive_multiplier=nan", "mqtt.keepalive_multiplier"),
         ("mqtt.idle_timeout=0", "mqtt.idle_timeout"),
         ("retainer.max_payload_size=0", "retainer.max_payload_size"),
+        ("listeners.ssl.bind=nowhere", "listeners.ssl.bind"),
+        (
+            "listeners.ssl.bind=127.0.0.1:8883",
+            "listeners.ssl.certfile",
+        ),
+        ("listeners.ws.bind=0.0.0.0:1883", "listeners.ws.bind"),
     ];
     for (set, key) in cases {
         let mut c = Config::default();
@@ -282,4 +288,44 @@ fn server_keepalive_is_the_most_a_client_may_use() {
     );
     assert_eq!(m.imposed_keepalive(5), None);
     assert_eq!(m.imposed_keepalive(60), None);
+}
+
+#[test]
+fn tls_and_websocket_listeners_are_checked_when_on() {
+    let mut c = Config::default();
+    assert!(c.listeners.ssl.addr().is_none(), "off by default");
+    for set in [
+        "listeners.wss.bind=127.0.0.1:8084",
+        "listeners.wss.certfile=/c.pem",
+        "listeners.wss.keyfile=/k.pem",
+        "listeners.ws.bind=127.0.0.1:8083",
+    ] {
+        c.apply_set(set).unwrap();
+    }
+    c.validate().unwrap();
+    let bad = |set: &str| {
+        let mut c = c.clone();
+        c.apply_set(set).unwrap();
+        c.validate().unwrap_err().key().map(str::to_string)
+    };
+    assert_eq!(
+        bad("listeners.wss.verify=verify_peer").as_deref(),
+        Some("listeners.wss.cacertfile")
+    );
+    assert_eq!(
+        bad("listeners.wss.verify=maybe").as_deref(),
+        Some("listeners.wss.verify")
+    );
+    assert_eq!(
+        bad("listeners.ws.path=mqtt").as_deref(),
+        Some("listeners.ws.path")
+    );
+    assert_eq!(
+        bad("listeners.wss.peer_cert_as_username=dn").as_deref(),
+        Some("listeners.wss.peer_cert_as_username")
+    );
+    assert_eq!(
+        bad("listeners.ws.max_connections=0").as_deref(),
+        Some("listeners.ws.max_connections")
+    );
 }

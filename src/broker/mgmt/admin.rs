@@ -50,6 +50,17 @@ impl Broker {
     /// shard gets the new policy); when it does not, the rules in force stay and the error is
     /// logged.
     pub async fn reload_acl(&self) {
+        // The TLS listeners' certificates too (renewals without a restart): new connections
+        // get the new ones, live ones keep theirs; a file that does not read keeps the old.
+        match crate::transport::TlsConfigs::load(&self.admin.base) {
+            Ok(tls) => {
+                if tls.ssl.is_some() || tls.wss.is_some() {
+                    tracing::info!("TLS certificates read again");
+                }
+                *self.admin.tls.borrow_mut() = Some(tls);
+            }
+            Err(e) => tracing::error!("TLS certificates not reloaded, the old ones stay: {e}"),
+        }
         match super::state::read_acl(&self.admin.base.acl.file) {
             Ok(acl) => {
                 *self.admin.acl.borrow_mut() = acl;

@@ -420,24 +420,36 @@ impl Broker {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
         );
-        vec![
-            ListenerInfo {
+        let _ = figures;
+        let mut list: Vec<ListenerInfo> = self
+            .facts
+            .listeners
+            .iter()
+            .map(|(kind, addr, slots)| ListenerInfo {
                 acceptors: self.facts.shards as u64,
-                current_conns: figures.iter().map(|f| f.stats.connections).sum(),
-                listen_on: listen_on(self.facts.mqtt_addr),
-                max_conns: self.cfg.listeners.tcp.max_connections,
-                protocol: "mqtt:tcp".into(),
-                shutdown_count: ShutdownCount(shutdowns),
-            },
-            ListenerInfo {
-                acceptors: 1,
-                current_conns: self.http_conns.get(),
-                listen_on: listen_on(self.http_addr),
-                max_conns: self.cfg.management.max_connections,
-                protocol: "http:management".into(),
-                shutdown_count: ShutdownCount(http_shutdowns),
-            },
-        ]
+                current_conns: slots.live(),
+                listen_on: listen_on(*addr),
+                max_conns: slots.max(),
+                protocol: kind.protocol().into(),
+                // Abnormal ends are counted per node, shown on the TCP listener.
+                shutdown_count: ShutdownCount(
+                    if *kind == crate::broker::stream::ListenerKind::Tcp {
+                        shutdowns.clone()
+                    } else {
+                        NamedValues::default()
+                    },
+                ),
+            })
+            .collect();
+        list.push(ListenerInfo {
+            acceptors: 1,
+            current_conns: self.http_conns.get(),
+            listen_on: listen_on(self.http_addr),
+            max_conns: self.cfg.management.max_connections,
+            protocol: "http:management".into(),
+            shutdown_count: ShutdownCount(http_shutdowns),
+        });
+        list
     }
 }
 

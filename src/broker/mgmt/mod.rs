@@ -49,6 +49,12 @@ pub struct NodeFacts {
     pub shards: usize,
     pub shard_cores: Vec<usize>,
     pub mqtt_addr: SocketAddr,
+    /// Every MQTT listener that is on: its kind, bound address and connection cap.
+    pub listeners: Vec<(
+        crate::broker::stream::ListenerKind,
+        SocketAddr,
+        Arc<crate::broker::slots::ConnSlots>,
+    )>,
 }
 
 /// Runs the management executor until shutdown. Reports its bound address (or the error)

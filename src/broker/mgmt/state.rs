@@ -38,6 +38,9 @@ pub struct Admin {
     pub alarms: RefCell<Alarms>,
     /// The rules of `acl.file`, read at start and again on [`reload_flag`] (SIGHUP).
     pub acl: RefCell<Arc<Acl>>,
+    /// The TLS listeners' certificates as last read again (SIGHUP); `None` until then (the
+    /// shards have what was read at start).
+    pub tls: RefCell<Option<crate::transport::TlsConfigs>>,
 }
 
 /// Set (by the SIGHUP handler `main` installs) when `acl.file` should be read again; the
@@ -89,6 +92,7 @@ impl Admin {
             base,
             credentials,
             alarms: RefCell::new(Alarms::default()),
+            tls: RefCell::new(None),
         })
     }
 
@@ -125,6 +129,7 @@ impl Admin {
         p.retainer = state.plugin_active(plugins::RETAINER);
         p.delayed_publish = state.plugin_active(plugins::DELAYED_PUBLISH);
         p.acl = self.acl.borrow().clone();
+        p.tls = self.tls.borrow().clone();
         // The rule engine runs while its plugin is loaded. Stored rules were validated when
         // created; one that no longer is is left out.
         let mut rules = crate::rules::RuleSet::default();

@@ -1,0 +1,436 @@
+//! A client connection's byte stream: its socket and, on the TLS, WebSocket and secure
+//! WebSocket listeners, the layers between the socket and the MQTT codec (`transport::tls`,
+//! `transport::ws`). The connection code reads and writes MQTT bytes through a [`Stream`]
+//! whatever the listener; the layers' work happens inside its `read` and `write_all`.
+//!
+//! Runs on the shard that serves the connection (the accepting shard for the handshake; the
+//! layers travel with the socket when it is handed to the client's home shard).
+//! Must never: lose bytes when a read is cancelled (a read's only await is the socket's own
+//! cancel-safe read; everything after it is synchronous and keeps its state in the stream),
+//! write from inside a read (output the layers make while reading — a WebSocket pong, a TLS
+//! alert — waits in `pending` for the next write), or panic on a peer's bytes.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use shardmq_shards::handoff::SocketInTransit;
+use shardmq_shards::sockio::Socket;
+
+use crate::transport::tls::{TlsError, TlsLayer};
+use crate::transport::ws::{WsError, WsLayer, WsSettings};
+
+/// The kinds of MQTT listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Tcp,
+    Ssl,
+    Ws,
+    Wss,
+}
+
+impl ListenerKind {
+    pub const ALL: [ListenerKind; 4] = [
+        ListenerKind::Tcp,
+        ListenerKind::Ssl,
+        ListenerKind::Ws,
+        ListenerKind::Wss,
+    ];
+
+    /// The name `GET /listeners` shows (`mqtt:tcp`, `mqtt:ssl`, `mqtt:ws`, `mqtt:wss`).
+    pub fn protocol(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "mqtt:tcp",
+            ListenerKind::Ssl => "mqtt:ssl",
+            ListenerKind::Ws => "mqtt:ws",
+            ListenerKind::Wss => "mqtt:wss",
+        }
+    }
+
+    /// The config section (`listeners.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Ssl => "ssl",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, ListenerKind::Ssl | ListenerKind::Wss)
+    }
+
+    pub fn uses_ws(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
+}
+
+/// The layers of one connection (moved with its socket to the home shard).
+pub enum Layer {
+    Plain,
+    Tls(Box<TlsLayer>),
+    Ws(Box<WsLayer>),
+    Wss(Box<TlsLayer>, Box<WsLayer>),
+}
+
+/// Bytes asked of one socket read under a layer (one TLS record at most).
+const RAW_CHUNK: usize = 16 * 1024 + 512;
+/// The largest WebSocket upgrade request head read before giving up (the layer bounds it too).
+const MAX_UPGRADE: usize = 16 * 1024;
+
+/// A connection's socket with its layers.
+pub struct Stream {
+    socket: Socket,
+    layer: Layer,
+    /// Scratch for raw socket reads (layered streams only).
+    raw: Vec<u8>,
+    /// TLS plaintext not yet unframed by the WebSocket layer (secure WebSocket only).
+    plain: BytesMut,
+    /// Bytes the layers made that are still to be written.
+    pending: Vec<u8>,
+    /// A WebSocket frame being built for a write (secure WebSocket only).
+    framed: Vec<u8>,
+    /// The peer closed its layer (TLS close_notify, WebSocket close): reads end.
+    closed: bool,
+}
+
+fn tls_err(e: TlsError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("tls: {e:?}"))
+}
+
+fn ws_err(e: WsError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("websocket: {e:?}"))
+}
+
+impl Stream {
+    /// A plain TCP stream.
+    pub fn plain(socket: Socket) -> Stream {
+        Stream::with_layer(socket, Layer::Plain)
+    }
+
+    fn with_layer(socket: Socket, layer: Layer) -> Stream {
+        Stream {
+            socket,
+            layer,
+            raw: Vec::new(),
+            plain: BytesMut::new(),
+            pending: Vec::new(),
+            framed: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// The socket and layers, for the hand-over to the home shard.
+    pub fn detach(self) -> (SocketInTransit, Layer) {
+        (SocketInTransit::detach(self.socket), self.layer)
+    }
+
+    /// A stream from what [`Stream::detach`] gave.
+    pub fn attach(socket: SocketInTransit, layer: Layer) -> io::Result<Stream> {
+        Ok(Stream::with_layer(socket.attach()?, layer))
+    }
+
+    /// Whether the client's TLS certificate named a subject CN (for `peer_cert_as_username`).
+    pub fn peer_common_name(&self) -> Option<String> {
+        match &self.layer {
+            Layer::Tls(t) | Layer::Wss(t, _) => t.peer_common_name(),
+            _ => None,
+        }
+    }
+
+    /// Output the layers made while reading, not yet written.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Reads once (waiting until the socket has something) and appends the MQTT bytes it
+    /// carried to `buf`; `Ok(0)` is the end of the stream. Under a layer, reads go on until
+    /// they yield MQTT bytes (a TLS record may span reads; a frame may be a ping).
+    /// Cancel-safe.
+    pub async fn read(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+        if matches!(self.layer, Layer::Plain) {
+            return read_plain(&mut self.socket, buf, want).await;
+        }
+        loop {
+            if self.closed {
+                return Ok(0);
+            }
+            if self.raw.len() < RAW_CHUNK {
+                self.raw.resize(RAW_CHUNK, 0);
+            }
+            let n = self.socket.read(&mut self.raw).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let got = self.absorb(n, buf)?;
+            if got > 0 {
+                return Ok(got);
+            }
+        }
+    }
+
+    /// What the socket holds right now, without waiting, through the layers into `buf`:
+    /// the number of raw bytes read (0: nothing, closed or failed).
+    pub fn try_read(&mut self, buf: &mut BytesMut, want: usize) -> usize {
+        if matches!(self.layer, Layer::Plain) {
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            let n = self.socket.try_read(&mut buf[start..]).unwrap_or(0);
+            buf.truncate(start + n);
+            return n;
+        }
+        if self.closed {
+            return 0;
+        }
+        if self.raw.len() < RAW_CHUNK {
+            self.raw.resize(RAW_CHUNK, 0);
+        }
+        let n = self.socket.try_read(&mut self.raw).unwrap_or(0);
+        if n > 0 && self.absorb(n, buf).is_err() {
+            self.closed = true;
+        }
+        n
+    }
+
+    /// Runs `n` raw bytes of `self.raw` through the layers, MQTT bytes into `buf`.
+    fn absorb(&mut self, n: usize, buf: &mut BytesMut) -> io::Result<usize> {
+        let before = buf.len();
+        let raw = &self.raw[..n];
+        let result = match &mut self.layer {
+            Layer::Plain => {
+                buf.extend_from_slice(raw);
+                Ok(())
+            }
+            Layer::Tls(tls) => tls.feed(raw, buf, &mut self.pending).map_err(tls_err),
+            Layer::Ws(ws) => ws.feed(raw, buf, &mut self.pending).map_err(ws_err),
+            Layer::Wss(tls, ws) => {
+                let fed = tls.feed(raw, &mut self.plain, &mut self.pending);
+                if !self.plain.is_empty() {
+                    let mut replies = Vec::new();
+                    let plain = std::mem::take(&mut self.plain);
+                    let unframed = ws.feed(&plain, buf, &mut replies);
+                    if !replies.is_empty() {
+                        tls.encrypt(&replies, &mut self.pending);
+                    }
+                    unframed.map_err(ws_err)?;
+                }
+                fed.map_err(tls_err)
+            }
+        };
+        let got = buf.len() - before;
+        match result {
+            Ok(()) => Ok(got),
+            // The peer closed its layer: what came before still counts; reads end after.
+            Err(_) if got > 0 => {
+                self.closed = true;
+                Ok(got)
+            }
+            Err(e) => {
+                self.closed = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes MQTT bytes (through the layers), after any output the layers still hold.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.layer {
+            Layer::Plain => return self.socket.write_all(data).await,
+            Layer::Tls(tls) => {
+                if !data.is_empty() {
+                    tls.encrypt(data, &mut self.pending)
+                }
+            }
+            Layer::Ws(ws) => {
+                if !data.is_empty() {
+                    ws.encode(data, &mut self.pending)
+                }
+            }
+            Layer::Wss(tls, ws) => {
+                if !data.is_empty() {
+                    self.framed.clear();
+                    ws.encode(data, &mut self.framed);
+                    tls.encrypt(&self.framed, &mut self.pending);
+                }
+            }
+        }
+        let result = self.socket.write_all(&self.pending).await;
+        self.pending.clear();
+        if self.pending.capacity() > 64 * 1024 {
+            self.pending = Vec::new();
+        }
+        result
+    }
+
+    /// Ends the sending direction: the layers' goodbye (TLS close_notify, WebSocket close)
+    /// is sent if the socket takes it at once, then the socket's FIN.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        let mut bye = Vec::new();
+        match &mut self.layer {
+            Layer::Plain => {}
+            Layer::Tls(tls) => tls.close(&mut bye),
+            Layer::Ws(ws) => ws.close(&mut bye),
+            Layer::Wss(tls, ws) => {
+                let mut frame = Vec::new();
+                ws.close(&mut frame);
+                tls.encrypt(&frame, &mut bye);
+                tls.close(&mut bye);
+            }
+        }
+        if !bye.is_empty() {
+            let _ = self.socket.try_write(&bye);
+        }
+        self.socket.shutdown_write()
+    }
+}
+
+/// A plain read of at most `want` bytes appended to `buf`; `buf` is left as it was when the
+/// future is dropped while waiting.
+async fn read_plain(socket: &mut Socket, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let mut guard = TruncateOnDrop { buf, len: start };
+    let res = socket.read(&mut guard.buf[start..]).await;
+    if let Ok(n) = res {
+        guard.len = start + n;
+    }
+    res
+}
+
+/// Shrinks a buffer back to `len` when dropped, however the owning future ends.
+struct TruncateOnDrop<'a> {
+    buf: &'a mut BytesMut,
+    len: usize,
+}
+
+impl Drop for TruncateOnDrop<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
+    }
+}
+
+/// What a listener's handshake needs: the TLS configuration (TLS listeners) and the
+/// WebSocket settings (WebSocket listeners).
+#[derive(Clone)]
+pub struct Handshake {
+    pub kind: ListenerKind,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub ws: WsSettings,
+}
+
+/// Runs a new connection's TLS handshake and/or WebSocket upgrade; MQTT bytes that came
+/// with them are left in `buf`. The caller bounds it in time.
+pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Result<Stream> {
+    let mut stream = Stream::plain(socket);
+    if hs.kind.uses_tls() {
+        let config = hs
+            .tls
+            .clone()
+            .ok_or_else(|| io::Error::other("no TLS certificate loaded"))?;
+        let tls = TlsLayer::new(config).map_err(io::Error::other)?;
+        stream.layer = Layer::Tls(Box::new(tls));
+        // Until the handshake is done: read, feed, write what TLS answers.
+        stream.raw.resize(RAW_CHUNK, 0);
+        let mut early = BytesMut::new();
+        loop {
+            let Layer::Tls(tls) = &mut stream.layer else {
+                unreachable!("set above")
+            };
+            if !tls.is_handshaking() {
+                break;
+            }
+            let n = stream.socket.read(&mut stream.raw).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let fed = tls.feed(&stream.raw[..n], &mut early, &mut stream.pending);
+            if !stream.pending.is_empty() {
+                // An alert goes out before the error is returned.
+                let _ = stream.socket.write_all(&stream.pending).await;
+                stream.pending.clear();
+            }
+            fed.map_err(tls_err)?;
+        }
+        if hs.kind == ListenerKind::Ssl {
+            buf.extend_from_slice(&early);
+            return Ok(stream);
+        }
+        stream.plain = early;
+    }
+    if hs.kind.uses_ws() {
+        // The upgrade request arrives in the clear (ws) or inside TLS (wss).
+        let mut head = std::mem::take(&mut stream.plain);
+        let ws = loop {
+            let mut answer = Vec::new();
+            let upgraded = WsLayer::upgrade(&hs.ws, &mut head, &mut answer);
+            if !answer.is_empty() {
+                match &mut stream.layer {
+                    Layer::Tls(tls) => tls.encrypt(&answer, &mut stream.pending),
+                    _ => stream.pending.extend_from_slice(&answer),
+                }
+                let _ = stream.socket.write_all(&stream.pending).await;
+                stream.pending.clear();
+            }
+            if let Some(ws) = upgraded.map_err(ws_err)? {
+                break ws;
+            }
+            if head.len() > MAX_UPGRADE {
+                return Err(io::Error::other("websocket upgrade too large"));
+            }
+            let got = match &mut stream.layer {
+                Layer::Tls(_) => stream.read_layer_into(&mut head).await?,
+                _ => read_plain(&mut stream.socket, &mut head, 4096).await?,
+            };
+            if got == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        };
+        stream.layer = match std::mem::replace(&mut stream.layer, Layer::Plain) {
+            Layer::Tls(tls) => Layer::Wss(tls, Box::new(ws)),
+            _ => Layer::Ws(Box::new(ws)),
+        };
+        // A first frame may have come with the request.
+        if !head.is_empty() {
+            let rest = head.to_vec();
+            stream.raw_feed_ws(&rest, buf)?;
+        }
+    }
+    Ok(stream)
+}
+
+impl Stream {
+    /// During a secure WebSocket upgrade: TLS plaintext from one read into `into`.
+    async fn read_layer_into(&mut self, into: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            let n = self.socket.read(&mut self.raw).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let Layer::Tls(tls) = &mut self.layer else {
+                return Err(io::Error::other("not a TLS stream"));
+            };
+            let before = into.len();
+            tls.feed(&self.raw[..n], into, &mut self.pending)
+                .map_err(tls_err)?;
+            if into.len() > before {
+                return Ok(into.len() - before);
+            }
+        }
+    }
+
+    /// WebSocket bytes that came with the upgrade request (already decrypted): unframed into
+    /// `buf`.
+    fn raw_feed_ws(&mut self, bytes: &[u8], buf: &mut BytesMut) -> io::Result<()> {
+        let mut replies = Vec::new();
+        let result = match &mut self.layer {
+            Layer::Ws(ws) | Layer::Wss(_, ws) => ws.feed(bytes, buf, &mut replies),
+            _ => return Ok(()),
+        };
+        match &mut self.layer {
+            Layer::Wss(tls, _) if !replies.is_empty() => tls.encrypt(&replies, &mut self.pending),
+            _ => self.pending.extend_from_slice(&replies),
+        }
+        result.map_err(ws_err)
+    }
+}
