@@ -180,6 +180,16 @@ impl Client {
         }
     }
 
+    async fn suback(&mut self) {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Some(Ok(Incoming::SubAck(_)))) => return,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no SUBACK: {other:?}"),
+            }
+        }
+    }
+
     async fn next_publish(&mut self) -> Publish {
         loop {
             match tokio::time::timeout(WAIT, self.events.recv()).await {
@@ -268,13 +278,7 @@ fn messages_cross_between_all_four_listener_kinds() {
         }
         // Each SUBACK is in before anyone publishes.
         for (_, c) in clients.iter_mut() {
-            loop {
-                match tokio::time::timeout(WAIT, c.events.recv()).await {
-                    Ok(Some(Ok(Incoming::SubAck(_)))) => break,
-                    Ok(Some(Ok(_))) => continue,
-                    other => panic!("no SUBACK: {other:?}"),
-                }
-            }
+            c.suback().await;
         }
         let live = listeners(&node);
         for l in &live[..4] {
@@ -360,13 +364,7 @@ fn mutual_tls_takes_a_ca_signed_client_and_refuses_others() {
             .await
             .unwrap();
         let mut good = good;
-        loop {
-            match tokio::time::timeout(WAIT, good.events.recv()).await {
-                Ok(Some(Ok(Incoming::SubAck(_)))) => break,
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no SUBACK: {other:?}"),
-            }
-        }
+        good.suback().await;
         good.client
             .publish("mtls/t", QoS::AtLeastOnce, false, "still here")
             .await
@@ -475,13 +473,7 @@ fn renewed_certificates_are_read_on_reload_and_live_clients_stay() {
             .subscribe("renew/t", QoS::AtLeastOnce)
             .await
             .unwrap();
-        loop {
-            match tokio::time::timeout(WAIT, live.events.recv()).await {
-                Ok(Some(Ok(Incoming::SubAck(_)))) => break,
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no SUBACK: {other:?}"),
-            }
-        }
+        live.suback().await;
         live.client
             .publish("renew/t", QoS::AtLeastOnce, false, "kept")
             .await
