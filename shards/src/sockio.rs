@@ -488,6 +488,14 @@ impl Socket {
         .await
     }
 
+    /// Waits until the socket may have input (then `try_read`; it may still be empty, when
+    /// the readiness was old). Cancel-safe. Lets a caller read into a buffer it holds only
+    /// for the synchronous read, not while waiting.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        let (reactor, slot, gen) = (&self.reactor, self.slot, self.gen);
+        poll_fn(|cx| reactor.poll_readable(slot, gen, cx.waker())).await
+    }
+
     /// Reads what the socket holds right now without waiting: `WouldBlock` when it is empty.
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {

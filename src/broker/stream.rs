@@ -76,6 +76,12 @@ pub enum Layer {
 
 /// Bytes asked of one socket read under a layer (one TLS record at most).
 const RAW_CHUNK: usize = 16 * 1024 + 512;
+
+thread_local! {
+    /// The shard's buffer for raw reads under a layer: a read waits for readiness without
+    /// it and fills it synchronously, so an idle TLS / WebSocket connection holds none.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RAW_CHUNK]);
+}
 /// The largest WebSocket upgrade request head read before giving up (the layer bounds it too).
 const MAX_UPGRADE: usize = 16 * 1024;
 
@@ -83,7 +89,7 @@ const MAX_UPGRADE: usize = 16 * 1024;
 pub struct Stream {
     socket: Socket,
     layer: Layer,
-    /// Scratch for raw socket reads (layered streams only).
+    /// Raw reads during the handshake (freed once it is done; later reads use `SCRATCH`).
     raw: Vec<u8>,
     /// TLS plaintext not yet unframed by the WebSocket layer (secure WebSocket only).
     plain: BytesMut,
@@ -156,16 +162,12 @@ impl Stream {
             if self.closed {
                 return Ok(0);
             }
-            if self.raw.len() < RAW_CHUNK {
-                self.raw.resize(RAW_CHUNK, 0);
-            }
-            let n = self.socket.read(&mut self.raw).await?;
-            if n == 0 {
-                return Ok(0);
-            }
-            let got = self.absorb(n, buf)?;
-            if got > 0 {
-                return Ok(got);
+            self.socket.readable().await?;
+            match self.read_now(buf)? {
+                None => {}                    // the readiness was old
+                Some((0, _)) => return Ok(0), // the peer's FIN
+                Some((_, 0)) => {}            // no MQTT bytes yet
+                Some((_, got)) => return Ok(got),
             }
         }
     }
@@ -183,20 +185,34 @@ impl Stream {
         if self.closed {
             return 0;
         }
-        if self.raw.len() < RAW_CHUNK {
-            self.raw.resize(RAW_CHUNK, 0);
+        match self.read_now(buf) {
+            Ok(Some((n, _))) => n,
+            Ok(None) => 0,
+            Err(_) => {
+                self.closed = true;
+                0
+            }
         }
-        let n = self.socket.try_read(&mut self.raw).unwrap_or(0);
-        if n > 0 && self.absorb(n, buf).is_err() {
-            self.closed = true;
-        }
-        n
     }
 
-    /// Runs `n` raw bytes of `self.raw` through the layers, MQTT bytes into `buf`.
-    fn absorb(&mut self, n: usize, buf: &mut BytesMut) -> io::Result<usize> {
+    /// One read of what the socket holds into the shard's scratch buffer, through the
+    /// layers into `buf`: `None` when it held nothing, else (raw bytes read, 0 at the end of
+    /// the stream; MQTT bytes appended).
+    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<Option<(usize, usize)>> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            match self.socket.try_read(&mut scratch) {
+                Ok(0) => Ok(Some((0, 0))),
+                Ok(n) => self.absorb(&scratch[..n], buf).map(|got| Some((n, got))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Runs raw bytes the socket gave through the layers, MQTT bytes into `buf`.
+    fn absorb(&mut self, raw: &[u8], buf: &mut BytesMut) -> io::Result<usize> {
         let before = buf.len();
-        let raw = &self.raw[..n];
         let result = match &mut self.layer {
             Layer::Plain => {
                 buf.extend_from_slice(raw);
@@ -354,6 +370,7 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
         }
         if hs.kind == ListenerKind::Ssl {
             buf.extend_from_slice(&early);
+            stream.raw = Vec::new();
             return Ok(stream);
         }
         stream.plain = early;
@@ -396,6 +413,7 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
             stream.raw_feed_ws(&rest, buf)?;
         }
     }
+    stream.raw = Vec::new();
     Ok(stream)
 }
 
