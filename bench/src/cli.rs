@@ -10,6 +10,7 @@ use shardmq::codec::{ProtocolVersion, QoS};
 
 use crate::payload::HEADER_LEN;
 use crate::plan::Scenario;
+use crate::transport::Transport;
 
 /// MQTT load generator: end-to-end latency (HDR histograms), throughput, loss, duplicates and
 /// order, open loop at a fixed rate or unlimited with a bounded in-flight window.
@@ -99,6 +100,34 @@ pub struct Opts {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// MQTT over TLS (rustls, TLS 1.3 or 1.2), to the broker's TLS port (e.g. 8883); needs
+    /// --cafile or --insecure. With --ws: MQTT over secure WebSocket (wss, e.g. 8084). Every
+    /// connection makes a full handshake unless --tls-resume.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: the CA certificates (PEM) the broker's certificate must chain to.
+    #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
+    pub cafile: Option<PathBuf>,
+    /// With --tls: accept any broker certificate, unverified. For testing only: the traffic is
+    /// encrypted but the broker is not authenticated.
+    #[arg(long)]
+    pub insecure: bool,
+    /// With --tls: the name the broker's certificate must carry, also sent as SNI (default:
+    /// --host).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// With --tls: connections resume TLS sessions (one in-memory session store shared by all
+    /// clients, filled by warm-up connections before the run) instead of full handshakes.
+    /// The report counts the handshakes that did resume (`tls_resumed`).
+    #[arg(long)]
+    pub tls_resume: bool,
+    /// MQTT over WebSocket: an HTTP/1.1 upgrade to --ws-path asking for subprotocol `mqtt`,
+    /// then binary frames (to the broker's WebSocket port, e.g. 8083; with --tls, wss).
+    #[arg(long)]
+    pub ws: bool,
+    /// With --ws: the path of the upgrade request (default /mqtt).
+    #[arg(long, value_name = "PATH")]
+    pub ws_path: Option<String>,
 }
 
 impl Opts {
@@ -122,7 +151,42 @@ impl Opts {
         if self.window == 0 {
             return Err("--window must be at least 1".into());
         }
+        if !self.tls {
+            for (set, name) in [
+                (self.cafile.is_some(), "--cafile"),
+                (self.insecure, "--insecure"),
+                (self.server_name.is_some(), "--server-name"),
+                (self.tls_resume, "--tls-resume"),
+            ] {
+                if set {
+                    return Err(format!("{name} needs --tls"));
+                }
+            }
+        } else if self.cafile.is_none() && !self.insecure {
+            return Err(
+                "--tls needs --cafile PATH (the CA to trust) or --insecure (no verification)"
+                    .into(),
+            );
+        }
+        if let Some(p) = &self.ws_path {
+            if !self.ws {
+                return Err("--ws-path needs --ws".into());
+            }
+            if !p.starts_with('/') {
+                return Err("--ws-path must start with /".into());
+            }
+        }
         Ok(())
+    }
+
+    /// The WebSocket upgrade path.
+    pub fn ws_path(&self) -> &str {
+        self.ws_path.as_deref().unwrap_or("/mqtt")
+    }
+
+    /// The transport the options ask for.
+    pub fn transport(&self) -> Transport {
+        Transport::new(self.tls, self.ws)
     }
 
     pub fn version(&self) -> ProtocolVersion {
@@ -188,5 +252,29 @@ mod tests {
         assert_eq!(o.duration(), None);
         assert!(o.validate().is_err());
         assert!(Opts::try_parse_from(["shardmq-bench", "fanin", "--qos", "3"]).is_err());
+    }
+
+    #[test]
+    fn transport_options() {
+        let ok = |args: &[&str]| {
+            let mut v = vec!["shardmq-bench", "pairs"];
+            v.extend_from_slice(args);
+            Opts::try_parse_from(v)
+                .map_err(|e| e.to_string())?
+                .validate()
+        };
+        let o = Opts::parse_from(["shardmq-bench", "pairs"]);
+        assert_eq!((o.transport(), o.ws_path()), (Transport::Tcp, "/mqtt"));
+        assert!(ok(&["--tls", "--insecure"]).is_ok());
+        assert!(ok(&["--tls", "--cafile", "ca.pem", "--tls-resume"]).is_ok());
+        assert!(ok(&["--tls"]).is_err(), "needs --cafile or --insecure");
+        assert!(ok(&["--tls", "--cafile", "ca.pem", "--insecure"]).is_err());
+        assert!(ok(&["--insecure"]).is_err());
+        assert!(ok(&["--tls-resume"]).is_err());
+        assert!(ok(&["--ws", "--ws-path", "/x"]).is_ok());
+        assert!(ok(&["--ws-path", "/x"]).is_err());
+        assert!(ok(&["--ws", "--ws-path", "x"]).is_err());
+        let o = Opts::parse_from(["shardmq-bench", "conn", "--tls", "--insecure", "--ws"]);
+        assert_eq!(o.transport(), Transport::Wss);
     }
 }

@@ -1,13 +1,15 @@
-//! One client connection of a worker: its socket, buffers, MQTT state and role.
+//! One client connection of a worker: its socket (with the TLS / WebSocket layers of its
+//! [`Link`]), buffers, MQTT state and role.
 //!
-//! Owns: the handshake (CONNECT → CONNACK → SUBSCRIBE → SUBACK), the QoS 1/2 flows on both
+//! Owns: the handshake (CONNECT → CONNACK → SUBSCRIBE → SUBACK; the TLS handshake and the
+//! WebSocket upgrade, if any, happen underneath, inside the link), the QoS 1/2 flows on both
 //! sides, and the publisher's pump (what to send now, under the window and the socket's
 //! back-pressure). Buffers are reused for the life of the connection.
 //! Must never: block (the socket is non-blocking) or allocate per message.
 
-use std::io::{self, Read, Write};
+use std::io;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mio::net::TcpStream;
 use shardmq::codec::{decode, Packet, ProtocolVersion, QoS};
 
@@ -15,6 +17,7 @@ use crate::payload::Header;
 use crate::schedule::{Due, Schedule};
 use crate::stats::{self, Hist};
 use crate::track::{Arrival, Streams};
+use crate::transport::Link;
 use crate::wire;
 
 /// Stop encoding new publishes while this much is waiting for the socket.
@@ -55,6 +58,8 @@ pub struct Sink<'a> {
     pub last_rx_ns: u64,
     /// Set when a connection became ready (CONNACK, and SUBACK for subscribers).
     pub became_ready: u32,
+    /// CONNACKs over a TLS session that was resumed.
+    pub tls_resumed: u64,
 }
 
 /// What a pump call left the publisher doing.
@@ -72,7 +77,8 @@ pub enum Pump {
 
 /// One connection.
 pub struct Conn {
-    pub stream: TcpStream,
+    /// The socket and the transport layers above it.
+    pub link: Link<TcpStream>,
     pub state: State,
     pub client_id: String,
     pub connect_ns: u64,
@@ -85,35 +91,27 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Writes as much of the output buffer as the socket takes.
+    /// Writes as much of the output buffer as the socket takes (through the link's layers).
     pub fn flush(&mut self) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
-            match self.stream.write(&self.wbuf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wbuf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if self.state == State::Connecting {
+            // Not connected yet: the link's first bytes (ClientHello, upgrade request) wait.
+            return Ok(());
         }
-        if self.wbuf.is_empty() {
-            self.wbuf.clear();
-        }
-        Ok(())
+        self.link.flush(&mut self.wbuf)
     }
 
     /// The socket became writable: finish connecting (sends CONNECT), then flush.
     pub fn on_writable(&mut self, version: ProtocolVersion) -> io::Result<()> {
         if self.state == State::Connecting {
-            if let Some(e) = self.stream.take_error()? {
+            if let Some(e) = self.link.sock.take_error()? {
                 return Err(e);
             }
-            match self.stream.peer_addr() {
+            match self.link.sock.peer_addr() {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(e),
             }
-            let _ = self.stream.set_nodelay(true);
+            let _ = self.link.sock.set_nodelay(true);
             wire::connect(&mut self.wbuf, version, &self.client_id);
             self.state = State::AwaitConnAck;
         }
@@ -130,10 +128,8 @@ impl Conn {
         now: impl Fn() -> u64,
     ) -> io::Result<()> {
         loop {
-            match self.stream.read(scratch) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            match self.link.read_some(scratch, &mut self.rbuf) {
                 Ok(n) => {
-                    self.rbuf.extend_from_slice(&scratch[..n]);
                     let t = now();
                     self.handle_packets(version, qos, sink, t)?;
                     if n < scratch.len() {
@@ -168,6 +164,9 @@ impl Conn {
                         return Err(io::Error::other(format!("CONNACK refused: {}", a.code)));
                     }
                     stats::record(sink.connack, now.saturating_sub(self.connect_ns));
+                    if self.link.tls_resumed() {
+                        sink.tls_resumed += 1;
+                    }
                     if let Some(r) = a.properties.receive_maximum {
                         self.window = self.window.min(u32::from(r.max(1)));
                     }

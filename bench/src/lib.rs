@@ -7,8 +7,11 @@
 //!
 //! Layout, in the order data flows: [`cli`] (options) → [`plan`] (scenario → clients) →
 //! [`run`] (phases) → [`worker`] (a thread's poll loop) → [`conn`] (one connection) →
-//! [`wire`] / [`payload`] (bytes) ; [`probe`] (the `window` probe, run instead of a load); [`rtt`] (the lone-client round-trip probe); [`schedule`] (open-loop send times), [`track`] (loss,
-//! duplicates, order), [`stats`] (histograms), [`timer`] (precise wake-ups), [`report`] / [`hgrm`] / [`plot`] (output), [`clock`].
+//! [`wire`] / [`payload`] (bytes) → [`transport`] (TCP, TLS, WebSocket with [`ws`]) → socket;
+//! [`probe`] (the `window` probe, run instead of a load); [`rtt`] (the lone-client round-trip
+//! probe); [`schedule`] (open-loop send times), [`track`] (loss, duplicates, order), [`stats`]
+//! (histograms), [`timer`] (precise wake-ups), [`report`] / [`hgrm`] / [`plot`] (output),
+//! [`clock`].
 //! Only the pure MQTT codec of `shardmq` is used (`default-features = false`).
 
 pub mod cli;
@@ -26,5 +29,7 @@ pub mod schedule;
 pub mod stats;
 pub mod timer;
 pub mod track;
+pub mod transport;
 pub mod wire;
 pub mod worker;
+pub mod ws;

@@ -4,11 +4,12 @@
 //! because a window bounds a single subscriber's rate (rumqttd 0.20 ignores
 //! `max_inflight_count` for this and always allows 100).
 //!
-//! Owns: one blocking subscriber and one blocking publisher connection for the probe's life.
+//! Owns: one blocking subscriber and one blocking publisher connection for the probe's life
+//! (over the transport the options ask for, like every scenario).
 //! Must never: acknowledge a delivery on the subscriber (that is what it measures), or run
 //! longer than `--timeout`.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use shardmq::codec::{decode, Packet, ProtocolVersion, QoS};
 
 use crate::cli::Opts;
 use crate::payload::Header;
+use crate::transport::{Link, Transport, TransportCfg};
 use crate::wire;
 
 /// How long the subscriber must stay silent, after every publish was acknowledged, before the
@@ -33,6 +35,7 @@ pub const DEFAULT_COUNT: u64 = 1000;
 pub struct WindowReport {
     pub scenario: &'static str,
     pub broker: String,
+    pub transport: Transport,
     pub mqtt_version: u8,
     /// QoS 1 messages published (every one acknowledged by the broker).
     pub sent: u64,
@@ -59,16 +62,22 @@ impl WindowReport {
     }
 }
 
-/// A blocking MQTT connection with a read buffer, enough for the probes (`window`, `rtt`).
+/// A blocking MQTT connection with a read buffer, enough for the probes (`window`, `rtt`)
+/// and the `--tls-resume` warm-up; over TCP, TLS, WebSocket or both, as `transport` says.
 pub(crate) struct Client {
-    stream: TcpStream,
+    link: Link<TcpStream>,
     rbuf: BytesMut,
+    /// MQTT bytes not yet through the link (held back until the TLS handshake or the
+    /// WebSocket upgrade is done).
+    out: BytesMut,
+    scratch: Vec<u8>,
     version: ProtocolVersion,
 }
 
 impl Client {
     pub(crate) fn connect(
         addr: SocketAddr,
+        transport: &TransportCfg,
         version: ProtocolVersion,
         id: &str,
         deadline: Instant,
@@ -76,22 +85,33 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, left(deadline)?)?;
         stream.set_nodelay(true)?;
         let mut c = Client {
-            stream,
+            link: transport.link(stream)?,
             rbuf: BytesMut::with_capacity(64 * 1024),
+            out: BytesMut::new(),
+            scratch: vec![0; 64 * 1024],
             version,
         };
         let mut out = BytesMut::new();
         wire::connect(&mut out, version, id);
-        c.stream.write_all(&out)?;
+        c.send(&out)?;
         match c.next(deadline)? {
             Some(Packet::ConnAck(a)) if a.code == 0 => Ok(c),
             other => Err(io::Error::other(format!("expected CONNACK, got {other:?}"))),
         }
     }
 
-    /// Writes `bytes` whole.
+    /// Sends `bytes` (whole once the transport's handshakes are done: until then they wait,
+    /// and [`Client::next`] sends them).
     pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.out.extend_from_slice(bytes);
+        self.link.flush(&mut self.out)
+    }
+
+    /// Sends DISCONNECT and closes the transport's layers; errors are ignored (the
+    /// connection is being dropped).
+    pub(crate) fn disconnect(&mut self) {
+        wire::disconnect(&mut self.out, self.version);
+        let _ = self.link.close(&mut self.out);
     }
 
     /// The next packet, or `None` when nothing arrives before `deadline`.
@@ -105,12 +125,13 @@ impl Client {
             let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
                 return Ok(None);
             };
-            self.stream
+            self.link
+                .sock
                 .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(io::Error::other("the broker closed the connection")),
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+            match self.link.read_some(&mut self.scratch, &mut self.rbuf) {
+                // A read can leave things to send: handshake messages, pongs, MQTT bytes
+                // held back until the upgrade.
+                Ok(_) => self.link.flush(&mut self.out)?,
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::TimedOut =>
@@ -147,14 +168,13 @@ pub fn window(opts: &Opts) -> Result<WindowReport, String> {
     let topic = format!("{prefix}/window");
     let id = format!("shardmq-bench-{}-window", std::process::id());
     let fail = |what: &str, e: io::Error| format!("window probe: {what}: {e}");
+    let transport = TransportCfg::from_opts(opts)?;
 
-    let mut sub = Client::connect(addr, version, &format!("{id}-sub"), deadline)
+    let mut sub = Client::connect(addr, &transport, version, &format!("{id}-sub"), deadline)
         .map_err(|e| fail("subscriber connect", e))?;
     let mut out = BytesMut::new();
     wire::subscribe(&mut out, version, &topic, QoS::AtLeastOnce);
-    sub.stream
-        .write_all(&out)
-        .map_err(|e| fail("subscribe", e))?;
+    sub.send(&out).map_err(|e| fail("subscribe", e))?;
     match sub.next(deadline).map_err(|e| fail("subscribe", e))? {
         Some(Packet::SubAck(s)) if s.codes.iter().all(|c| *c == 1) => {}
         other => {
@@ -164,7 +184,7 @@ pub fn window(opts: &Opts) -> Result<WindowReport, String> {
         }
     }
 
-    let mut publisher = Client::connect(addr, version, &format!("{id}-pub"), deadline)
+    let mut publisher = Client::connect(addr, &transport, version, &format!("{id}-pub"), deadline)
         .map_err(|e| fail("publisher connect", e))?;
     out.clear();
     for seq in 0..count {
@@ -184,10 +204,7 @@ pub fn window(opts: &Opts) -> Result<WindowReport, String> {
             opts.size,
         );
     }
-    publisher
-        .stream
-        .write_all(&out)
-        .map_err(|e| fail("publish", e))?;
+    publisher.send(&out).map_err(|e| fail("publish", e))?;
     let mut acked = 0;
     while acked < count {
         match publisher.next(deadline).map_err(|e| fail("publish", e))? {
@@ -217,6 +234,7 @@ pub fn window(opts: &Opts) -> Result<WindowReport, String> {
     Ok(WindowReport {
         scenario: "window",
         broker: format!("{}:{}", opts.host, opts.port),
+        transport: transport.kind,
         mqtt_version: opts.mqtt_version,
         sent: count,
         window: received,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::plan::Scenario;
 use crate::stats::Percentiles;
+use crate::transport::Transport;
 
 /// One second of the run.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -24,6 +25,8 @@ pub struct Second {
 pub struct Report {
     pub scenario: Scenario,
     pub broker: String,
+    /// `tcp`, `tls`, `ws` or `wss`.
+    pub transport: Transport,
     pub mqtt_version: u8,
     pub qos: u8,
     pub size: usize,
@@ -56,6 +59,10 @@ pub struct Report {
     pub connect_s: f64,
     pub connects_per_s: f64,
     pub connack: Percentiles,
+    /// TLS transports: connections whose handshake resumed a session (0 unless
+    /// `--tls-resume`; the others made a full handshake). Absent without TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_resumed: Option<u64>,
     /// Connections that failed after the start (the first error is in `first_error`).
     pub failed_connections: usize,
     pub first_error: Option<String>,
@@ -69,11 +76,12 @@ impl Report {
         let l = &self.latency;
         let _ = writeln!(
             s,
-            "{:?} qos{} {}B v{} against {}: {} clients, {} publishers, fanout {}",
+            "{:?} qos{} {}B v{} over {} against {}: {} clients, {} publishers, fanout {}",
             self.scenario,
             self.qos,
             self.size,
             self.mqtt_version,
+            self.transport.name(),
             self.broker,
             self.clients,
             self.publishers,
@@ -88,6 +96,14 @@ impl Report {
             self.connack.p50_us,
             self.connack.p99_us
         );
+        if let Some(r) = self.tls_resumed {
+            let _ = writeln!(
+                s,
+                "  tls       {} full handshakes, {} resumed",
+                self.connects.saturating_sub(r),
+                r
+            );
+        }
         if let Some(e) = &self.first_error {
             let _ = writeln!(
                 s,

@@ -5,6 +5,9 @@
 //! throughput are made of; a broker that sleeps through its sockets' readiness shows here
 //! first.
 //!
+//! With `--tls` / `--ws` the rounds go over that transport; a connect round then includes the
+//! TLS handshake (a full one unless `--tls-resume`) and the WebSocket upgrade.
+//!
 //! Owns: one blocking connection for the ping and publish rounds, plus one per connect round.
 //! Must never: pipeline requests (each waits for its answer), or run past `--timeout`.
 
@@ -18,6 +21,7 @@ use shardmq::codec::{Packet, ProtocolVersion, QoS};
 use crate::cli::Opts;
 use crate::payload::Header;
 use crate::probe::Client;
+use crate::transport::{Transport, TransportCfg};
 use crate::wire;
 
 /// Rounds of each kind when `--count` is not given.
@@ -39,6 +43,7 @@ pub struct Rtt {
 pub struct RttReport {
     pub scenario: &'static str,
     pub broker: String,
+    pub transport: Transport,
     pub mqtt_version: u8,
     pub ping: Rtt,
     pub qos1: Rtt,
@@ -104,7 +109,9 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
         .clone()
         .unwrap_or_else(|| format!("smqb{}", std::process::id()));
     let id = format!("{prefix}-rtt");
-    let mut c = Client::connect(addr, version, &id, deadline).map_err(|e| e.to_string())?;
+    let transport = TransportCfg::from_opts(opts)?;
+    let mut c =
+        Client::connect(addr, &transport, version, &id, deadline).map_err(|e| e.to_string())?;
     let mut out = BytesMut::new();
 
     let mut ping = Vec::with_capacity(rounds as usize);
@@ -177,16 +184,15 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
     let mut connect = Vec::with_capacity(rounds as usize);
     for i in 0..rounds {
         let t = Instant::now();
-        let mut other = Client::connect(addr, version, &format!("{id}-c{i}"), deadline)
+        let mut other = Client::connect(addr, &transport, version, &format!("{id}-c{i}"), deadline)
             .map_err(|e| e.to_string())?;
         connect.push(t.elapsed());
-        out.clear();
-        wire::disconnect(&mut out, version);
-        other.send(&out).map_err(|e| e.to_string())?;
+        other.disconnect();
     }
     Ok(RttReport {
         scenario: "rtt",
         broker: addr.to_string(),
+        transport: transport.kind,
         mqtt_version: if version == ProtocolVersion::V5 { 5 } else { 3 },
         ping: summarise(ping),
         qos1: summarise(qos1),

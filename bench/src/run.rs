@@ -18,6 +18,7 @@ use crate::plan::{self, Scenario};
 use crate::report::{Report, Second};
 use crate::stats::{self, percentiles, Hist};
 use crate::track::Tally;
+use crate::transport::TransportCfg;
 use crate::worker::{self, Shared, WorkerCfg};
 
 const SEC: u64 = 1_000_000_000;
@@ -46,6 +47,10 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
         .prefix
         .clone()
         .unwrap_or_else(|| format!("bench/{}", std::process::id()));
+    let transport = TransportCfg::from_opts(opts)?;
+    if opts.tls_resume {
+        warm_up(opts, addr, &transport, deadline)?;
+    }
     let plan = plan::build(opts.scenario, opts.n(), opts.shared, &prefix);
     let threads = opts.threads.min(plan.clients.len()).max(1);
     let shared = Arc::new(Shared::new(threads));
@@ -70,6 +75,7 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
         },
         fanout: plan.fanout,
         client_prefix: format!("shardmq-bench-{}", std::process::id()),
+        transport: transport.clone(),
     };
     let mut handles = Vec::new();
     for w in 0..threads {
@@ -209,6 +215,7 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
     let mut sent_by: HashMap<u32, u64> = HashMap::new();
     let mut connack = stats::new_hist();
     let (mut measured, mut foreign, mut last_rx) = (0u64, 0u64, 0u64);
+    let mut tls_resumed = 0u64;
     for h in handles {
         let r = h.join().map_err(|_| "a worker panicked".to_string())?;
         stats::merge(&mut total_hist, &r.hist);
@@ -222,6 +229,7 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
         measured += r.measured;
         foreign += r.foreign;
         last_rx = last_rx.max(r.last_rx_ns);
+        tls_resumed += r.tls_resumed;
     }
     while let Ok(h) = snap_rx.try_recv() {
         stats::merge(&mut total_hist, &h);
@@ -252,6 +260,7 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
     let report = Report {
         scenario: opts.scenario,
         broker: addr.to_string(),
+        transport: transport.kind,
         mqtt_version: if opts.mqtt_version == 5 { 5 } else { 3 },
         qos: opts.qos,
         size: opts.size,
@@ -286,9 +295,48 @@ pub fn run(opts: &Opts, progress: &mut dyn Write) -> Result<(Report, Hist), Stri
             0.0
         },
         connack: percentiles(&connack),
+        tls_resumed: transport.kind.tls().then_some(tls_resumed),
         failed_connections: shared.failed.load(Relaxed),
         first_error: shared.first_error.lock().map(|e| e.clone()).unwrap_or(None),
         timeline,
     };
     Ok((report, total_hist))
+}
+
+/// Most warm-up connections `--tls-resume` makes.
+const MAX_WARM_UP: usize = 200;
+
+/// `--tls-resume`: MQTT connections before the run (CONNECT → CONNACK → DISCONNECT) until the
+/// shared session store can resume the run's first wave of connections (`--concurrency`, or
+/// every client): one is enough with TLS 1.2 (a reusable session); with TLS 1.3 each ticket
+/// serves one connection and the broker sends a few per connection (rustls: 2). At most
+/// [`MAX_WARM_UP`] connections; not counted anywhere in the report.
+fn warm_up(
+    opts: &Opts,
+    addr: SocketAddr,
+    transport: &TransportCfg,
+    deadline: u64,
+) -> Result<(), String> {
+    let Some(store) = &transport.sessions else {
+        return Ok(());
+    };
+    let clients = plan::build(opts.scenario, opts.n(), opts.shared, "x")
+        .clients
+        .len();
+    let wave = match opts.concurrency() {
+        0 => clients,
+        c => c.min(clients),
+    };
+    let left = Duration::from_nanos(deadline.saturating_sub(now_ns()));
+    let until = std::time::Instant::now() + left;
+    for i in 0..MAX_WARM_UP {
+        if i > 0 && store.resumable(&transport.server_name) >= wave {
+            break;
+        }
+        let id = format!("shardmq-bench-{}-warmup-{i}", std::process::id());
+        let mut c = crate::probe::Client::connect(addr, transport, opts.version(), &id, until)
+            .map_err(|e| format!("TLS warm-up connection to {addr}: {e}"))?;
+        c.disconnect();
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ use crate::schedule::{Pace, Schedule};
 use crate::stats::{self, Hist};
 use crate::timer::PreciseTimer;
 use crate::track::Tally;
+use crate::transport::{Link, TransportCfg};
 
 /// Counters the main thread reads for the progress line (one cache line per worker).
 #[repr(align(64))]
@@ -88,6 +89,8 @@ pub struct WorkerCfg {
     /// Connection attempts in flight at once on this worker (0: no limit).
     pub concurrency: usize,
     pub client_prefix: String,
+    /// TCP, TLS, WebSocket or both, and their settings.
+    pub transport: TransportCfg,
 }
 
 /// A worker's results.
@@ -101,6 +104,8 @@ pub struct WorkerReport {
     pub measured: u64,
     pub foreign: u64,
     pub last_rx_ns: u64,
+    /// Connections whose TLS handshake resumed a session.
+    pub tls_resumed: u64,
 }
 
 /// The poll token of the worker's [`PreciseTimer`] (connections use their index; mio
@@ -123,6 +128,7 @@ pub fn run(
     let mut hist = stats::new_hist();
     let mut connack = stats::new_hist();
     let (mut received, mut measured, mut foreign, mut last_rx_ns) = (0u64, 0u64, 0u64, 0u64);
+    let mut tls_resumed = 0u64;
     let mut last_snapshot = now_ns();
     let mut connecting = 0usize;
     let mut pubs: Vec<usize> = Vec::new();
@@ -237,6 +243,7 @@ pub fn run(
             foreign: 0,
             last_rx_ns,
             became_ready: 0,
+            tls_resumed: 0,
         };
         for ev in events.iter() {
             if ev.token() == TIMER {
@@ -266,6 +273,7 @@ pub fn run(
         measured += sink.measured;
         foreign += sink.foreign;
         last_rx_ns = sink.last_rx_ns;
+        tls_resumed += sink.tls_resumed;
         counters.received.store(received, Relaxed);
         counters.sent.store(sent_total, Relaxed);
 
@@ -279,9 +287,12 @@ pub fn run(
         }
     }
 
-    for c in conns.iter_mut().filter(|c| c.state != State::Closed) {
+    for c in conns
+        .iter_mut()
+        .filter(|c| !matches!(c.state, State::Closed | State::Connecting))
+    {
         crate::wire::disconnect(&mut c.wbuf, cfg.version);
-        let _ = c.flush();
+        let _ = c.link.close(&mut c.wbuf);
     }
     let mut tallies = HashMap::new();
     for c in &conns {
@@ -299,6 +310,7 @@ pub fn run(
         measured,
         foreign,
         last_rx_ns,
+        tls_resumed,
     }
 }
 
@@ -314,12 +326,13 @@ fn open(poll: &Poll, token: Token, spec: &ClientSpec, cfg: &WorkerCfg) -> std::i
     let mut stream = TcpStream::connect(cfg.addr)?;
     poll.registry()
         .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-    Ok(new_conn(stream, cfg, spec))
+    let link = cfg.transport.link(stream)?;
+    Ok(new_conn(link, cfg, spec))
 }
 
-fn new_conn(stream: TcpStream, cfg: &WorkerCfg, spec: &ClientSpec) -> Conn {
+fn new_conn(link: Link<TcpStream>, cfg: &WorkerCfg, spec: &ClientSpec) -> Conn {
     Conn {
-        stream,
+        link,
         state: State::Connecting,
         client_id: format!("{}-{}", cfg.client_prefix, spec.index),
         connect_ns: now_ns(),
