@@ -323,6 +323,17 @@ fn messages_cross_between_all_four_listener_kinds() {
             );
         }
     });
+    // Every listener kind counts its bytes: each client received the 200 KB message.
+    for kind in ["tcp", "ssl", "ws", "wss"] {
+        assert!(
+            node.stats_sum(&format!("bytes/received/{kind}")) > 0,
+            "{kind}"
+        );
+        assert!(
+            node.stats_sum(&format!("bytes/sent/{kind}")) > 200_000,
+            "{kind}"
+        );
+    }
     node.stop();
 }
 

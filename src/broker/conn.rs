@@ -296,7 +296,9 @@ async fn read_first_packet(
         if n == 0 {
             return Err(ConnectError::Other);
         }
-        shard.metrics.borrow_mut().bytes_received += n as u64;
+        let mut m = shard.metrics.borrow_mut();
+        m.bytes_received += n as u64;
+        stream::count_bytes(&mut m, stream.kind(), n, 0);
     }
 }
 
@@ -509,6 +511,7 @@ async fn drive(
                 }
             }
             link.counters.wrote(out.len());
+            stream::count_bytes(&mut shard.metrics.borrow_mut(), stream.kind(), 0, out.len());
             out.clear();
         }
         if let Some(reason) = link.close_reason() {
@@ -567,7 +570,10 @@ async fn drive(
                 } else {
                     chunk
                 };
-                shard.metrics.borrow_mut().bytes_received += n as u64;
+                let mut m = shard.metrics.borrow_mut();
+                m.bytes_received += n as u64;
+                stream::count_bytes(&mut m, stream.kind(), n, 0);
+                drop(m);
                 link.counters.read(n);
                 if InputBudget::<()>::must_report(buf.len(), counted) {
                     counted = shard.hold_input(link, buf.len());
@@ -592,7 +598,10 @@ fn drain(
     loop {
         let n = stream.try_read(buf, MAX_READ_CHUNK);
         if n > 0 {
-            shard.metrics.borrow_mut().bytes_received += n as u64;
+            let mut m = shard.metrics.borrow_mut();
+            m.bytes_received += n as u64;
+            stream::count_bytes(&mut m, stream.kind(), n, 0);
+            drop(m);
             link.counters.read(n);
         }
         dispatch(shard, link, client_id, buf, max, usize::MAX, false);

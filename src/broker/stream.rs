@@ -20,6 +20,24 @@ use shardmq_shards::sockio::Socket;
 use crate::transport::tls::{TlsError, TlsLayer};
 use crate::transport::ws::{WsError, WsLayer, WsSettings};
 
+/// Counts MQTT bytes a connection of `kind` received and sent (`bytes/received/<kind>`,
+/// `bytes/sent/<kind>`; `bytes/received` and `bytes/sent` count all listeners).
+pub fn count_bytes(
+    m: &mut crate::metrics::Metrics,
+    kind: ListenerKind,
+    received: usize,
+    sent: usize,
+) {
+    let (r, s) = match kind {
+        ListenerKind::Tcp => (&mut m.tcp_bytes_received, &mut m.tcp_bytes_sent),
+        ListenerKind::Ssl => (&mut m.ssl_bytes_received, &mut m.ssl_bytes_sent),
+        ListenerKind::Ws => (&mut m.ws_bytes_received, &mut m.ws_bytes_sent),
+        ListenerKind::Wss => (&mut m.wss_bytes_received, &mut m.wss_bytes_sent),
+    };
+    *r += received as u64;
+    *s += sent as u64;
+}
+
 /// The kinds of MQTT listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerKind {
@@ -135,6 +153,16 @@ impl Stream {
     /// A stream from what [`Stream::detach`] gave.
     pub fn attach(socket: SocketInTransit, layer: Layer) -> io::Result<Stream> {
         Ok(Stream::with_layer(socket.attach()?, layer))
+    }
+
+    /// The kind of listener the connection came through.
+    pub fn kind(&self) -> ListenerKind {
+        match self.layer {
+            Layer::Plain => ListenerKind::Tcp,
+            Layer::Tls(_) => ListenerKind::Ssl,
+            Layer::Ws(_) => ListenerKind::Ws,
+            Layer::Wss(..) => ListenerKind::Wss,
+        }
     }
 
     /// Whether the client's TLS certificate named a subject CN (for `peer_cert_as_username`).
