@@ -36,3 +36,8 @@ bench:
 # needs a machine with at least 16 cores; see BENCHMARKS.md).
 bench-scale:
     bench/scale.sh
+
+# TLS handshakes/s (full, resumed) and QoS 1 pairs over tcp/tls/ws/wss, next to Mosquitto
+# (medians of `reps` runs).
+bench-tls reps="3":
+    bench/tls.sh {{reps}}
