@@ -124,14 +124,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The broker binary on these ports and data directory, once it accepts connections.
+/// The broker binary on this MQTT port and data directory, once it serves: its MQTT port and
+/// its own HTTP port accept. The HTTP port is bound only after the MQTT port was claimed, so a
+/// port another test's broker grabbed in the meantime makes this one fail to start, never a
+/// foreign broker answer.
 fn spawn_broker(mqtt: u16, data: &std::path::Path) -> std::process::Child {
+    let http = free_port();
     let mut child = Command::new(BIN)
         .args([
             "--mqtt",
             &format!("127.0.0.1:{mqtt}"),
             "--http",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{http}"),
             "--shards",
             "2",
             "--set",
@@ -142,7 +146,8 @@ fn spawn_broker(mqtt: u16, data: &std::path::Path) -> std::process::Child {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
+    let up = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    while !(up(http) && up(mqtt)) {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
             let _ = child.stderr.take().unwrap().read_to_string(&mut err);
@@ -203,6 +208,9 @@ fn kill_9_in_the_middle_of_a_stream_loses_no_acknowledged_message() {
     let acknowledged = acked.load(Ordering::SeqCst) as u32;
     assert!(acknowledged >= 300);
 
+    // A new port: the old one was free for anyone from the kill on.
+    let mqtt = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
     let mut broker = spawn_broker(mqtt, data.path());
     let (mut sub, ack) = Raw::connect(addr, &sub_id, false, 0, None);
     assert!(ack.session_present);
