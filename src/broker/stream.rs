@@ -113,7 +113,8 @@ pub struct Stream {
     plain: BytesMut,
     /// Bytes the layers made that are still to be written.
     pending: Vec<u8>,
-    /// A WebSocket frame being built for a write (secure WebSocket only).
+    /// A WebSocket frame being built for a write, or the WebSocket's replies to a read, before
+    /// encryption (secure WebSocket only).
     framed: Vec<u8>,
     /// The peer closed its layer (TLS close_notify, WebSocket close): reads end.
     closed: bool,
@@ -249,13 +250,15 @@ impl Stream {
             Layer::Tls(tls) => tls.feed(raw, buf, &mut self.pending).map_err(tls_err),
             Layer::Ws(ws) => ws.feed(raw, buf, &mut self.pending).map_err(ws_err),
             Layer::Wss(tls, ws) => {
+                // The plaintext and the WebSocket's replies use the stream's own buffers
+                // (kept between reads): nothing is allocated per read.
                 let fed = tls.feed(raw, &mut self.plain, &mut self.pending);
                 if !self.plain.is_empty() {
-                    let mut replies = Vec::new();
-                    let plain = std::mem::take(&mut self.plain);
-                    let unframed = ws.feed(&plain, buf, &mut replies);
-                    if !replies.is_empty() {
-                        tls.encrypt(&replies, &mut self.pending);
+                    self.framed.clear();
+                    let unframed = ws.feed(&self.plain, buf, &mut self.framed);
+                    self.plain.clear();
+                    if !self.framed.is_empty() {
+                        tls.encrypt(&self.framed, &mut self.pending);
                     }
                     unframed.map_err(ws_err)?;
                 }

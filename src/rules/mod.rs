@@ -425,6 +425,8 @@ pub struct RuleSet {
     targets: HashMap<String, Arc<WebTarget>>,
     /// The web hook plugin's hooks, while it is loaded.
     plugin: Option<plugin_hooks::PluginHooks>,
+    /// The events the plugin posts (bits of [`Event`]).
+    plugin_events: u8,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -464,7 +466,8 @@ impl RuleSet {
 
     /// The set with the web hook plugin's hooks in force too.
     pub fn with_plugin(mut self, plugin: plugin_hooks::PluginHooks) -> RuleSet {
-        self.wanted |= plugin.events();
+        self.plugin_events = plugin.events();
+        self.wanted |= self.plugin_events;
         self.plugin = Some(plugin);
         self
     }
@@ -490,10 +493,7 @@ impl RuleSet {
         self.wants(event)
             && !(event.is_message() && topic.starts_with("$SYS/"))
             && (!self.unfiltered[event as usize].is_empty()
-                || self
-                    .plugin
-                    .as_ref()
-                    .is_some_and(|p| p.events() & event.bit() != 0)
+                || self.plugin_events & event.bit() != 0
                 || self.by_filter.has_match(topic))
     }
 
