@@ -103,10 +103,20 @@ thread_local! {
 /// The largest WebSocket upgrade request head read before giving up (the layer bounds it too).
 const MAX_UPGRADE: usize = 16 * 1024;
 
-/// A connection's socket with its layers.
+/// A connection's socket with its layers. A plain TCP stream is its socket and an empty
+/// layer: the layers' buffers are boxed, there only for TLS / WebSocket streams (an idle
+/// connection's task holds the stream inline).
 pub struct Stream {
     socket: Socket,
     layer: Layer,
+    bufs: Option<Box<Bufs>>,
+    /// The peer closed its layer (TLS close_notify, WebSocket close): reads end.
+    closed: bool,
+}
+
+/// The buffers of a layered stream.
+#[derive(Default)]
+struct Bufs {
     /// Raw reads during the handshake (freed once it is done; later reads use `SCRATCH`).
     raw: Vec<u8>,
     /// TLS plaintext not yet unframed by the WebSocket layer (secure WebSocket only).
@@ -116,8 +126,6 @@ pub struct Stream {
     /// A WebSocket frame being built for a write, or the WebSocket's replies to a read, before
     /// encryption (secure WebSocket only).
     framed: Vec<u8>,
-    /// The peer closed its layer (TLS close_notify, WebSocket close): reads end.
-    closed: bool,
 }
 
 fn tls_err(e: TlsError) -> io::Error {
@@ -137,11 +145,8 @@ impl Stream {
     fn with_layer(socket: Socket, layer: Layer) -> Stream {
         Stream {
             socket,
+            bufs: (!matches!(layer, Layer::Plain)).then(Box::default),
             layer,
-            raw: Vec::new(),
-            plain: BytesMut::new(),
-            pending: Vec::new(),
-            framed: Vec::new(),
             closed: false,
         }
     }
@@ -176,7 +181,7 @@ impl Stream {
 
     /// Output the layers made while reading, not yet written.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.bufs.as_ref().is_some_and(|b| !b.pending.is_empty())
     }
 
     /// Reads once (waiting until the socket has something) and appends the MQTT bytes it
@@ -242,23 +247,24 @@ impl Stream {
     /// Runs raw bytes the socket gave through the layers, MQTT bytes into `buf`.
     fn absorb(&mut self, raw: &[u8], buf: &mut BytesMut) -> io::Result<usize> {
         let before = buf.len();
+        let b = self.bufs.get_or_insert_with(Box::default);
         let result = match &mut self.layer {
             Layer::Plain => {
                 buf.extend_from_slice(raw);
                 Ok(())
             }
-            Layer::Tls(tls) => tls.feed(raw, buf, &mut self.pending).map_err(tls_err),
-            Layer::Ws(ws) => ws.feed(raw, buf, &mut self.pending).map_err(ws_err),
+            Layer::Tls(tls) => tls.feed(raw, buf, &mut b.pending).map_err(tls_err),
+            Layer::Ws(ws) => ws.feed(raw, buf, &mut b.pending).map_err(ws_err),
             Layer::Wss(tls, ws) => {
                 // The plaintext and the WebSocket's replies use the stream's own buffers
                 // (kept between reads): nothing is allocated per read.
-                let fed = tls.feed(raw, &mut self.plain, &mut self.pending);
-                if !self.plain.is_empty() {
-                    self.framed.clear();
-                    let unframed = ws.feed(&self.plain, buf, &mut self.framed);
-                    self.plain.clear();
-                    if !self.framed.is_empty() {
-                        tls.encrypt(&self.framed, &mut self.pending);
+                let fed = tls.feed(raw, &mut b.plain, &mut b.pending);
+                if !b.plain.is_empty() {
+                    b.framed.clear();
+                    let unframed = ws.feed(&b.plain, buf, &mut b.framed);
+                    b.plain.clear();
+                    if !b.framed.is_empty() {
+                        tls.encrypt(&b.framed, &mut b.pending);
                     }
                     unframed.map_err(ws_err)?;
                 }
@@ -282,30 +288,34 @@ impl Stream {
 
     /// Writes MQTT bytes (through the layers), after any output the layers still hold.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if matches!(self.layer, Layer::Plain) {
+            return self.socket.write_all(data).await;
+        }
+        let b = self.bufs.get_or_insert_with(Box::default);
         match &mut self.layer {
-            Layer::Plain => return self.socket.write_all(data).await,
+            Layer::Plain => {}
             Layer::Tls(tls) => {
                 if !data.is_empty() {
-                    tls.encrypt(data, &mut self.pending)
+                    tls.encrypt(data, &mut b.pending)
                 }
             }
             Layer::Ws(ws) => {
                 if !data.is_empty() {
-                    ws.encode(data, &mut self.pending)
+                    ws.encode(data, &mut b.pending)
                 }
             }
             Layer::Wss(tls, ws) => {
                 if !data.is_empty() {
-                    self.framed.clear();
-                    ws.encode(data, &mut self.framed);
-                    tls.encrypt(&self.framed, &mut self.pending);
+                    b.framed.clear();
+                    ws.encode(data, &mut b.framed);
+                    tls.encrypt(&b.framed, &mut b.pending);
                 }
             }
         }
-        let result = self.socket.write_all(&self.pending).await;
-        self.pending.clear();
-        if self.pending.capacity() > 64 * 1024 {
-            self.pending = Vec::new();
+        let result = self.socket.write_all(&b.pending).await;
+        b.pending.clear();
+        if b.pending.capacity() > 64 * 1024 {
+            b.pending = Vec::new();
         }
         result
     }
@@ -378,7 +388,8 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
         let tls = TlsLayer::new(config).map_err(io::Error::other)?;
         stream.layer = Layer::Tls(Box::new(tls));
         // Until the handshake is done: read, feed, write what TLS answers.
-        stream.raw.resize(RAW_CHUNK, 0);
+        let b = stream.bufs.get_or_insert_with(Box::default);
+        b.raw.resize(RAW_CHUNK, 0);
         let mut early = BytesMut::new();
         loop {
             let Layer::Tls(tls) = &mut stream.layer else {
@@ -387,38 +398,40 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
             if !tls.is_handshaking() {
                 break;
             }
-            let n = stream.socket.read(&mut stream.raw).await?;
+            let n = stream.socket.read(&mut b.raw).await?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            let fed = tls.feed(&stream.raw[..n], &mut early, &mut stream.pending);
-            if !stream.pending.is_empty() {
+            let fed = tls.feed(&b.raw[..n], &mut early, &mut b.pending);
+            if !b.pending.is_empty() {
                 // An alert goes out before the error is returned.
-                let _ = stream.socket.write_all(&stream.pending).await;
-                stream.pending.clear();
+                let _ = stream.socket.write_all(&b.pending).await;
+                b.pending.clear();
             }
             fed.map_err(tls_err)?;
         }
         if hs.kind == ListenerKind::Ssl {
             buf.extend_from_slice(&early);
-            stream.raw = Vec::new();
+            b.raw = Vec::new();
             return Ok(stream);
         }
-        stream.plain = early;
+        b.plain = early;
     }
     if hs.kind.uses_ws() {
         // The upgrade request arrives in the clear (ws) or inside TLS (wss).
-        let mut head = std::mem::take(&mut stream.plain);
+        let b = stream.bufs.get_or_insert_with(Box::default);
+        let mut head = std::mem::take(&mut b.plain);
         let ws = loop {
             let mut answer = Vec::new();
             let upgraded = WsLayer::upgrade(&hs.ws, &mut head, &mut answer);
             if !answer.is_empty() {
+                let b = stream.bufs.get_or_insert_with(Box::default);
                 match &mut stream.layer {
-                    Layer::Tls(tls) => tls.encrypt(&answer, &mut stream.pending),
-                    _ => stream.pending.extend_from_slice(&answer),
+                    Layer::Tls(tls) => tls.encrypt(&answer, &mut b.pending),
+                    _ => b.pending.extend_from_slice(&answer),
                 }
-                let _ = stream.socket.write_all(&stream.pending).await;
-                stream.pending.clear();
+                let _ = stream.socket.write_all(&b.pending).await;
+                b.pending.clear();
             }
             if let Some(ws) = upgraded.map_err(ws_err)? {
                 break ws;
@@ -444,15 +457,21 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
             stream.raw_feed_ws(&rest, buf)?;
         }
     }
-    stream.raw = Vec::new();
+    if let Some(b) = stream.bufs.as_mut() {
+        b.raw = Vec::new();
+    }
     Ok(stream)
 }
 
 impl Stream {
     /// During a secure WebSocket upgrade: TLS plaintext from one read into `into`.
     async fn read_layer_into(&mut self, into: &mut BytesMut) -> io::Result<usize> {
+        let b = self.bufs.get_or_insert_with(Box::default);
+        if b.raw.len() < RAW_CHUNK {
+            b.raw.resize(RAW_CHUNK, 0);
+        }
         loop {
-            let n = self.socket.read(&mut self.raw).await?;
+            let n = self.socket.read(&mut b.raw).await?;
             if n == 0 {
                 return Ok(0);
             }
@@ -460,7 +479,7 @@ impl Stream {
                 return Err(io::Error::other("not a TLS stream"));
             };
             let before = into.len();
-            tls.feed(&self.raw[..n], into, &mut self.pending)
+            tls.feed(&b.raw[..n], into, &mut b.pending)
                 .map_err(tls_err)?;
             if into.len() > before {
                 return Ok(into.len() - before);
@@ -476,9 +495,10 @@ impl Stream {
             Layer::Ws(ws) | Layer::Wss(_, ws) => ws.feed(bytes, buf, &mut replies),
             _ => return Ok(()),
         };
+        let b = self.bufs.get_or_insert_with(Box::default);
         match &mut self.layer {
-            Layer::Wss(tls, _) if !replies.is_empty() => tls.encrypt(&replies, &mut self.pending),
-            _ => self.pending.extend_from_slice(&replies),
+            Layer::Wss(tls, _) if !replies.is_empty() => tls.encrypt(&replies, &mut b.pending),
+            _ => b.pending.extend_from_slice(&replies),
         }
         result.map_err(ws_err)
     }
