@@ -488,12 +488,12 @@ impl Socket {
         .await
     }
 
-    /// Waits until the socket may have input (then `try_read`; it may still be empty, when
-    /// the readiness was old). Cancel-safe. Lets a caller read into a buffer it holds only
-    /// for the synchronous read, not while waiting.
-    pub async fn readable(&mut self) -> io::Result<()> {
-        let (reactor, slot, gen) = (&self.reactor, self.slot, self.gen);
-        poll_fn(|cx| reactor.poll_readable(slot, gen, cx.waker())).await
+    /// Whether the socket may have input (then `try_read`; it may still be empty, when the
+    /// readiness was old), registering the waker when not. Lets a caller build a read whose
+    /// future holds nothing but its arguments, and read into a buffer it holds only for the
+    /// synchronous read.
+    pub fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        self.reactor.poll_readable(self.slot, self.gen, cx.waker())
     }
 
     /// Reads what the socket holds right now without waiting: `WouldBlock` when it is empty.

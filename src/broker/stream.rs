@@ -185,23 +185,52 @@ impl Stream {
     }
 
     /// Reads once (waiting until the socket has something) and appends the MQTT bytes it
-    /// carried to `buf`; `Ok(0)` is the end of the stream. Under a layer, reads go on until
-    /// they yield MQTT bytes (a TLS record may span reads; a frame may be a ping).
-    /// Cancel-safe.
-    pub async fn read(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-        if matches!(self.layer, Layer::Plain) {
-            return read_plain(&mut self.socket, buf, want).await;
-        }
+    /// carried to `buf` (at most `want` on a plain stream); `Ok(0)` is the end of the stream.
+    /// Under a layer, reads go on until they yield MQTT bytes (a TLS record may span reads; a
+    /// frame may be a ping). Cancel-safe: every read happens inside one poll, so a dropped
+    /// future loses nothing, and the future holds only its arguments (an idle connection's
+    /// task keeps it).
+    pub fn read<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+        want: usize,
+    ) -> impl std::future::Future<Output = io::Result<usize>> + 'a {
+        std::future::poll_fn(move |cx| self.poll_read(cx, buf, want))
+    }
+
+    fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut BytesMut,
+        want: usize,
+    ) -> std::task::Poll<io::Result<usize>> {
+        use std::task::Poll;
         loop {
             if self.closed {
-                return Ok(0);
+                return Poll::Ready(Ok(0));
             }
-            self.socket.readable().await?;
-            match self.read_now(buf)? {
-                None => {}                    // the readiness was old
-                Some((0, _)) => return Ok(0), // the peer's FIN
-                Some((_, 0)) => {}            // no MQTT bytes yet
-                Some((_, got)) => return Ok(got),
+            match self.socket.poll_readable(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if matches!(self.layer, Layer::Plain) {
+                let start = buf.len();
+                buf.resize(start + want, 0);
+                let res = self.socket.try_read(&mut buf[start..]);
+                buf.truncate(start + *res.as_ref().unwrap_or(&0));
+                match res {
+                    // Empty after all (the readiness was old): wait for the ring.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    done => return Poll::Ready(done),
+                }
+            }
+            match self.read_now(buf) {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(None) => {}                                 // the readiness was old
+                Ok(Some((0, _))) => return Poll::Ready(Ok(0)), // the peer's FIN
+                Ok(Some((_, 0))) => {}                         // no MQTT bytes yet
+                Ok(Some((_, got))) => return Poll::Ready(Ok(got)),
             }
         }
     }
