@@ -5,8 +5,8 @@
 //!
 //! Runs on the shard that serves the connection (the accepting shard for the handshake; the
 //! layers travel with the socket when it is handed to the client's home shard).
-//! Must never: lose bytes when a read is cancelled (a read's only await is the socket's own
-//! cancel-safe read; everything after it is synchronous and keeps its state in the stream),
+//! Must never: lose bytes when a read is cancelled (a read is one poll function: the socket
+//! read, decryption and unframing happen inside one poll, their state kept in the stream),
 //! write from inside a read (output the layers make while reading — a WebSocket pong, a TLS
 //! alert — waits in `pending` for the next write), or panic on a peer's bytes.
 
