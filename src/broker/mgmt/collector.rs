@@ -313,8 +313,11 @@ impl Broker {
                 (ApiAnswer::Values(values), cov)
             }
             ApiCall::Listeners => {
+                // Live counts first: a shard counts a connection's end before it frees the
+                // slot, so an end that shows in a count read here is in the figures below.
+                let live: Vec<u64> = self.facts.listeners.iter().map(|l| l.2.live()).collect();
                 let (figures, cov) = self.figures().await;
-                (ApiAnswer::Listeners(self.listeners(&figures)), cov)
+                (ApiAnswer::Listeners(self.listeners(&live, &figures)), cov)
             }
             ApiCall::ShardViews => {
                 let (figures, cov) = self.figures().await;
@@ -408,7 +411,8 @@ impl Broker {
         }
     }
 
-    fn listeners(&self, figures: &[ShardFigures]) -> Vec<ListenerInfo> {
+    /// `live` holds each listener's connection count, read before `figures` were asked for.
+    fn listeners(&self, live: &[u64], figures: &[ShardFigures]) -> Vec<ListenerInfo> {
         let mut shutdowns = NamedValues::default();
         for f in figures {
             shutdowns.merge_sum(&NamedValues(f.shutdowns.clone()));
@@ -420,14 +424,14 @@ impl Broker {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
         );
-        let _ = figures;
         let mut list: Vec<ListenerInfo> = self
             .facts
             .listeners
             .iter()
-            .map(|(kind, addr, slots)| ListenerInfo {
+            .zip(live)
+            .map(|((kind, addr, slots), live)| ListenerInfo {
                 acceptors: self.facts.shards as u64,
-                current_conns: slots.live(),
+                current_conns: *live,
                 listen_on: listen_on(*addr),
                 max_conns: slots.max(),
                 protocol: kind.protocol().into(),
