@@ -401,6 +401,22 @@ async fn run(
     slot: ConnSlot,
 ) {
     let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
+    // The ending's futures (a last write, the linger) live on the heap, only while it runs:
+    // inline they would make every idle connection's task as large as the largest of them.
+    Box::pin(finish(shard, stream, link, client_id, buf, reason)).await;
+    drop(slot); // the cap counts this connection until here
+}
+
+/// Ends a connection that [`drive`] gave up for `reason`: tells a 5.0 client why, flushes
+/// what is queued, and lets the shard close the session's connection.
+async fn finish(
+    shard: Rc<Shard>,
+    mut stream: Stream,
+    link: Rc<Link>,
+    client_id: Str,
+    buf: BytesMut,
+    reason: CloseReason,
+) {
     shard.input_budget.borrow_mut().release(link.id);
     // A takeover waiting on this connection may go on.
     link.drained();
@@ -427,7 +443,6 @@ async fn run(
     if told {
         linger(&mut stream, buf).await;
     }
-    drop(slot); // the cap counts this connection until here
 }
 
 /// After a DISCONNECT the server sent: reads and discards what the client still sends
@@ -530,21 +545,9 @@ async fn drive(
         // drained, stalled or left (`flow::MAX_PAUSE` is only a safety net) before handling
         // more of its input.
         if link.is_throttled() {
-            let until = Instant::now() + super::flow::MAX_PAUSE;
-            loop {
-                let epoch = shard.flow.epoch();
-                if !link.still_throttled(|k| shard.flow.holds(k)) {
-                    break;
-                }
-                let left = until.saturating_duration_since(Instant::now());
-                if or_timeout(shard.flow.released_after(epoch), left)
-                    .await
-                    .is_none()
-                {
-                    link.clear_throttle();
-                    break;
-                }
-            }
+            // Boxed, like the waits below: rare, and inline they would grow every idle
+            // connection's task.
+            Box::pin(wait_unthrottled(shard, link)).await;
             continue;
         }
         if dispatched == BATCH_PACKETS {
@@ -556,7 +559,7 @@ async fn drive(
         }
         // Back-pressure: while a peer's outbox is over its mark, stop reading input.
         if shard.mesh.congested() {
-            shard.mesh.wait_uncongested().await;
+            Box::pin(shard.mesh.wait_uncongested()).await;
         }
         match either(stream.read(buf, chunk), link.wait()).await {
             Either::Left(Ok(0)) | Either::Left(Err(_)) => {
@@ -580,6 +583,26 @@ async fn drive(
                 }
             }
             Either::Right(()) => {}
+        }
+    }
+}
+
+/// Flow control holds `link`'s client: waits until every backlog it fed has drained,
+/// stalled or ended, or [`super::flow::MAX_PAUSE`] has passed.
+async fn wait_unthrottled(shard: &Shard, link: &Link) {
+    let until = Instant::now() + super::flow::MAX_PAUSE;
+    loop {
+        let epoch = shard.flow.epoch();
+        if !link.still_throttled(|k| shard.flow.holds(k)) {
+            return;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if or_timeout(shard.flow.released_after(epoch), left)
+            .await
+            .is_none()
+        {
+            link.clear_throttle();
+            return;
         }
     }
 }

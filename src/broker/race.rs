@@ -4,8 +4,8 @@
 //! deadlines on cross-shard requests. Must never: poll a finished future again.
 
 use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use shardmq_shards::rt;
@@ -17,19 +17,35 @@ pub enum Either<A, B> {
 }
 
 /// Polls both futures; the first to finish wins (the left one on ties).
-pub async fn either<A, B>(a: impl Future<Output = A>, b: impl Future<Output = B>) -> Either<A, B> {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+pub fn either<A: Future, B: Future>(a: A, b: B) -> Race<A, B> {
+    Race { a, b }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`either`] returns: the two futures side by side, nothing more (an
+    /// `async fn` would hold each of them twice, as its argument and as its pinned local,
+    /// and every idle connection waits in one of these).
+    pub struct Race<A, B> {
+        #[pin]
+        a: A,
+        #[pin]
+        b: B,
+    }
+}
+
+impl<A: Future, B: Future> Future for Race<A, B> {
+    type Output = Either<A::Output, B::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.a.poll(cx) {
             return Poll::Ready(Either::Left(v));
         }
-        if let Poll::Ready(v) = b.as_mut().poll(cx) {
+        if let Poll::Ready(v) = this.b.poll(cx) {
             return Poll::Ready(Either::Right(v));
         }
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// `fut`'s output, or `None` once `after` has passed.
