@@ -143,7 +143,9 @@ impl Shard {
                 progress: super::flow::Progress::new(now),
                 journaled: true,
             };
-            self.clients.borrow_mut().insert(client_id.clone(), client);
+            self.clients
+                .borrow_mut()
+                .insert(client_id.clone(), Box::new(client));
             self.subscribe_silently(&client_id, filters);
         }
         if self.clients.borrow().values().any(|c| c.journaled) {

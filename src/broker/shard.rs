@@ -81,7 +81,7 @@ pub struct Shard {
     pub mesh: Rc<Mesh<ShardMsg>>,
     pub replies: Rc<Replies<ReplyData>>,
     pub metrics: RefCell<Metrics>,
-    pub clients: RefCell<FastMap<Str, Client>>,
+    pub clients: RefCell<FastMap<Str, Box<Client>>>,
     /// Where subscribers are: this shard's own and, per filter, which shards have any.
     pub routes: RefCell<RouteTable>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
@@ -560,7 +560,7 @@ impl Shard {
                     self.note_backlog(c);
                 }
                 _ => {
-                    clients.insert(client_id.clone(), info);
+                    clients.insert(client_id.clone(), Box::new(info));
                 }
             }
             if let Some(c) = clients.get_mut(&client_id) {
