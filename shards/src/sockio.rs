@@ -528,21 +528,47 @@ impl Socket {
     }
 
     /// Writes all of `buf`, waiting for room in the socket's send buffer when it is full.
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
+    /// The future holds only its arguments and how much is written.
+    pub fn write_all<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+    ) -> impl std::future::Future<Output = io::Result<()>> + 'a {
+        let mut done = 0;
+        poll_fn(move |cx| {
+            while done < buf.len() {
+                match self.poll_write(cx, &buf[done..]) {
+                    Poll::Ready(Ok(n)) => done += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+
+    /// Writes what the socket's send buffer takes of `buf` (at least one byte; `WriteZero`
+    /// for an empty `buf`), or registers the waker for room when it is full.
+    pub fn poll_write(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
             match self.try_write(buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => buf = &buf[n..],
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.reactor.set_writable(self.slot, false);
-                    let (reactor, slot, gen) = (&self.reactor, self.slot, self.gen);
-                    poll_fn(|cx| reactor.poll_writable(slot, gen, cx.waker())).await?;
+                    match self.reactor.poll_writable(self.slot, self.gen, cx.waker()) {
+                        Poll::Ready(Ok(())) => {} // room came meanwhile: try again
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        Ok(())
     }
 
     /// Writes what the socket's send buffer takes right now, without waiting: the number of

@@ -392,19 +392,27 @@ async fn serve(
 }
 
 /// Drives one accepted connection until it closes, then tells the shard.
-async fn run(
+///
+/// An `async` block rather than an `async fn`: an `async fn` keeps its arguments twice (as
+/// arguments and as the locals they are bound to), and every idle connection's task is this
+/// future.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn run(
     shard: Rc<Shard>,
     mut stream: Stream,
     link: Rc<Link>,
     client_id: Str,
     mut buf: BytesMut,
     slot: ConnSlot,
-) {
-    let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
-    // The ending's futures (a last write, the linger) live on the heap, only while it runs:
-    // inline they would make every idle connection's task as large as the largest of them.
-    Box::pin(finish(shard, stream, link, client_id, buf, reason)).await;
-    drop(slot); // the cap counts this connection until here
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
+        // The ending's futures (a last write, the linger) live on the heap, only while it
+        // runs: inline they would make every idle connection's task as large as the largest
+        // of them.
+        Box::pin(finish(shard, stream, link, client_id, buf, reason)).await;
+        drop(slot); // the cap counts this connection until here
+    }
 }
 
 /// Ends a connection that [`drive`] gave up for `reason`: tells a 5.0 client why, flushes
@@ -467,122 +475,126 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How much it reads at most meanwhile.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// The read/decode/dispatch/write loop. Returns why the connection ends.
-async fn drive(
-    shard: &Rc<Shard>,
-    stream: &mut Stream,
-    link: &Rc<Link>,
-    client_id: &crate::codec::Str,
-    buf: &mut BytesMut,
-) -> CloseReason {
-    let max = shard.cfg.mqtt.max_packet_size as usize;
-    let mut out = BytesMut::new();
-    let mut chunk = MIN_READ_CHUNK;
-    // Bytes of `buf` on the books of the shard's input budget.
-    let mut counted = 0usize;
-    loop {
-        if link.drain_asked() {
-            drain(shard, stream, link, client_id, buf, max);
-            link.drained();
-        }
-        // Dispatch the complete packets already buffered, at most `BATCH_PACKETS` per turn;
-        // the rest stays buffered until the next turn.
-        let clock = shard.batch_clock();
-        let dispatched = dispatch(shard, link, client_id, buf, max, BATCH_PACKETS, true);
-        // The batch's time must not outlive it: the write below may wait.
-        drop(clock);
-        // Durability: the acknowledgements of this batch go out once the records their
-        // messages caused are written, here and on the shards they went to (`persist`).
-        if let Some(written) = shard.durability_wait() {
-            written.await;
-        }
-        if InputBudget::<()>::must_report(buf.len(), counted) {
-            counted = shard.hold_input(link, buf.len());
-        }
-        // Write everything queued for this client in one go.
-        link.take_output(&mut out);
-        if out.is_empty() && stream.has_pending() {
-            // What a layer made while reading (a WebSocket pong, a TLS alert).
-            if stream.write_all(&[]).await.is_err() {
-                return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+/// The read/decode/dispatch/write loop. Returns why the connection ends. (An `async` block,
+/// for the reason [`run`] is one.)
+#[allow(clippy::manual_async_fn)]
+fn drive<'a>(
+    shard: &'a Rc<Shard>,
+    stream: &'a mut Stream,
+    link: &'a Rc<Link>,
+    client_id: &'a crate::codec::Str,
+    buf: &'a mut BytesMut,
+) -> impl std::future::Future<Output = CloseReason> + 'a {
+    async move {
+        let max = shard.cfg.mqtt.max_packet_size as usize;
+        let mut out = BytesMut::new();
+        let mut chunk = MIN_READ_CHUNK;
+        // Bytes of `buf` on the books of the shard's input budget.
+        let mut counted = 0usize;
+        loop {
+            if link.drain_asked() {
+                drain(shard, stream, link, client_id, buf, max);
+                link.drained();
             }
-        }
-        if !out.is_empty() {
-            // In slices, so that flow control sees a slow reader's progress during a long
-            // write (a write that waited longer than `flow::STALL` looked stalled).
-            let mut rest = &out[..];
-            while !rest.is_empty() {
-                let n = rest.len().min(WRITE_SLICE);
-                link.set_writing(rest.len());
-                let written = stream.write_all(&rest[..n]).await;
-                rest = &rest[n..];
-                link.set_writing(rest.len());
-                if written.is_err() {
-                    link.set_writing(0);
+            // Dispatch the complete packets already buffered, at most `BATCH_PACKETS` per turn;
+            // the rest stays buffered until the next turn.
+            let clock = shard.batch_clock();
+            let dispatched = dispatch(shard, link, client_id, buf, max, BATCH_PACKETS, true);
+            // The batch's time must not outlive it: the write below may wait.
+            drop(clock);
+            // Durability: the acknowledgements of this batch go out once the records their
+            // messages caused are written, here and on the shards they went to (`persist`).
+            if let Some(written) = shard.durability_wait() {
+                written.await;
+            }
+            if InputBudget::<()>::must_report(buf.len(), counted) {
+                counted = shard.hold_input(link, buf.len());
+            }
+            // Write everything queued for this client in one go.
+            link.take_output(&mut out);
+            if out.is_empty() && stream.has_pending() {
+                // What a layer made while reading (a WebSocket pong, a TLS alert).
+                if stream.write_all(&[]).await.is_err() {
                     return link.close_reason().unwrap_or(CloseReason::SocketClosed);
                 }
-                if link.flow_watched() {
-                    shard.recheck_backlog(client_id);
+            }
+            if !out.is_empty() {
+                // In slices, so that flow control sees a slow reader's progress during a long
+                // write (a write that waited longer than `flow::STALL` looked stalled).
+                let mut rest = &out[..];
+                while !rest.is_empty() {
+                    let n = rest.len().min(WRITE_SLICE);
+                    link.set_writing(rest.len());
+                    let written = stream.write_all(&rest[..n]).await;
+                    rest = &rest[n..];
+                    link.set_writing(rest.len());
+                    if written.is_err() {
+                        link.set_writing(0);
+                        return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+                    }
+                    if link.flow_watched() {
+                        shard.recheck_backlog(client_id);
+                    }
                 }
+                link.counters.wrote(out.len());
+                stream::count_bytes(&mut shard.metrics.borrow_mut(), stream.kind(), 0, out.len());
+                out.clear();
             }
-            link.counters.wrote(out.len());
-            stream::count_bytes(&mut shard.metrics.borrow_mut(), stream.kind(), 0, out.len());
-            out.clear();
-        }
-        if let Some(reason) = link.close_reason() {
-            return reason;
-        }
-        // Fairness: glommio reads without yielding while the socket has data, so a busy
-        // publisher would keep its shard until its socket is empty. After a batch, let the
-        // shard's other connections (e.g. the subscribers whose acks drain the queues) run.
-        if dispatched == BATCH_PACKETS {
-            futures_lite::future::yield_now().await;
-        }
-        if link.pending() > 0 {
-            continue;
-        }
-        // Flow control: this client fed backlogged subscribers; wait until each of them
-        // drained, stalled or left (`flow::MAX_PAUSE` is only a safety net) before handling
-        // more of its input.
-        if link.is_throttled() {
-            // Boxed, like the waits below: rare, and inline they would grow every idle
-            // connection's task.
-            Box::pin(wait_unthrottled(shard, link)).await;
-            continue;
-        }
-        if dispatched == BATCH_PACKETS {
-            continue; // more may be buffered: handle it before reading
-        }
-        // Going idle: hold no memory the next read does not need.
-        if out.capacity() > MAX_IDLE_OUT {
-            out = BytesMut::new();
-        }
-        // Back-pressure: while a peer's outbox is over its mark, stop reading input.
-        if shard.mesh.congested() {
-            Box::pin(shard.mesh.wait_uncongested()).await;
-        }
-        match either(stream.read(buf, chunk), link.wait()).await {
-            Either::Left(Ok(0)) | Either::Left(Err(_)) => {
-                return link.close_reason().unwrap_or(CloseReason::SocketClosed);
+            if let Some(reason) = link.close_reason() {
+                return reason;
             }
-            Either::Left(Ok(n)) => {
-                chunk = if n == chunk {
-                    (chunk * 2).min(MAX_READ_CHUNK)
-                } else if n < chunk / 4 {
-                    (chunk / 2).max(MIN_READ_CHUNK)
-                } else {
-                    chunk
-                };
-                let mut m = shard.metrics.borrow_mut();
-                m.bytes_received += n as u64;
-                stream::count_bytes(&mut m, stream.kind(), n, 0);
-                drop(m);
-                link.counters.read(n);
-                if InputBudget::<()>::must_report(buf.len(), counted) {
-                    counted = shard.hold_input(link, buf.len());
+            // Fairness: glommio reads without yielding while the socket has data, so a busy
+            // publisher would keep its shard until its socket is empty. After a batch, let the
+            // shard's other connections (e.g. the subscribers whose acks drain the queues) run.
+            if dispatched == BATCH_PACKETS {
+                futures_lite::future::yield_now().await;
+            }
+            if link.pending() > 0 {
+                continue;
+            }
+            // Flow control: this client fed backlogged subscribers; wait until each of them
+            // drained, stalled or left (`flow::MAX_PAUSE` is only a safety net) before handling
+            // more of its input.
+            if link.is_throttled() {
+                // Boxed, like the waits below: rare, and inline they would grow every idle
+                // connection's task.
+                Box::pin(wait_unthrottled(shard, link)).await;
+                continue;
+            }
+            if dispatched == BATCH_PACKETS {
+                continue; // more may be buffered: handle it before reading
+            }
+            // Going idle: hold no memory the next read does not need.
+            if out.capacity() > MAX_IDLE_OUT {
+                out = BytesMut::new();
+            }
+            // Back-pressure: while a peer's outbox is over its mark, stop reading input.
+            if shard.mesh.congested() {
+                Box::pin(shard.mesh.wait_uncongested()).await;
+            }
+            match either(stream.read(buf, chunk), link.wait()).await {
+                Either::Left(Ok(0)) | Either::Left(Err(_)) => {
+                    return link.close_reason().unwrap_or(CloseReason::SocketClosed);
                 }
+                Either::Left(Ok(n)) => {
+                    chunk = if n == chunk {
+                        (chunk * 2).min(MAX_READ_CHUNK)
+                    } else if n < chunk / 4 {
+                        (chunk / 2).max(MIN_READ_CHUNK)
+                    } else {
+                        chunk
+                    };
+                    let mut m = shard.metrics.borrow_mut();
+                    m.bytes_received += n as u64;
+                    stream::count_bytes(&mut m, stream.kind(), n, 0);
+                    drop(m);
+                    link.counters.read(n);
+                    if InputBudget::<()>::must_report(buf.len(), counted) {
+                        counted = shard.hold_input(link, buf.len());
+                    }
+                }
+                Either::Right(()) => {}
             }
-            Either::Right(()) => {}
         }
     }
 }

@@ -315,38 +315,67 @@ impl Stream {
         }
     }
 
-    /// Writes MQTT bytes (through the layers), after any output the layers still hold.
-    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        if matches!(self.layer, Layer::Plain) {
-            return self.socket.write_all(data).await;
+    /// Writes MQTT bytes (through the layers), after any output the layers still hold. The
+    /// layers encode at once; the future holds only its arguments and how much is written,
+    /// and a layered stream's unwritten output stays in the stream if it is dropped.
+    pub fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl std::future::Future<Output = io::Result<()>> + 'a {
+        let plain = matches!(self.layer, Layer::Plain);
+        if !plain {
+            self.encode(data);
+        }
+        let mut done = 0;
+        std::future::poll_fn(move |cx| {
+            use std::task::Poll;
+            if plain {
+                while done < data.len() {
+                    match self.socket.poll_write(cx, &data[done..]) {
+                        Poll::Ready(Ok(n)) => done += n,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let Stream { socket, bufs, .. } = &mut *self;
+            let b = bufs.get_or_insert_with(Box::default);
+            while !b.pending.is_empty() {
+                match socket.poll_write(cx, &b.pending) {
+                    Poll::Ready(Ok(n)) => {
+                        b.pending.drain(..n);
+                    }
+                    Poll::Ready(Err(e)) => {
+                        b.pending.clear();
+                        return Poll::Ready(Err(e));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if b.pending.capacity() > 64 * 1024 {
+                b.pending = Vec::new();
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+
+    /// Runs MQTT bytes through the layers into the pending output.
+    fn encode(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
         }
         let b = self.bufs.get_or_insert_with(Box::default);
         match &mut self.layer {
-            Layer::Plain => {}
-            Layer::Tls(tls) => {
-                if !data.is_empty() {
-                    tls.encrypt(data, &mut b.pending)
-                }
-            }
-            Layer::Ws(ws) => {
-                if !data.is_empty() {
-                    ws.encode(data, &mut b.pending)
-                }
-            }
+            Layer::Plain => b.pending.extend_from_slice(data),
+            Layer::Tls(tls) => tls.encrypt(data, &mut b.pending),
+            Layer::Ws(ws) => ws.encode(data, &mut b.pending),
             Layer::Wss(tls, ws) => {
-                if !data.is_empty() {
-                    b.framed.clear();
-                    ws.encode(data, &mut b.framed);
-                    tls.encrypt(&b.framed, &mut b.pending);
-                }
+                b.framed.clear();
+                ws.encode(data, &mut b.framed);
+                tls.encrypt(&b.framed, &mut b.pending);
             }
         }
-        let result = self.socket.write_all(&b.pending).await;
-        b.pending.clear();
-        if b.pending.capacity() > 64 * 1024 {
-            b.pending = Vec::new();
-        }
-        result
     }
 
     /// Ends the sending direction: the layers' goodbye (TLS close_notify, WebSocket close)
