@@ -73,7 +73,7 @@ pub struct Policy {
     /// username it sent, if any) may connect.
     pub allow_anonymous: bool,
     /// Limits of sessions created from now on.
-    pub session: SessionConfig,
+    pub session: std::sync::Arc<SessionConfig>,
     /// The ACL rules (`acl.file`; none when empty).
     pub acl: std::sync::Arc<super::acl::Acl>,
     /// `acl.nomatch = allow`.
@@ -100,7 +100,7 @@ impl Policy {
             },
             delayed_publish: false,
             allow_anonymous: cfg.mqtt.allow_anonymous,
-            session: SessionConfig::from(cfg),
+            session: std::sync::Arc::new(SessionConfig::from(cfg)),
             acl: Default::default(),
             rules: Default::default(),
             tls: None,

@@ -22,6 +22,7 @@ use shardmq_shards::rt::{self, spawn_local};
 use shardmq_shards::sockio::{Listener, Socket};
 
 use super::budget::InputBudget;
+use super::bufpool;
 use super::link::Link;
 use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
@@ -38,8 +39,6 @@ const MIN_READ_CHUNK: usize = 512;
 const MAX_READ_CHUNK: usize = 64 * 1024;
 /// Output is written in slices of at most this many bytes (see `drive`).
 const WRITE_SLICE: usize = 64 * 1024;
-/// An output buffer that grew past this is given back when the connection goes idle.
-const MAX_IDLE_OUT: usize = 16 * 1024;
 
 /// How long a takeover waits for the old connection to handle what its socket holds (it may
 /// be stuck writing to a client that stopped reading).
@@ -178,7 +177,7 @@ async fn handshake(
         .await;
         return;
     }
-    release_if_empty(&mut buf);
+    bufpool::give(&mut buf);
     // `peer_cert_as_username = cn`: the client certificate's CN is the username (EMQ X).
     if kind.uses_tls() && shard.cert_cn_is_username(kind) {
         if let Some(cn) = stream.peer_common_name() {
@@ -564,10 +563,10 @@ fn drive<'a>(
             if dispatched == BATCH_PACKETS {
                 continue; // more may be buffered: handle it before reading
             }
-            // Going idle: hold no memory the next read does not need.
-            if out.capacity() > MAX_IDLE_OUT {
-                out = BytesMut::new();
-            }
+            // Going idle: the buffers go back to the shard's pool, so that an idle
+            // connection holds none (a partly read packet stays).
+            bufpool::give(&mut out);
+            bufpool::give(buf);
             // Back-pressure: while a peer's outbox is over its mark, stop reading input.
             if shard.mesh.congested() {
                 Box::pin(shard.mesh.wait_uncongested()).await;
@@ -679,12 +678,4 @@ fn dispatch(
         }
     }
     dispatched
-}
-
-/// An emptied read buffer may still share its allocation with the CONNECT: let it go, so
-/// that an idle connection pins none of it.
-fn release_if_empty(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = BytesMut::new();
-    }
 }

@@ -43,8 +43,9 @@ pub struct Link {
     /// A takeover asked the connection task to handle what its socket already holds.
     drain: Cell<Drain>,
     drain_waker: RefCell<Option<Waker>>,
-    /// 5.0: the topic aliases bound towards the client (`None`: it accepts none).
-    aliases: Option<RefCell<OutgoingAliases>>,
+    /// 5.0: the topic aliases bound towards the client (`None`: it accepts none); boxed, as
+    /// most clients use none.
+    aliases: Option<Box<RefCell<OutgoingAliases>>>,
 }
 
 /// Where a takeover's request to drain the old connection stands.
@@ -117,7 +118,7 @@ impl Link {
     /// 5.0: the client accepts `max` topic aliases (its Topic Alias Maximum): PUBLISHes to it
     /// bind and use them from now on.
     pub fn use_topic_aliases(&mut self, max: u16) {
-        self.aliases = (max > 0).then(|| RefCell::new(OutgoingAliases::new(max)));
+        self.aliases = (max > 0).then(|| Box::new(RefCell::new(OutgoingAliases::new(max))));
     }
 
     /// With topic aliases in use, `publish` names its topic by alias (see [`AliasUse`]).
@@ -142,7 +143,7 @@ impl Link {
             self.alias(&mut p);
             return self.send_publish(&Packet::Publish(p), &topic, metrics);
         }
-        let mut out = self.out.borrow_mut();
+        let mut out = self.out_buf();
         let before = out.len();
         match codec::encode(packet, self.version, &mut out) {
             Ok(()) => {
@@ -196,7 +197,7 @@ impl Link {
             properties,
             payload: &msg.payload,
         };
-        let encoded = codec::encode_publish(&publish, self.version, &mut self.out.borrow_mut());
+        let encoded = codec::encode_publish(&publish, self.version, &mut self.out_buf());
         match encoded {
             Ok(bytes) => {
                 metrics.count_publish_sent(&msg.topic, bytes);
@@ -211,7 +212,7 @@ impl Link {
     /// Encodes a PUBLISH whose topic went by alias (`topic` is the real one, for the
     /// metrics), counts it, and wakes the writer.
     fn send_publish(&self, packet: &Packet, topic: &str, metrics: &mut Metrics) {
-        let mut out = self.out.borrow_mut();
+        let mut out = self.out_buf();
         let before = out.len();
         match codec::encode(packet, self.version, &mut out) {
             Ok(()) => {
@@ -227,6 +228,14 @@ impl Link {
         }
         drop(out);
         self.wake();
+    }
+
+    /// The outbound buffer to encode into: a spare one from the shard's pool when the
+    /// connection holds none (it gives its buffers back when it goes idle).
+    fn out_buf(&self) -> std::cell::RefMut<'_, BytesMut> {
+        let mut out = self.out.borrow_mut();
+        super::bufpool::ready(&mut out);
+        out
     }
 
     /// Bytes waiting to be written.

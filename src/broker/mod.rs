@@ -12,6 +12,7 @@
 pub mod ask;
 pub mod auth_throttle;
 pub mod budget;
+pub mod bufpool;
 pub mod conn;
 pub mod enforce;
 pub mod flow;

@@ -215,6 +215,7 @@ impl Stream {
                 Poll::Ready(Ok(())) => {}
             }
             if matches!(self.layer, Layer::Plain) {
+                super::bufpool::ready(buf);
                 let start = buf.len();
                 buf.resize(start + want, 0);
                 let res = self.socket.try_read(&mut buf[start..]);
@@ -239,6 +240,7 @@ impl Stream {
     /// the number of raw bytes read (0: nothing, closed or failed).
     pub fn try_read(&mut self, buf: &mut BytesMut, want: usize) -> usize {
         if matches!(self.layer, Layer::Plain) {
+            super::bufpool::ready(buf);
             let start = buf.len();
             buf.resize(start + want, 0);
             let n = self.socket.try_read(&mut buf[start..]).unwrap_or(0);
@@ -275,6 +277,7 @@ impl Stream {
 
     /// Runs raw bytes the socket gave through the layers, MQTT bytes into `buf`.
     fn absorb(&mut self, raw: &[u8], buf: &mut BytesMut) -> io::Result<usize> {
+        super::bufpool::ready(buf);
         let before = buf.len();
         let b = self.bufs.get_or_insert_with(Box::default);
         let result = match &mut self.layer {

@@ -34,7 +34,8 @@ mod violation;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::codec::{Connect, LastWill, Packet, ProtocolVersion, QoS, Str, SubOptions};
@@ -265,7 +266,7 @@ pub struct Session {
     clean_start: bool,
     /// Boxed: most clients set no will, and an idle session should stay small.
     will: Option<Box<LastWill>>,
-    cfg: SessionConfig,
+    cfg: Arc<SessionConfig>,
     created_at: Instant,
     keepalive: Keepalive,
     online: bool,
@@ -281,11 +282,11 @@ pub struct Session {
     mqueue: MQueue,
     awaiting_rel: AwaitingRel,
     packet_ids: PacketIds,
-    subscriptions: HashMap<Str, SubOptions>,
+    subscriptions: BTreeMap<Str, SubOptions>,
     /// 5.0 Subscription Identifiers by filter (only subscriptions that were given one).
-    subscription_ids: HashMap<Str, u32>,
+    subscription_ids: BTreeMap<Str, u32>,
     /// 5.0: topic names the client bound to Topic Aliases on this connection.
-    aliases_in: HashMap<u16, Str>,
+    aliases_in: BTreeMap<u16, Str>,
     /// 5.0: the CONNECT's Session Expiry Interval was 0 (DISCONNECT may not raise it).
     connect_expiry_zero: bool,
     /// What a durable session asks to be written down since the glue last took it.
@@ -302,14 +303,19 @@ pub struct Session {
 impl Session {
     /// A fresh, online session for an accepted CONNECT (the glue has sent or will send CONNACK
     /// with session present = 0).
-    pub fn new(connect: &Connect, cfg: SessionConfig, now: Instant) -> Session {
-        let mut s = Session::empty(connect.client_id.clone(), connect.protocol, cfg, now);
+    pub fn new(connect: &Connect, cfg: impl Into<Arc<SessionConfig>>, now: Instant) -> Session {
+        let mut s = Session::empty(connect.client_id.clone(), connect.protocol, cfg.into(), now);
         s.take_connect(connect, now);
         s
     }
 
     /// A session with nothing in it yet, online, not persistent.
-    fn empty(client_id: Str, protocol: ProtocolVersion, cfg: SessionConfig, now: Instant) -> Self {
+    fn empty(
+        client_id: Str,
+        protocol: ProtocolVersion,
+        cfg: Arc<SessionConfig>,
+        now: Instant,
+    ) -> Self {
         Session {
             client_id,
             protocol,
@@ -326,9 +332,9 @@ impl Session {
             mqueue: MQueue::new(cfg.max_mqueue),
             awaiting_rel: AwaitingRel::new(cfg.max_awaiting_rel),
             packet_ids: PacketIds::default(),
-            subscriptions: HashMap::new(),
-            subscription_ids: HashMap::new(),
-            aliases_in: HashMap::new(),
+            subscriptions: BTreeMap::new(),
+            subscription_ids: BTreeMap::new(),
+            aliases_in: BTreeMap::new(),
             connect_expiry_zero: true,
             will_due: None,
             persist: Vec::new(),
@@ -344,7 +350,8 @@ impl Session {
     /// messages in the order they entered (those sent with their packet id go back into the
     /// window, to be re-sent with DUP when the client resumes; the rest wait in the queue),
     /// its subscriptions and its incoming QoS 2 ids awaiting PUBREL.
-    pub fn restore(r: Restored, cfg: SessionConfig, now: Instant) -> Session {
+    pub fn restore(r: Restored, cfg: impl Into<Arc<SessionConfig>>, now: Instant) -> Session {
+        let cfg: Arc<SessionConfig> = cfg.into();
         let window = if cfg.max_inflight == 0 {
             u16::MAX
         } else {

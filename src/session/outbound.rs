@@ -7,7 +7,7 @@
 //! it; redelivery walks the window in send order. Pure: never does I/O and never looks at
 //! the clock.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::inflight::{InflightEntry, InflightState};
@@ -349,7 +349,7 @@ fn resend(
     m: &mut Metrics,
     out: &mut Vec<Action>,
     protocol: ProtocolVersion,
-    subscription_ids: &HashMap<Str, u32>,
+    subscription_ids: &BTreeMap<Str, u32>,
 ) {
     e.sent_at = now;
     match e.state {
@@ -373,7 +373,7 @@ fn decorate(
     msg: &Message,
     now: Instant,
     protocol: ProtocolVersion,
-    subscription_ids: &HashMap<Str, u32>,
+    subscription_ids: &BTreeMap<Str, u32>,
 ) {
     if protocol != ProtocolVersion::V5 {
         return;
