@@ -14,6 +14,7 @@
 
 pub mod handoff;
 pub mod listen;
+pub mod memory;
 pub mod mesh;
 pub mod preflight;
 pub mod reply;

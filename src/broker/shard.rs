@@ -65,6 +65,13 @@ impl Client {
     }
 }
 
+/// Free memory worth giving back to the system (see [`Shard::return_freed_memory`]).
+const TRIM_AFTER: usize = 4 << 20;
+/// How often a shard gives free memory back at most.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// What an ended connection is taken to have freed (an idle one holds about this much).
+const FREED_PER_CONNECTION: usize = 1536;
+
 /// Serves a connection handed over by another shard (see [`Shard::adopter`]).
 pub type Adopter = fn(Rc<Shard>, super::msg::Adopt);
 
@@ -75,6 +82,9 @@ pub struct Shard {
     pub core: usize,
     /// Abnormal connection ends by reason, for the listener view (`shutdown_count`).
     pub shutdowns: RefCell<std::collections::BTreeMap<&'static str, u64>>,
+    /// Memory freed since the shard last gave free pages back to the system (an estimate),
+    /// and when it did (see [`Shard::return_freed_memory`]).
+    freed: Cell<(usize, Instant)>,
     pub shards: usize,
     pub cfg: Rc<Config>,
     pub node: String,
@@ -216,6 +226,7 @@ impl Shard {
             id,
             core,
             shutdowns: RefCell::new(Default::default()),
+            freed: Cell::new((0, Instant::now())),
             shards,
             node: cfg.node.name.clone(),
             cfg,
@@ -612,6 +623,7 @@ impl Shard {
     /// reason calls for it, and keep or drop the session.
     pub fn connection_closed(self: &Rc<Self>, client_id: &Str, link: &Link, reason: CloseReason) {
         let now = Instant::now();
+        self.note_connection_freed();
         // Every abnormal end counts for the listener view, takeovers included.
         if !matches!(
             reason,
@@ -1049,23 +1061,57 @@ impl Shard {
 
     // ---------------------------------------------------------------- housekeeping
 
+    /// Notes `bytes` freed; once [`TRIM_AFTER`] were freed and [`TRIM_EVERY`] has passed
+    /// since the last time, gives the allocator's free pages back to the system, so that what
+    /// a burst or a wave of connections used stops counting in the broker's memory.
+    fn return_freed_memory(&self, bytes: usize, now: Instant) {
+        let (freed, last) = self.freed.get();
+        let freed = freed + bytes;
+        if freed >= TRIM_AFTER && now.duration_since(last) >= TRIM_EVERY {
+            let started = Instant::now();
+            let trimmed = shardmq_shards::memory::return_free_memory();
+            tracing::debug!(
+                shard = self.id,
+                freed,
+                trimmed,
+                took_us = started.elapsed().as_micros() as u64,
+                "gave free memory back"
+            );
+            self.freed.set((0, now));
+        } else {
+            self.freed.set((freed, last));
+        }
+    }
+
+    /// A connection ended: what it held (its task, link and buffers; the session too, when
+    /// it goes) is free memory now, about this much.
+    fn note_connection_freed(&self) {
+        let (freed, last) = self.freed.get();
+        self.freed.set((freed + FREED_PER_CONNECTION, last));
+    }
+
     /// Runs every session whose deadline passed (keepalive, retries, awaiting-PUBREL expiry)
     /// and drops offline persistent sessions past their expiry.
     pub fn tick(self: &Rc<Self>) {
         let now = Instant::now();
         self.enforce_queue_budget();
         self.compact_journal();
+        // One pass over the clients: each gives back what a burst grew in its queues, and
+        // those with something due are picked.
+        let mut freed = 0;
         let due: Vec<Str> = self
             .clients
-            .borrow()
-            .iter()
-            .filter(|(_, c)| {
-                c.session.next_deadline().is_some_and(|d| d <= now)
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(|(id, c)| {
+                freed += c.session.release_idle_memory();
+                let due = c.session.next_deadline().is_some_and(|d| d <= now)
                     || (c.link.is_none() && c.session.expired(now))
-                    || c.backlogged() // flow control: has it stalled?
+                    || c.backlogged(); // flow control: has it stalled?
+                due.then(|| id.clone())
             })
-            .map(|(id, _)| id.clone())
             .collect();
+        self.return_freed_memory(freed, now);
         for id in due {
             let mut actions = Vec::new();
             let (expired, will) = {

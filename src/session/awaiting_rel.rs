@@ -80,6 +80,17 @@ impl AwaitingRel {
         self.ids.len()
     }
 
+    /// Frees the list's storage when it is empty and holds room for more than `keep` ids.
+    /// Returns the bytes freed.
+    pub fn release_idle(&mut self, keep: usize) -> usize {
+        if self.ids.is_empty() && self.ids.capacity() > keep {
+            let freed = self.ids.capacity() * std::mem::size_of::<(u16, Instant)>();
+            self.ids = VecDeque::new();
+            return freed;
+        }
+        0
+    }
+
     /// The bound (0 = unbounded).
     pub fn max_len(&self) -> usize {
         self.max_len

@@ -49,6 +49,18 @@ impl Inflight {
         self.entries.len()
     }
 
+    /// Frees the window's storage when it is empty and holds room for more than `keep`
+    /// entries (a burst's high-water mark is not kept for a client gone quiet).
+    /// Returns the bytes freed.
+    pub fn release_idle(&mut self, keep: usize) -> usize {
+        if self.entries.is_empty() && self.entries.capacity() > keep {
+            let freed = self.entries.capacity() * std::mem::size_of::<InflightEntry>();
+            self.entries = VecDeque::new();
+            return freed;
+        }
+        0
+    }
+
     /// True when `packet_id` is in the window.
     pub fn contains(&self, packet_id: u16) -> bool {
         self.position(packet_id).is_some()

@@ -244,6 +244,10 @@ pub struct SessionInfo {
     pub expiry: Duration,
 }
 
+/// Entries an empty queue of a session may keep room for (see
+/// [`Session::release_idle_memory`]); a steady trickle of messages reallocates nothing.
+pub const IDLE_ROOM: usize = 8;
+
 /// A durable session as written down (see [`Session::restore`]).
 #[derive(Debug, Clone, Default)]
 pub struct Restored {
@@ -615,6 +619,21 @@ impl Session {
             );
         }
         next
+    }
+
+    /// Frees the storage of the session's empty queues (the inflight window, the message
+    /// queue, the QoS 2 ids) beyond room for [`IDLE_ROOM`] entries each: what a burst grew
+    /// is given back once it is over, so a client gone quiet costs what an idle one does.
+    /// Returns the bytes freed.
+    pub fn release_idle_memory(&mut self) -> usize {
+        let mut freed = self.inflight.release_idle(IDLE_ROOM)
+            + self.mqueue.release_idle(IDLE_ROOM)
+            + self.awaiting_rel.release_idle(IDLE_ROOM);
+        if self.persist.is_empty() && self.persist.capacity() > IDLE_ROOM {
+            freed += self.persist.capacity() * std::mem::size_of::<Persist>();
+            self.persist = Vec::new();
+        }
+        freed
     }
 
     /// Messages waiting in the queue behind the inflight window.

@@ -116,6 +116,18 @@ impl MQueue {
         self.items.len()
     }
 
+    /// Frees the queue's storage when it is empty and holds room for more than `keep`
+    /// messages (a backlog's high-water mark is not kept once it drained).
+    /// Returns the bytes freed.
+    pub fn release_idle(&mut self, keep: usize) -> usize {
+        if self.items.is_empty() && self.items.capacity() > keep {
+            let freed = self.items.capacity() * std::mem::size_of::<Message>();
+            self.items = VecDeque::new();
+            return freed;
+        }
+        0
+    }
+
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
@@ -189,6 +201,27 @@ mod tests {
         );
         assert_eq!(q.len(), 4);
         assert_eq!(q.dropped(), 2);
+    }
+
+    #[test]
+    fn a_drained_backlog_gives_its_storage_back_and_a_trickle_keeps_its_room() {
+        let mut q = MQueue::new(1000);
+        for i in 0..500 {
+            q.push(m(&format!("t{i}"), QoS::AtLeastOnce));
+        }
+        q.release_idle(8);
+        assert!(
+            q.items.capacity() >= 500,
+            "a queue holding messages keeps them"
+        );
+        while q.pop().is_some() {}
+        q.release_idle(8);
+        assert_eq!(q.items.capacity(), 0, "the drained backlog's room is freed");
+        q.push(m("one", QoS::AtLeastOnce));
+        q.pop();
+        let room = q.items.capacity();
+        q.release_idle(8);
+        assert_eq!(q.items.capacity(), room, "a trickle's small room stays");
     }
 
     fn m(topic: &str, qos: QoS) -> Message {
