@@ -65,10 +65,6 @@ impl Client {
     }
 }
 
-/// Free memory worth giving back to the system (see [`Shard::return_freed_memory`]).
-const TRIM_AFTER: usize = 4 << 20;
-/// How often a shard gives free memory back at most.
-const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// What an ended connection is taken to have freed (an idle one holds about this much).
 const FREED_PER_CONNECTION: usize = 1536;
 
@@ -82,9 +78,8 @@ pub struct Shard {
     pub core: usize,
     /// Abnormal connection ends by reason, for the listener view (`shutdown_count`).
     pub shutdowns: RefCell<std::collections::BTreeMap<&'static str, u64>>,
-    /// Memory freed since the shard last gave free pages back to the system (an estimate),
-    /// and when it did (see [`Shard::return_freed_memory`]).
-    freed: Cell<(usize, Instant)>,
+    /// Memory freed since the last tick (an estimate; see [`Shard::note_freed_memory`]).
+    freed: Cell<usize>,
     pub shards: usize,
     pub cfg: Rc<Config>,
     pub node: String,
@@ -226,7 +221,7 @@ impl Shard {
             id,
             core,
             shutdowns: RefCell::new(Default::default()),
-            freed: Cell::new((0, Instant::now())),
+            freed: Cell::new(0),
             shards,
             node: cfg.node.name.clone(),
             cfg,
@@ -1061,33 +1056,18 @@ impl Shard {
 
     // ---------------------------------------------------------------- housekeeping
 
-    /// Notes `bytes` freed; once [`TRIM_AFTER`] were freed and [`TRIM_EVERY`] has passed
-    /// since the last time, gives the allocator's free pages back to the system, so that what
-    /// a burst or a wave of connections used stops counting in the broker's memory.
-    fn return_freed_memory(&self, bytes: usize, now: Instant) {
-        let (freed, last) = self.freed.get();
-        let freed = freed + bytes;
-        if freed >= TRIM_AFTER && now.duration_since(last) >= TRIM_EVERY {
-            let started = Instant::now();
-            let trimmed = shardmq_shards::memory::return_free_memory();
-            tracing::debug!(
-                shard = self.id,
-                freed,
-                trimmed,
-                took_us = started.elapsed().as_micros() as u64,
-                "gave free memory back"
-            );
-            self.freed.set((0, now));
-        } else {
-            self.freed.set((freed, last));
-        }
+    /// Tells the node what this shard freed since the last tick (`bytes` now, and what ended
+    /// connections held): the management thread gives free pages back to the system once
+    /// enough was freed (`shards::memory`), so what a burst or a wave of connections used
+    /// stops counting in the broker's memory.
+    fn note_freed_memory(&self, bytes: usize) {
+        shardmq_shards::memory::note_freed(self.freed.take() + bytes);
     }
 
     /// A connection ended: what it held (its task, link and buffers; the session too, when
     /// it goes) is free memory now, about this much.
     fn note_connection_freed(&self) {
-        let (freed, last) = self.freed.get();
-        self.freed.set((freed + FREED_PER_CONNECTION, last));
+        self.freed.set(self.freed.get() + FREED_PER_CONNECTION);
     }
 
     /// Runs every session whose deadline passed (keepalive, retries, awaiting-PUBREL expiry)
@@ -1111,7 +1091,7 @@ impl Shard {
                 due.then(|| id.clone())
             })
             .collect();
-        self.return_freed_memory(freed, now);
+        self.note_freed_memory(freed);
         for id in due {
             let mut actions = Vec::new();
             let (expired, will) = {

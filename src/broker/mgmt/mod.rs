@@ -41,6 +41,10 @@ use collector::Broker;
 
 /// How often the node-level stats are sampled for their `*/max` values (EMQ X: 1 s).
 const STATS_SAMPLE: Duration = Duration::from_secs(1);
+/// Memory the shards freed that is worth giving back to the system (see `shards::memory`).
+const TRIM_AFTER: usize = 4 << 20;
+/// How often free memory is given back at most.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// How often the shutdown flag is checked.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
 
@@ -211,6 +215,7 @@ pub async fn run(
     });
     let mut last_sample = Instant::now();
     let mut last_speeds = Instant::now();
+    let mut last_trim = Instant::now();
     let reload = state::reload_flag();
     while !shutdown.is_set() {
         rt::sleep(SHUTDOWN_POLL).await;
@@ -224,6 +229,20 @@ pub async fn run(
         if last_speeds.elapsed() >= rules::SPEED_TICK && !shutdown.is_set() {
             last_speeds = Instant::now();
             api.collector.sample_rule_speeds().await;
+        }
+        // Free pages go back to the system here, not on a shard: the trim walks every arena
+        // (0.5-5 ms after a burst).
+        if last_trim.elapsed() >= TRIM_EVERY {
+            let started = Instant::now();
+            if let Some((freed, trimmed)) = shardmq_shards::memory::return_if_freed(TRIM_AFTER) {
+                last_trim = Instant::now();
+                tracing::debug!(
+                    freed,
+                    trimmed,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "gave free memory back to the system"
+                );
+            }
         }
     }
     drop(monitors);
