@@ -6,13 +6,13 @@
 //! Pure: never does I/O and never looks at the clock. Entries are in arrival order, so the
 //! front is always the next to expire.
 
-use std::collections::VecDeque;
+use super::lazy_deque::LazyDeque;
 use std::time::{Duration, Instant};
 
 /// Packet ids awaiting PUBREL, oldest first.
 #[derive(Debug, Clone)]
 pub struct AwaitingRel {
-    ids: VecDeque<(u16, Instant)>,
+    ids: LazyDeque<(u16, Instant)>,
     /// 0 means unbounded.
     max_len: usize,
 }
@@ -26,7 +26,7 @@ impl AwaitingRel {
     /// An empty set holding at most `max_len` ids (0 = unbounded).
     pub fn new(max_len: usize) -> AwaitingRel {
         AwaitingRel {
-            ids: VecDeque::new(),
+            ids: LazyDeque::default(),
             max_len,
         }
     }
@@ -48,7 +48,8 @@ impl AwaitingRel {
 
     /// Removes `packet_id`; false when it was not awaiting.
     pub fn remove(&mut self, packet_id: u16) -> bool {
-        match self.ids.iter().position(|(id, _)| *id == packet_id) {
+        let at = self.ids.iter().position(|(id, _)| *id == packet_id);
+        match at {
             Some(i) => {
                 self.ids.remove(i);
                 true
@@ -80,15 +81,10 @@ impl AwaitingRel {
         self.ids.len()
     }
 
-    /// Frees the list's storage when it is empty and holds room for more than `keep` ids.
+    /// Frees the list's storage when it is empty.
     /// Returns the bytes freed.
-    pub fn release_idle(&mut self, keep: usize) -> usize {
-        if self.ids.is_empty() && self.ids.capacity() > keep {
-            let freed = self.ids.capacity() * std::mem::size_of::<(u16, Instant)>();
-            self.ids = VecDeque::new();
-            return freed;
-        }
-        0
+    pub fn release_idle(&mut self) -> usize {
+        self.ids.release_if_empty()
     }
 
     /// The bound (0 = unbounded).

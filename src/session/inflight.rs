@@ -5,7 +5,7 @@
 //! id scan from the front: acknowledgements usually arrive in send order and windows are
 //! small (EMQ X default 32), so this beats a map in time and memory per session.
 
-use std::collections::VecDeque;
+use super::lazy_deque::LazyDeque;
 use std::time::Instant;
 
 use super::message::Message;
@@ -38,7 +38,7 @@ pub struct InflightEntry {
 /// The window, in send order.
 #[derive(Debug, Clone, Default)]
 pub struct Inflight {
-    entries: VecDeque<InflightEntry>,
+    entries: LazyDeque<InflightEntry>,
     /// Entries with `resend` set.
     to_resend: usize,
 }
@@ -49,16 +49,11 @@ impl Inflight {
         self.entries.len()
     }
 
-    /// Frees the window's storage when it is empty and holds room for more than `keep`
-    /// entries (a burst's high-water mark is not kept for a client gone quiet).
+    /// Frees the window's storage when it is empty (a burst's high-water mark is not kept
+    /// for a client gone quiet).
     /// Returns the bytes freed.
-    pub fn release_idle(&mut self, keep: usize) -> usize {
-        if self.entries.is_empty() && self.entries.capacity() > keep {
-            let freed = self.entries.capacity() * std::mem::size_of::<InflightEntry>();
-            self.entries = VecDeque::new();
-            return freed;
-        }
-        0
+    pub fn release_idle(&mut self) -> usize {
+        self.entries.release_if_empty()
     }
 
     /// True when `packet_id` is in the window.

@@ -24,6 +24,7 @@ mod awaiting_rel;
 mod inbound;
 mod inflight;
 mod keepalive;
+mod lazy_deque;
 mod message;
 mod mqueue;
 mod outbound;
@@ -243,10 +244,6 @@ pub struct SessionInfo {
     /// 5.0 client's own interval, a DISCONNECT's change); zero for a clean session.
     pub expiry: Duration,
 }
-
-/// Entries an empty queue of a session may keep room for (see
-/// [`Session::release_idle_memory`]); a steady trickle of messages reallocates nothing.
-pub const IDLE_ROOM: usize = 8;
 
 /// A durable session as written down (see [`Session::restore`]).
 #[derive(Debug, Clone, Default)]
@@ -622,14 +619,14 @@ impl Session {
     }
 
     /// Frees the storage of the session's empty queues (the inflight window, the message
-    /// queue, the QoS 2 ids) beyond room for [`IDLE_ROOM`] entries each: what a burst grew
-    /// is given back once it is over, so a client gone quiet costs what an idle one does.
-    /// Returns the bytes freed.
+    /// queue, the QoS 2 ids, the journal's pending records): what a burst grew is given back
+    /// once it is over, and a client gone quiet costs what an idle one does. Returns the
+    /// bytes freed.
     pub fn release_idle_memory(&mut self) -> usize {
-        let mut freed = self.inflight.release_idle(IDLE_ROOM)
-            + self.mqueue.release_idle(IDLE_ROOM)
-            + self.awaiting_rel.release_idle(IDLE_ROOM);
-        if self.persist.is_empty() && self.persist.capacity() > IDLE_ROOM {
+        let mut freed = self.inflight.release_idle()
+            + self.mqueue.release_idle()
+            + self.awaiting_rel.release_idle();
+        if self.persist.is_empty() && self.persist.capacity() > 0 {
             freed += self.persist.capacity() * std::mem::size_of::<Persist>();
             self.persist = Vec::new();
         }

@@ -6,7 +6,7 @@
 //! at the clock. Counting drops in the shard metrics is the caller's job; the queue keeps
 //! its own lifetime drop count for the management API.
 
-use std::collections::VecDeque;
+use super::lazy_deque::LazyDeque;
 
 use super::message::Message;
 use crate::codec::QoS;
@@ -14,7 +14,7 @@ use crate::codec::QoS;
 /// A bounded FIFO of messages waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct MQueue {
-    items: VecDeque<Message>,
+    items: LazyDeque<Message>,
     /// 0 means unbounded.
     max_len: usize,
     /// Flow control holds this client's publishers back (see [`MQueue::set_held`]): the
@@ -37,7 +37,7 @@ impl MQueue {
     /// An empty queue holding at most `max_len` messages (0 = unbounded).
     pub fn new(max_len: usize) -> MQueue {
         MQueue {
-            items: VecDeque::new(),
+            items: LazyDeque::default(),
             max_len,
             held: false,
             qos0_len: 0,
@@ -116,16 +116,11 @@ impl MQueue {
         self.items.len()
     }
 
-    /// Frees the queue's storage when it is empty and holds room for more than `keep`
-    /// messages (a backlog's high-water mark is not kept once it drained).
+    /// Frees the queue's storage when it is empty (a backlog's high-water mark is not kept
+    /// once it drained).
     /// Returns the bytes freed.
-    pub fn release_idle(&mut self, keep: usize) -> usize {
-        if self.items.is_empty() && self.items.capacity() > keep {
-            let freed = self.items.capacity() * std::mem::size_of::<Message>();
-            self.items = VecDeque::new();
-            return freed;
-        }
-        0
+    pub fn release_idle(&mut self) -> usize {
+        self.items.release_if_empty()
     }
 
     /// True when nothing is queued.
@@ -204,24 +199,19 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_backlog_gives_its_storage_back_and_a_trickle_keeps_its_room() {
+    fn a_drained_backlog_gives_its_storage_back() {
         let mut q = MQueue::new(1000);
         for i in 0..500 {
             q.push(m(&format!("t{i}"), QoS::AtLeastOnce));
         }
-        q.release_idle(8);
-        assert!(
-            q.items.capacity() >= 500,
-            "a queue holding messages keeps them"
-        );
+        assert_eq!(q.release_idle(), 0, "a queue holding messages keeps them");
+        assert_eq!(q.len(), 500);
         while q.pop().is_some() {}
-        q.release_idle(8);
-        assert_eq!(q.items.capacity(), 0, "the drained backlog's room is freed");
-        q.push(m("one", QoS::AtLeastOnce));
-        q.pop();
-        let room = q.items.capacity();
-        q.release_idle(8);
-        assert_eq!(q.items.capacity(), room, "a trickle's small room stays");
+        assert!(q.release_idle() >= 500 * std::mem::size_of::<Message>());
+        assert!(!q.items.is_allocated(), "the drained backlog holds nothing");
+        assert_eq!(q.bytes(), 0);
+        q.push(m("again", QoS::AtLeastOnce));
+        assert_eq!(q.len(), 1, "and takes messages again");
     }
 
     fn m(topic: &str, qos: QoS) -> Message {
