@@ -782,7 +782,8 @@ impl Shard {
         // is more: a QoS 0 subscriber that cannot keep up backs up in its connection only.
         let unwritten = c.link.as_ref().map_or(0, |l| l.unwritten());
         let queued = c.session.queued().max(unwritten / flow::BYTES_PER_MESSAGE);
-        let stalled = c.progress.observe(queued, Instant::now);
+        // The batch's clock: a fan-out observes every subscriber per message.
+        let stalled = c.progress.observe(queued, || self.now());
         let was = c.backlogged();
         let (now, released) = self.flow.observe(was, queued, c.link.is_some(), stalled);
         if now != was {
