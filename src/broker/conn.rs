@@ -46,8 +46,10 @@ const TAKEOVER_DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// A connection handles at most this many packets per turn, then writes its output and lets
 /// the shard's other tasks run (the subscribers whose acks drain the queues, the inbox that
-/// may carry a `SlowDown`).
-const BATCH_PACKETS: usize = 32;
+/// may carry a `SlowDown`). As many as a large inflight window can hold: a subscriber's
+/// acknowledgements of one turn release that many messages into one write (fan-out 1→16
+/// with `max_inflight = 100`: 1.0 → 1.7 M msgs/s at 32 → 128 on the 2-vCPU VM).
+const BATCH_PACKETS: usize = 128;
 
 /// Accepts connections on this shard's `SO_REUSEPORT` listener of this kind until shutdown.
 /// Over the listener's `max_connections` (all shards together) a connection is closed at
