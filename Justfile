@@ -47,3 +47,8 @@ bench-tls reps="3":
 bench-memory reps="3":
     cargo build --release --workspace
     bench/memory.sh {{reps}}
+
+# Fan-out 1->16 and fan-in 16->1 at QoS 1, window 100: ShardMQ on 1 and 2 shards (defaults and
+# max_inflight 100) next to rumqttd and Mosquitto (`reps` runs).
+bench-fan reps="3":
+    bench/fan.sh {{reps}}
