@@ -509,9 +509,9 @@ fn drive<'a>(
             // Dispatch the complete packets already buffered, at most `batch` per turn;
             // the rest stays buffered until the next turn.
             let clock = shard.batch_clock();
-            // (Recomputed, not kept: every idle connection's future would hold it.)
             let batch = batch_packets(shard);
-            let dispatched = dispatch(shard, link, client_id, buf, max, batch, true);
+            // A full turn: more may be buffered (only this flag outlives the turn's awaits).
+            let full = dispatch(shard, link, client_id, buf, max, batch, true) == batch;
             // The batch's time must not outlive it: the write below may wait.
             drop(clock);
             // Durability: the acknowledgements of this batch go out once the records their
@@ -558,7 +558,7 @@ fn drive<'a>(
             // Fairness: glommio reads without yielding while the socket has data, so a busy
             // publisher would keep its shard until its socket is empty. After a batch, let the
             // shard's other connections (e.g. the subscribers whose acks drain the queues) run.
-            if dispatched == batch {
+            if full {
                 futures_lite::future::yield_now().await;
             }
             if link.pending() > 0 {
@@ -573,7 +573,7 @@ fn drive<'a>(
                 Box::pin(wait_unthrottled(shard, link)).await;
                 continue;
             }
-            if dispatched == batch {
+            if full {
                 continue; // more may be buffered: handle it before reading
             }
             // Going idle: the buffers go back to the shard's pool, so that an idle
