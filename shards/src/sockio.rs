@@ -534,16 +534,25 @@ impl Socket {
         buf: &'a [u8],
     ) -> impl std::future::Future<Output = io::Result<()>> + 'a {
         let mut done = 0;
-        poll_fn(move |cx| {
-            while done < buf.len() {
-                match self.poll_write(cx, &buf[done..]) {
-                    Poll::Ready(Ok(n)) => done += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return Poll::Pending,
-                }
+        poll_fn(move |cx| self.poll_write_all(cx, buf, &mut done))
+    }
+
+    /// Writes `buf` from `*done` on, counting in `done` what was written, until all of it is
+    /// or the socket is full (then the waker is registered for room).
+    pub fn poll_write_all(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+        done: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        while *done < buf.len() {
+            match self.poll_write(cx, &buf[*done..]) {
+                Poll::Ready(Ok(n)) => *done += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Ok(()))
-        })
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Writes what the socket's send buffer takes of `buf` (at least one byte; `WriteZero`

@@ -333,14 +333,7 @@ impl Stream {
         std::future::poll_fn(move |cx| {
             use std::task::Poll;
             if plain {
-                while done < data.len() {
-                    match self.socket.poll_write(cx, &data[done..]) {
-                        Poll::Ready(Ok(n)) => done += n,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return Poll::Pending,
-                    }
-                }
-                return Poll::Ready(Ok(()));
+                return self.socket.poll_write_all(cx, data, &mut done);
             }
             let Stream { socket, bufs, .. } = &mut *self;
             let b = bufs.get_or_insert_with(Box::default);
