@@ -13,6 +13,7 @@ pub mod ask;
 pub mod auth_throttle;
 pub mod budget;
 pub mod bufpool;
+pub mod clients;
 pub mod conn;
 pub mod enforce;
 pub mod flow;

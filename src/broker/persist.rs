@@ -145,7 +145,7 @@ impl Shard {
             };
             self.clients
                 .borrow_mut()
-                .insert(client_id.clone(), Box::new(client));
+                .insert(Box::new(client));
             self.subscribe_silently(&client_id, filters);
         }
         if self.clients.borrow().values().any(|c| c.journaled) {

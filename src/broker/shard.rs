@@ -19,7 +19,6 @@ use crate::admin::acl::{Access, ClientRef};
 use crate::admin::policy::{Policy, Verdict};
 use crate::codec::{ConnAck, Connect, Packet, Props, ProtocolVersion, Str, SubOptions, UnsubAck};
 use crate::config::Config;
-use crate::fastmap::FastMap;
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats};
 use crate::session::{Action, CloseReason, Message, Session};
@@ -86,7 +85,7 @@ pub struct Shard {
     pub mesh: Rc<Mesh<ShardMsg>>,
     pub replies: Rc<Replies<ReplyData>>,
     pub metrics: RefCell<Metrics>,
-    pub clients: RefCell<FastMap<Str, Box<Client>>>,
+    pub clients: RefCell<super::clients::ClientTable>,
     /// Where subscribers are: this shard's own and, per filter, which shards have any.
     pub routes: RefCell<RouteTable>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
@@ -228,7 +227,7 @@ impl Shard {
             mesh,
             replies: Rc::new(Replies::default()),
             metrics: RefCell::new(Metrics::default()),
-            clients: RefCell::new(FastMap::default()),
+            clients: RefCell::new(Default::default()),
             routes: RefCell::new(RouteTable::new(id)),
             retained: RefCell::new(Default::default()),
             shutdown,
@@ -566,7 +565,7 @@ impl Shard {
                     self.note_backlog(c);
                 }
                 _ => {
-                    clients.insert(client_id.clone(), Box::new(info));
+                    clients.insert(Box::new(info));
                 }
             }
             if let Some(c) = clients.get_mut(&client_id) {
@@ -1083,13 +1082,13 @@ impl Shard {
         let due: Vec<Str> = self
             .clients
             .borrow_mut()
-            .iter_mut()
-            .filter_map(|(id, c)| {
+            .values_mut()
+            .filter_map(|c| {
                 freed += c.session.release_idle_memory();
                 let due = c.session.next_deadline().is_some_and(|d| d <= now)
                     || (c.link.is_none() && c.session.expired(now))
                     || c.backlogged(); // flow control: has it stalled?
-                due.then(|| id.clone())
+                due.then(|| c.session.client_id().clone())
             })
             .collect();
         self.note_freed_memory(freed);
