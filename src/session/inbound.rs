@@ -181,12 +181,13 @@ impl Session {
         }
         if topic.is_empty() {
             *topic = self
-                .aliases_in
-                .get(&alias)
+                .extras
+                .as_ref()
+                .and_then(|e| e.aliases_in.get(&alias))
                 .cloned()
                 .ok_or(Violation::TopicAliasUnknown)?;
         } else if valid_topic_name(topic) {
-            self.aliases_in.insert(alias, topic.clone());
+            self.extras_mut().aliases_in.insert(alias, topic.clone());
         }
         Ok(())
     }
@@ -227,9 +228,17 @@ impl Session {
                 // A subscription replaced without an identifier loses its old one.
                 let id = identifier.filter(|_| v5);
                 match id {
-                    Some(id) => self.subscription_ids.insert(filter.clone(), id),
-                    None => self.subscription_ids.remove(&filter),
-                };
+                    Some(id) => {
+                        self.extras_mut()
+                            .subscription_ids
+                            .insert(filter.clone(), id);
+                    }
+                    None => {
+                        if let Some(e) = &mut self.extras {
+                            e.subscription_ids.remove(&filter);
+                        }
+                    }
+                }
                 self.record(Persist::Subscribe {
                     filter: filter.clone(),
                     opts: granted,
@@ -285,7 +294,9 @@ impl Session {
             .into_iter()
             .map(|f| {
                 let existed = self.subscriptions.remove(&f).is_some();
-                self.subscription_ids.remove(&f);
+                if let Some(e) = &mut self.extras {
+                    e.subscription_ids.remove(&f);
+                }
                 if existed {
                     self.record(Persist::Unsubscribe { filter: f.clone() });
                 }

@@ -271,7 +271,6 @@ pub struct Session {
     created_at: Instant,
     keepalive: Keepalive,
     online: bool,
-    offline_since: Option<Instant>,
     persistent: bool,
     /// Effective: config bound, lowered by a 5.0 Session Expiry Interval.
     session_expiry: Duration,
@@ -284,24 +283,88 @@ pub struct Session {
     awaiting_rel: AwaitingRel,
     packet_ids: PacketIds,
     subscriptions: BTreeMap<Str, SubOptions>,
-    /// 5.0 Subscription Identifiers by filter (only subscriptions that were given one).
-    subscription_ids: BTreeMap<Str, u32>,
-    /// 5.0: topic names the client bound to Topic Aliases on this connection.
-    aliases_in: BTreeMap<u16, Str>,
+    /// What only some sessions have (5.0 identifiers and aliases, an offline session's
+    /// clocks): boxed, so that an idle online session does not carry it.
+    extras: Option<Box<Extras>>,
     /// 5.0: the CONNECT's Session Expiry Interval was 0 (DISCONNECT may not raise it).
     connect_expiry_zero: bool,
     /// What a durable session asks to be written down since the glue last took it.
     persist: Vec<Persist>,
     /// The next sequence number for a message this session keeps (from 1).
     next_seq: u64,
-    /// Offline with a will: when it is due (its Will Delay Interval after the connection
-    /// was lost, or the session's end if that comes first) [MQTT-3.1.3-9].
-    will_due: Option<Instant>,
     deliver_msg: u64,
     enqueue_msg: u64,
 }
 
+/// The part of a [`Session`] most sessions never use.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    /// 5.0 Subscription Identifiers by filter (only subscriptions that were given one).
+    subscription_ids: BTreeMap<Str, u32>,
+    /// 5.0: topic names the client bound to Topic Aliases on this connection.
+    aliases_in: BTreeMap<u16, Str>,
+    /// When the connection was lost (`None` while online).
+    offline_since: Option<Instant>,
+    /// Offline with a will: when it is due (its Will Delay Interval after the connection
+    /// was lost, or the session's end if that comes first) [MQTT-3.1.3-9].
+    will_due: Option<Instant>,
+}
+
+impl Extras {
+    fn is_empty(&self) -> bool {
+        self.subscription_ids.is_empty()
+            && self.aliases_in.is_empty()
+            && self.offline_since.is_none()
+            && self.will_due.is_none()
+    }
+}
+
+/// What [`Session::subscription_ids`] lends when a session has no extras.
+static NO_SUBSCRIPTION_IDS: BTreeMap<Str, u32> = BTreeMap::new();
+
+/// The session's subscription identifiers (a field borrow, so that others can be borrowed
+/// mutably meanwhile).
+fn subscription_ids(extras: &Option<Box<Extras>>) -> &BTreeMap<Str, u32> {
+    extras
+        .as_ref()
+        .map_or(&NO_SUBSCRIPTION_IDS, |e| &e.subscription_ids)
+}
+
 impl Session {
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the extras once nothing is left in them.
+    fn trim_extras(&mut self) {
+        if self.extras.as_ref().is_some_and(|e| e.is_empty()) {
+            self.extras = None;
+        }
+    }
+
+    fn subscription_ids(&self) -> &BTreeMap<Str, u32> {
+        subscription_ids(&self.extras)
+    }
+
+    fn offline_since(&self) -> Option<Instant> {
+        self.extras.as_ref().and_then(|e| e.offline_since)
+    }
+
+    fn will_due(&self) -> Option<Instant> {
+        self.extras.as_ref().and_then(|e| e.will_due)
+    }
+
+    /// Sets when the connection was lost and when the will is due (`None`, `None`: online).
+    fn set_offline(&mut self, since: Option<Instant>, will_due: Option<Instant>) {
+        if since.is_none() && will_due.is_none() && self.extras.is_none() {
+            return;
+        }
+        let e = self.extras_mut();
+        e.offline_since = since;
+        e.will_due = will_due;
+        self.trim_extras();
+    }
+
     /// A fresh, online session for an accepted CONNECT (the glue has sent or will send CONNACK
     /// with session present = 0).
     pub fn new(connect: &Connect, cfg: impl Into<Arc<SessionConfig>>, now: Instant) -> Session {
@@ -324,7 +387,6 @@ impl Session {
             will: None,
             keepalive: Keepalive::new(0, 1.0, now),
             online: true,
-            offline_since: None,
             persistent: false,
             session_expiry: Duration::ZERO,
             max_inflight: 0,
@@ -334,10 +396,8 @@ impl Session {
             awaiting_rel: AwaitingRel::new(cfg.max_awaiting_rel),
             packet_ids: PacketIds::default(),
             subscriptions: BTreeMap::new(),
-            subscription_ids: BTreeMap::new(),
-            aliases_in: BTreeMap::new(),
+            extras: None,
             connect_expiry_zero: true,
-            will_due: None,
             persist: Vec::new(),
             next_seq: 1,
             deliver_msg: 0,
@@ -361,14 +421,14 @@ impl Session {
         let mut s = Session::empty(r.client_id, r.protocol, cfg, now);
         s.clean_start = false;
         s.online = false;
-        s.offline_since = Some(now);
+        s.set_offline(Some(now), None);
         s.persistent = true;
         s.session_expiry = Duration::from_secs(r.expiry_secs);
         s.max_inflight = usize::from(window);
         s.connect_expiry_zero = false;
         for (filter, opts, id) in r.subscriptions {
             if id != 0 {
-                s.subscription_ids.insert(filter.clone(), id);
+                s.extras_mut().subscription_ids.insert(filter.clone(), id);
             }
             s.subscriptions.insert(filter, opts);
         }
@@ -433,7 +493,7 @@ impl Session {
                     (
                         f.clone(),
                         *o,
-                        self.subscription_ids.get(f).copied().unwrap_or(0),
+                        self.subscription_ids().get(f).copied().unwrap_or(0),
                     )
                 })
                 .collect(),
@@ -466,10 +526,14 @@ impl Session {
         // A will still waiting for its delay is not published: the client is back
         // [MQTT-3.1.3-9]; the new connection's will replaces it.
         self.will = connect.will.clone().map(Box::new);
-        self.will_due = None;
         self.keepalive = Keepalive::new(connect.keep_alive, self.cfg.keepalive_multiplier, now);
         self.online = true;
-        self.offline_since = None;
+        // Online: no will is due, and the aliases live as long as the connection
+        // [MQTT-3.3.2-7].
+        if let Some(e) = &mut self.extras {
+            e.aliases_in.clear();
+        }
+        self.set_offline(None, None);
         let cfg_inflight = if self.cfg.max_inflight == 0 {
             u16::MAX
         } else {
@@ -488,8 +552,6 @@ impl Session {
             ProtocolVersion::V5 => connect.properties.maximum_packet_size.unwrap_or(0) as usize,
             _ => 0,
         };
-        // Aliases live as long as the connection [MQTT-3.3.2-7].
-        self.aliases_in.clear();
         self.connect_expiry_zero = connect.properties.session_expiry_interval.unwrap_or(0) == 0;
         self.session_expiry = match self.protocol {
             ProtocolVersion::V5 => {
@@ -542,8 +604,7 @@ impl Session {
     pub fn connection_lost(&mut self, now: Instant) {
         if self.online {
             self.online = false;
-            self.offline_since = Some(now);
-            self.will_due = self.will.as_ref().map(|w| {
+            let will_due = self.will.as_ref().map(|w| {
                 let delay = match self.protocol {
                     ProtocolVersion::V5 => w.properties.will_delay_interval.unwrap_or(0),
                     _ => 0,
@@ -551,6 +612,7 @@ impl Session {
                 let delay = Duration::from_secs(u64::from(delay)).min(self.session_expiry);
                 now.checked_add(delay).unwrap_or(now)
             });
+            self.set_offline(Some(now), will_due);
         }
     }
 
@@ -602,9 +664,9 @@ impl Session {
                 );
             }
         } else if self.is_persistent() {
-            consider(self.will_due);
+            consider(self.will_due());
             consider(
-                self.offline_since
+                self.offline_since()
                     .and_then(|t| t.checked_add(self.session_expiry)),
             );
         }
@@ -674,7 +736,7 @@ impl Session {
     /// True when the session is offline and should be dropped: at once if not persistent,
     /// else once `session_expiry` has passed since the connection was lost.
     pub fn expired(&self, now: Instant) -> bool {
-        match self.offline_since {
+        match self.offline_since() {
             None => false,
             Some(since) => now.saturating_duration_since(since) >= self.session_expiry,
         }
@@ -691,14 +753,17 @@ impl Session {
     /// The will, whether due or not: for the glue to publish (with [`Message::from_will`])
     /// when the session ends, or to discard (a DISCONNECT); `None` once taken or discarded.
     pub fn take_will(&mut self) -> Option<LastWill> {
-        self.will_due = None;
+        if let Some(e) = &mut self.extras {
+            e.will_due = None;
+        }
+        self.trim_extras();
         self.will.take().map(|w| *w)
     }
 
     /// The will once it is due at `now` (offline, its Will Delay Interval passed or the
     /// session's end reached), for the glue to publish; `None` before, or without a will.
     pub fn take_due_will(&mut self, now: Instant) -> Option<LastWill> {
-        if self.will_due.is_some_and(|due| due <= now) {
+        if self.will_due().is_some_and(|due| due <= now) {
             self.take_will()
         } else {
             None

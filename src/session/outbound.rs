@@ -93,13 +93,13 @@ impl Session {
     /// properties: what is left of its expiry interval, or Subscription Identifiers (5.0).
     fn decorates(&self, msg: &Message) -> bool {
         self.protocol == ProtocolVersion::V5
-            && (msg.expires_at.is_some() || !self.subscription_ids.is_empty())
+            && (msg.expires_at.is_some() || !self.subscription_ids().is_empty())
     }
 
     /// Adds to a PUBLISH of `msg` sent at `now` what is this client's or this moment's (see
     /// [`Session::decorates`]).
     fn decorate(&self, publish: &mut Publish, msg: &Message, now: Instant) {
-        decorate(publish, msg, now, self.protocol, &self.subscription_ids);
+        decorate(publish, msg, now, self.protocol, self.subscription_ids());
     }
 
     /// The size of `msg` as a PUBLISH to this client at `qos` (with a packet id when `qos > 0`,
@@ -170,7 +170,7 @@ impl Session {
             Encode::ByCaller if self.decorates(&msg) => Encode::Here,
             e => e,
         };
-        let (protocol, ids) = (self.protocol, &self.subscription_ids);
+        let (protocol, ids) = (self.protocol, super::subscription_ids(&self.extras));
         let send = |packet_id: Option<u16>| match encode {
             Encode::Here => {
                 let mut publish = msg.to_publish(packet_id, false);
@@ -255,7 +255,7 @@ impl Session {
     ) {
         for e in self.inflight.iter_mut() {
             if due(e) {
-                resend(e, now, m, out, self.protocol, &self.subscription_ids);
+                resend(e, now, m, out, self.protocol, super::subscription_ids(&self.extras));
             }
         }
     }
@@ -269,7 +269,7 @@ impl Session {
             let Some(e) = self.inflight.next_to_resend() else {
                 break;
             };
-            resend(e, now, m, out, self.protocol, &self.subscription_ids);
+            resend(e, now, m, out, self.protocol, super::subscription_ids(&self.extras));
         }
     }
 
