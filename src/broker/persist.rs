@@ -143,9 +143,7 @@ impl Shard {
                 progress: super::flow::Progress::new(now),
                 journaled: true,
             };
-            self.clients
-                .borrow_mut()
-                .insert(Box::new(client));
+            self.clients.borrow_mut().insert(Box::new(client));
             self.subscribe_silently(&client_id, filters);
         }
         if self.clients.borrow().values().any(|c| c.journaled) {

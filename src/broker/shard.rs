@@ -57,6 +57,12 @@ pub struct Client {
     pub journaled: bool,
 }
 
+impl super::clients::Keyed for Client {
+    fn key(&self) -> &Str {
+        self.session.client_id()
+    }
+}
+
 impl Client {
     /// Whether flow control counts this client as backlogged (an episode is in force).
     pub fn backlogged(&self) -> bool {
@@ -85,7 +91,7 @@ pub struct Shard {
     pub mesh: Rc<Mesh<ShardMsg>>,
     pub replies: Rc<Replies<ReplyData>>,
     pub metrics: RefCell<Metrics>,
-    pub clients: RefCell<super::clients::ClientTable>,
+    pub clients: RefCell<super::clients::ClientTable<Client>>,
     /// Where subscribers are: this shard's own and, per filter, which shards have any.
     pub routes: RefCell<RouteTable>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
