@@ -255,7 +255,14 @@ impl Session {
     ) {
         for e in self.inflight.iter_mut() {
             if due(e) {
-                resend(e, now, m, out, self.protocol, super::subscription_ids(&self.extras));
+                resend(
+                    e,
+                    now,
+                    m,
+                    out,
+                    self.protocol,
+                    super::subscription_ids(&self.extras),
+                );
             }
         }
     }
@@ -269,7 +276,14 @@ impl Session {
             let Some(e) = self.inflight.next_to_resend() else {
                 break;
             };
-            resend(e, now, m, out, self.protocol, super::subscription_ids(&self.extras));
+            resend(
+                e,
+                now,
+                m,
+                out,
+                self.protocol,
+                super::subscription_ids(&self.extras),
+            );
         }
     }
 
