@@ -401,11 +401,14 @@ async fn serve(
     spawn_local(run(shard, stream, link, client_id, buf, slot)).detach();
 }
 
-/// Drives one accepted connection until it closes, then tells the shard.
+/// Drives one accepted connection until it closes, then tells the shard: the read, decode,
+/// dispatch and write loop.
 ///
-/// An `async` block rather than an `async fn`: an `async fn` keeps its arguments twice (as
-/// arguments and as the locals they are bound to), and every idle connection's task is this
-/// future.
+/// Every idle connection's task is this future, so it holds only what an idle connection
+/// waits with: its arguments (an `async` block, not an `async fn`, which would keep them
+/// twice), the read size and the input on the budget's books. The rare or long waits (a
+/// write the socket did not take at once, flow control, mesh congestion, the ending) live
+/// on the heap while they run.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 fn run(
     shard: Rc<Shard>,
@@ -416,7 +419,92 @@ fn run(
     slot: ConnSlot,
 ) -> impl std::future::Future<Output = ()> {
     async move {
-        let reason = drive(&shard, &mut stream, &link, &client_id, &mut buf).await;
+        let mut chunk = MIN_READ_CHUNK as u32;
+        // Bytes of `buf` on the books of the shard's input budget.
+        let mut counted = 0usize;
+        let reason = loop {
+            let max = shard.cfg.mqtt.max_packet_size as usize;
+            if link.drain_asked() {
+                drain(&shard, &mut stream, &link, &client_id, &mut buf, max);
+                link.drained();
+            }
+            // Dispatch the complete packets already buffered, at most `batch` per turn;
+            // the rest stays buffered until the next turn.
+            let clock = shard.batch_clock();
+            let batch = batch_packets(&shard);
+            // A full turn: more may be buffered (only this flag outlives the turn's awaits).
+            let full = dispatch(&shard, &link, &client_id, &mut buf, max, batch, true) == batch;
+            // The batch's time must not outlive it: the write below may wait.
+            drop(clock);
+            // Durability: the acknowledgements of this batch go out once the records their
+            // messages caused are written, here and on the shards they went to (`persist`).
+            if let Some(written) = shard.durability_wait() {
+                written.await;
+            }
+            if InputBudget::<()>::must_report(buf.len(), counted) {
+                counted = shard.hold_input(&link, buf.len());
+            }
+            // Write everything queued for this client in one go: at once when the socket
+            // takes it, else on the heap until it has.
+            match write_now(&shard, &mut stream, &link, &client_id) {
+                Written::All => {}
+                Written::Failed => {
+                    break link.close_reason().unwrap_or(CloseReason::SocketClosed);
+                }
+                Written::Blocked(out, at) => {
+                    let rest = write_rest(&shard, &mut stream, &link, &client_id, out, at);
+                    if Box::pin(rest).await.is_err() {
+                        break link.close_reason().unwrap_or(CloseReason::SocketClosed);
+                    }
+                }
+            }
+            if let Some(reason) = link.close_reason() {
+                break reason;
+            }
+            // Fairness: glommio reads without yielding while the socket has data, so a busy
+            // publisher would keep its shard until its socket is empty. After a batch, let the
+            // shard's other connections (e.g. the subscribers whose acks drain the queues) run.
+            if full {
+                futures_lite::future::yield_now().await;
+            }
+            if link.pending() > 0 {
+                continue;
+            }
+            // Flow control: this client fed backlogged subscribers; wait until each of them
+            // drained, stalled or left (`flow::MAX_PAUSE` is only a safety net) before handling
+            // more of its input.
+            if link.is_throttled() {
+                Box::pin(wait_unthrottled(&shard, &link)).await;
+                continue;
+            }
+            if full {
+                continue; // more may be buffered: handle it before reading
+            }
+            // Going idle: the read buffer goes back to the shard's pool, so that an idle
+            // connection holds none (a partly read packet stays).
+            bufpool::give(&mut buf);
+            // Back-pressure: while a peer's outbox is over its mark, stop reading input.
+            if shard.mesh.congested() {
+                Box::pin(shard.mesh.wait_uncongested()).await;
+            }
+            match either(stream.read(&mut buf, chunk as usize), link.wait()).await {
+                Either::Left(Ok(0)) | Either::Left(Err(_)) => {
+                    break link.close_reason().unwrap_or(CloseReason::SocketClosed);
+                }
+                Either::Left(Ok(n)) => {
+                    chunk = next_chunk(chunk, n);
+                    let mut m = shard.metrics.borrow_mut();
+                    m.bytes_received += n as u64;
+                    stream::count_bytes(&mut m, stream.kind(), n, 0);
+                    drop(m);
+                    link.counters.read(n);
+                    if InputBudget::<()>::must_report(buf.len(), counted) {
+                        counted = shard.hold_input(&link, buf.len());
+                    }
+                }
+                Either::Right(()) => {}
+            }
+        };
         // The ending's futures (a last write, the linger) live on the heap, only while it
         // runs: inline they would make every idle connection's task as large as the largest
         // of them.
@@ -425,7 +513,109 @@ fn run(
     }
 }
 
-/// Ends a connection that [`drive`] gave up for `reason`: tells a 5.0 client why, flushes
+/// The next read's size after a read of `n` bytes asked for `chunk`: doubles while reads
+/// fill it, halves when they come back mostly empty.
+fn next_chunk(chunk: u32, n: usize) -> u32 {
+    let (min, max) = (MIN_READ_CHUNK as u32, MAX_READ_CHUNK as u32);
+    if n == chunk as usize {
+        (chunk * 2).min(max)
+    } else if n < chunk as usize / 4 {
+        (chunk / 2).max(min)
+    } else {
+        chunk
+    }
+}
+
+/// What [`write_now`] did with the client's queued output.
+enum Written {
+    /// All of it went to the socket (or nothing was queued).
+    All,
+    /// The socket took the first `.1` bytes of `.0` only (a layered stream may also hold
+    /// encoded output): [`write_rest`] finishes.
+    Blocked(BytesMut, usize),
+    /// The socket failed: the connection ends.
+    Failed,
+}
+
+/// Writes what is queued for the client, without waiting, in slices of at most
+/// [`WRITE_SLICE`] bytes, so that flow control sees a slow reader's progress (a write that
+/// waited longer than `flow::STALL` looked stalled).
+fn write_now(shard: &Shard, stream: &mut Stream, link: &Link, client_id: &Str) -> Written {
+    let mut out = BytesMut::new();
+    link.take_output(&mut out);
+    let mut at = 0;
+    while at < out.len() {
+        let n = (out.len() - at).min(WRITE_SLICE);
+        link.set_writing(out.len() - at);
+        let written = stream.try_write(&out[at..at + n]);
+        match written {
+            Ok(w) => {
+                at += w;
+                link.set_writing(out.len() - at);
+            }
+            Err(_) => {
+                link.set_writing(0);
+                return Written::Failed;
+            }
+        }
+        if link.flow_watched() {
+            shard.recheck_backlog(client_id);
+        }
+        if at < out.len() && (written.is_ok_and(|w| w < n) || stream.has_pending()) {
+            return Written::Blocked(out, at);
+        }
+    }
+    if stream.has_pending() {
+        // A layer holds output (the tail of the above, a WebSocket pong, a TLS alert).
+        return Written::Blocked(out, at);
+    }
+    wrote(shard, stream, link, out);
+    Written::All
+}
+
+/// Finishes what [`write_now`] could not: the rest of `out` from `at`, then what a layer
+/// holds, waiting for room in the socket.
+async fn write_rest(
+    shard: &Shard,
+    stream: &mut Stream,
+    link: &Link,
+    client_id: &Str,
+    out: BytesMut,
+    mut at: usize,
+) -> Result<(), ()> {
+    while at < out.len() {
+        let n = (out.len() - at).min(WRITE_SLICE);
+        link.set_writing(out.len() - at);
+        let written = stream.write_all(&out[at..at + n]).await;
+        at += n;
+        link.set_writing(out.len() - at);
+        if written.is_err() {
+            link.set_writing(0);
+            return Err(());
+        }
+        if link.flow_watched() {
+            shard.recheck_backlog(client_id);
+        }
+    }
+    if stream.has_pending() && stream.write_all(&[]).await.is_err() {
+        return Err(());
+    }
+    wrote(shard, stream, link, out);
+    Ok(())
+}
+
+/// Counts a completed write of `out` and gives its buffer back to the shard's pool.
+fn wrote(shard: &Shard, stream: &Stream, link: &Link, mut out: BytesMut) {
+    if out.is_empty() {
+        return;
+    }
+    link.counters.wrote(out.len());
+    stream::count_bytes(&mut shard.metrics.borrow_mut(), stream.kind(), 0, out.len());
+    out.clear();
+    bufpool::give(&mut out);
+}
+
+/// Ends a connection that [`run`] gave up for `reason`: tells a 5.0 client why, flushes
 /// what is queued, and lets the shard close the session's connection.
 async fn finish(
     shard: Rc<Shard>,
@@ -484,132 +674,6 @@ async fn linger(stream: &mut Stream, mut buf: BytesMut) {
 const LINGER: Duration = Duration::from_secs(1);
 /// How much it reads at most meanwhile.
 const LINGER_BYTES: usize = 256 * 1024;
-
-/// The read/decode/dispatch/write loop. Returns why the connection ends. (An `async` block,
-/// for the reason [`run`] is one.)
-#[allow(clippy::manual_async_fn)]
-fn drive<'a>(
-    shard: &'a Rc<Shard>,
-    stream: &'a mut Stream,
-    link: &'a Rc<Link>,
-    client_id: &'a crate::codec::Str,
-    buf: &'a mut BytesMut,
-) -> impl std::future::Future<Output = CloseReason> + 'a {
-    async move {
-        let max = shard.cfg.mqtt.max_packet_size as usize;
-        let mut out = BytesMut::new();
-        let mut chunk = MIN_READ_CHUNK;
-        // Bytes of `buf` on the books of the shard's input budget.
-        let mut counted = 0usize;
-        loop {
-            if link.drain_asked() {
-                drain(shard, stream, link, client_id, buf, max);
-                link.drained();
-            }
-            // Dispatch the complete packets already buffered, at most `batch` per turn;
-            // the rest stays buffered until the next turn.
-            let clock = shard.batch_clock();
-            let batch = batch_packets(shard);
-            // A full turn: more may be buffered (only this flag outlives the turn's awaits).
-            let full = dispatch(shard, link, client_id, buf, max, batch, true) == batch;
-            // The batch's time must not outlive it: the write below may wait.
-            drop(clock);
-            // Durability: the acknowledgements of this batch go out once the records their
-            // messages caused are written, here and on the shards they went to (`persist`).
-            if let Some(written) = shard.durability_wait() {
-                written.await;
-            }
-            if InputBudget::<()>::must_report(buf.len(), counted) {
-                counted = shard.hold_input(link, buf.len());
-            }
-            // Write everything queued for this client in one go.
-            link.take_output(&mut out);
-            if out.is_empty() && stream.has_pending() {
-                // What a layer made while reading (a WebSocket pong, a TLS alert).
-                if stream.write_all(&[]).await.is_err() {
-                    return link.close_reason().unwrap_or(CloseReason::SocketClosed);
-                }
-            }
-            if !out.is_empty() {
-                // In slices, so that flow control sees a slow reader's progress during a long
-                // write (a write that waited longer than `flow::STALL` looked stalled).
-                let mut rest = &out[..];
-                while !rest.is_empty() {
-                    let n = rest.len().min(WRITE_SLICE);
-                    link.set_writing(rest.len());
-                    let written = stream.write_all(&rest[..n]).await;
-                    rest = &rest[n..];
-                    link.set_writing(rest.len());
-                    if written.is_err() {
-                        link.set_writing(0);
-                        return link.close_reason().unwrap_or(CloseReason::SocketClosed);
-                    }
-                    if link.flow_watched() {
-                        shard.recheck_backlog(client_id);
-                    }
-                }
-                link.counters.wrote(out.len());
-                stream::count_bytes(&mut shard.metrics.borrow_mut(), stream.kind(), 0, out.len());
-                out.clear();
-            }
-            if let Some(reason) = link.close_reason() {
-                return reason;
-            }
-            // Fairness: glommio reads without yielding while the socket has data, so a busy
-            // publisher would keep its shard until its socket is empty. After a batch, let the
-            // shard's other connections (e.g. the subscribers whose acks drain the queues) run.
-            if full {
-                futures_lite::future::yield_now().await;
-            }
-            if link.pending() > 0 {
-                continue;
-            }
-            // Flow control: this client fed backlogged subscribers; wait until each of them
-            // drained, stalled or left (`flow::MAX_PAUSE` is only a safety net) before handling
-            // more of its input.
-            if link.is_throttled() {
-                // Boxed, like the waits below: rare, and inline they would grow every idle
-                // connection's task.
-                Box::pin(wait_unthrottled(shard, link)).await;
-                continue;
-            }
-            if full {
-                continue; // more may be buffered: handle it before reading
-            }
-            // Going idle: the buffers go back to the shard's pool, so that an idle
-            // connection holds none (a partly read packet stays).
-            bufpool::give(&mut out);
-            bufpool::give(buf);
-            // Back-pressure: while a peer's outbox is over its mark, stop reading input.
-            if shard.mesh.congested() {
-                Box::pin(shard.mesh.wait_uncongested()).await;
-            }
-            match either(stream.read(buf, chunk), link.wait()).await {
-                Either::Left(Ok(0)) | Either::Left(Err(_)) => {
-                    return link.close_reason().unwrap_or(CloseReason::SocketClosed);
-                }
-                Either::Left(Ok(n)) => {
-                    chunk = if n == chunk {
-                        (chunk * 2).min(MAX_READ_CHUNK)
-                    } else if n < chunk / 4 {
-                        (chunk / 2).max(MIN_READ_CHUNK)
-                    } else {
-                        chunk
-                    };
-                    let mut m = shard.metrics.borrow_mut();
-                    m.bytes_received += n as u64;
-                    stream::count_bytes(&mut m, stream.kind(), n, 0);
-                    drop(m);
-                    link.counters.read(n);
-                    if InputBudget::<()>::must_report(buf.len(), counted) {
-                        counted = shard.hold_input(link, buf.len());
-                    }
-                }
-                Either::Right(()) => {}
-            }
-        }
-    }
-}
 
 /// Flow control holds `link`'s client: waits until every backlog it fed has drained,
 /// stalled or ended, or [`super::flow::MAX_PAUSE`] has passed.

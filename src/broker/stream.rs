@@ -356,6 +356,47 @@ impl Stream {
         })
     }
 
+    /// Writes MQTT bytes without waiting: a plain stream writes what the socket takes now
+    /// and returns how many bytes that was (`data.len()` when all); a layered stream encodes
+    /// all of `data`, writes what the socket takes of its pending output, and keeps the rest
+    /// ([`Stream::has_pending`]). An error ends the stream's writing.
+    pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if matches!(self.layer, Layer::Plain) {
+            let mut done = 0;
+            while done < data.len() {
+                match self.socket.try_write(&data[done..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(done);
+        }
+        self.encode(data);
+        let Stream { socket, bufs, .. } = &mut *self;
+        let b = bufs.get_or_insert_with(Box::default);
+        while !b.pending.is_empty() {
+            match socket.try_write(&b.pending) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    b.pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    b.pending.clear();
+                    return Err(e);
+                }
+            }
+        }
+        if b.pending.is_empty() && b.pending.capacity() > 64 * 1024 {
+            b.pending = Vec::new();
+        }
+        Ok(data.len())
+    }
+
     /// Runs MQTT bytes through the layers into the pending output.
     fn encode(&mut self, data: &[u8]) {
         if data.is_empty() {
