@@ -37,15 +37,30 @@ pub struct Link {
     close: RefCell<Option<CloseReason>>,
     /// Per-connection figures for the management API (EMQ X `recv_*` / `send_*`).
     pub counters: LinkCounters,
-    /// The backlog episodes this client's messages were queued into (see `flow`): its
-    /// connection reads no more input until every one of them has ended.
-    throttled: RefCell<Vec<FlowKey>>,
+    /// What only some connections need (flow control's hold, a takeover's wait): boxed
+    /// while in use, so that an idle connection does not carry it.
+    rare: RefCell<Option<Box<Rare>>>,
     /// A takeover asked the connection task to handle what its socket already holds.
     drain: Cell<Drain>,
-    drain_waker: RefCell<Option<Waker>>,
     /// 5.0: the topic aliases bound towards the client (`None`: it accepts none); boxed, as
     /// most clients use none.
     aliases: Option<Box<RefCell<OutgoingAliases>>>,
+}
+
+/// The part of a [`Link`] in use only at times.
+#[derive(Default)]
+struct Rare {
+    /// The backlog episodes this client's messages were queued into (see `flow`): its
+    /// connection reads no more input until every one of them has ended.
+    throttled: Vec<FlowKey>,
+    /// The takeover waiting for [`Link::drained`].
+    drain_waker: Option<Waker>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.throttled.is_empty() && self.drain_waker.is_none()
+    }
 }
 
 /// Where a takeover's request to drain the old connection stands.
@@ -108,9 +123,8 @@ impl Link {
             woken: Cell::new(false),
             close: RefCell::new(None),
             counters: LinkCounters::default(),
-            throttled: RefCell::new(Vec::new()),
+            rare: RefCell::new(None),
             drain: Cell::new(Drain::NotAsked),
-            drain_waker: RefCell::new(None),
             aliases: None,
         }
     }
@@ -276,7 +290,8 @@ impl Link {
 
     /// Flow control: this client fed a subscriber backlogged in episode `key`.
     pub fn throttle(&self, key: FlowKey) {
-        let mut keys = self.throttled.borrow_mut();
+        let mut rare = self.rare.borrow_mut();
+        let keys = &mut rare.get_or_insert_with(Box::default).throttled;
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -284,20 +299,36 @@ impl Link {
 
     /// Whether the connection must pause before handling more input.
     pub fn is_throttled(&self) -> bool {
-        !self.throttled.borrow().is_empty()
+        self.rare
+            .borrow()
+            .as_ref()
+            .is_some_and(|r| !r.throttled.is_empty())
     }
 
     /// Forgets the episodes that ended (`holds` says which still hold); true while any is
     /// left.
     pub fn still_throttled(&self, holds: impl Fn(FlowKey) -> bool) -> bool {
-        let mut keys = self.throttled.borrow_mut();
-        keys.retain(|k| holds(*k));
-        !keys.is_empty()
+        let mut rare = self.rare.borrow_mut();
+        let Some(r) = rare.as_mut() else {
+            return false;
+        };
+        r.throttled.retain(|k| holds(*k));
+        let left = !r.throttled.is_empty();
+        if r.is_empty() {
+            *rare = None;
+        }
+        left
     }
 
     /// Ends the pause whatever holds it (the safety net of `flow::MAX_PAUSE`).
     pub fn clear_throttle(&self) {
-        self.throttled.borrow_mut().clear();
+        let mut rare = self.rare.borrow_mut();
+        if let Some(r) = rare.as_mut() {
+            r.throttled.clear();
+            if r.is_empty() {
+                *rare = None;
+            }
+        }
     }
 
     /// A newer connection of the same client is taking over: asks the connection task to
@@ -318,7 +349,15 @@ impl Link {
     /// The connection task handled its input (or ended): the takeover may go on.
     pub fn drained(&self) {
         self.drain.set(Drain::Done);
-        if let Some(w) = self.drain_waker.borrow_mut().take() {
+        let waker = {
+            let mut rare = self.rare.borrow_mut();
+            let w = rare.as_mut().and_then(|r| r.drain_waker.take());
+            if rare.as_ref().is_some_and(|r| r.is_empty()) {
+                *rare = None;
+            }
+            w
+        };
+        if let Some(w) = waker {
             w.wake();
         }
     }
@@ -329,7 +368,10 @@ impl Link {
             if self.drain.get() == Drain::Done {
                 Poll::Ready(())
             } else {
-                *self.drain_waker.borrow_mut() = Some(cx.waker().clone());
+                self.rare
+                    .borrow_mut()
+                    .get_or_insert_with(Box::default)
+                    .drain_waker = Some(cx.waker().clone());
                 Poll::Pending
             }
         })
