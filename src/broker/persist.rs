@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::journal::{self, Recovered};
 use super::msg::{Forward, ReplyData, ShardMsg};
@@ -136,7 +136,7 @@ impl Shard {
                 link: None,
                 username: None,
                 peer: None,
-                connected_at: SystemTime::now(),
+                connected_at_ms: super::shard::unix_millis(),
                 keep_alive: 0,
                 protocol,
                 backlog: None,

@@ -45,7 +45,9 @@ pub struct Client {
     pub link: Option<Rc<Link>>,
     pub username: Option<Str>,
     pub peer: Option<SocketAddr>,
-    pub connected_at: SystemTime,
+    /// When the client connected, in milliseconds since the Unix epoch (8 bytes, not a
+    /// `SystemTime`'s 16).
+    pub connected_at_ms: u64,
     pub keep_alive: u16,
     pub protocol: ProtocolVersion,
     /// The backlog episode in force while flow control counts this client as backlogged
@@ -551,7 +553,7 @@ impl Shard {
                 link: Some(link.clone()),
                 username: connect.username.clone(),
                 peer: Some(peer),
-                connected_at: SystemTime::now(),
+                connected_at_ms: unix_millis(),
                 keep_alive: connect.keep_alive,
                 protocol: connect.protocol,
                 backlog: None,
@@ -564,7 +566,7 @@ impl Shard {
                     c.link = Some(link.clone());
                     c.username = info.username;
                     c.peer = info.peer;
-                    c.connected_at = info.connected_at;
+                    c.connected_at_ms = info.connected_at_ms;
                     c.keep_alive = info.keep_alive;
                     c.protocol = info.protocol;
                     c.progress.restart(); // back online

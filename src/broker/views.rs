@@ -287,7 +287,9 @@ impl Shard {
             clean_start: c.session.info().clean_start,
             client_id: client_id.to_string(),
             conn_mod: "emqx_connection".into(),
-            connected_at: datetime(c.connected_at),
+            connected_at: datetime(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.connected_at_ms),
+            ),
             heap_size: link.pending() as u64,
             ipaddress: peer.ip().to_string(),
             is_bridge: false,

@@ -316,9 +316,9 @@ impl Session {
                 if secs != 0 && self.connect_expiry_zero {
                     return self.violation(Violation::SessionExpiryAtDisconnect, now, out);
                 }
-                self.session_expiry = self.v5_expiry(secs);
+                self.set_session_expiry(self.v5_expiry(secs));
                 self.record_settings();
-                self.persistent = !self.session_expiry.is_zero();
+                self.persistent = self.session_expiry_ms != 0;
             }
         }
         if keep_will {

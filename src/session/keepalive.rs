@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 /// Keepalive of one connection ([MQTT-3.1.2-24]: the server closes after 1.5x without a packet).
 #[derive(Debug, Clone, Copy)]
 pub struct Keepalive {
-    /// `None`: keepalive 0, disabled.
-    timeout: Option<Duration>,
+    /// In milliseconds (0: keepalive 0, disabled): every session holds one.
+    timeout_ms: u32,
     last_received: Instant,
 }
 
 impl Keepalive {
     /// Keepalive of `secs` seconds (0 disables it), enforced at `secs * multiplier`.
     pub fn new(secs: u16, multiplier: f32, now: Instant) -> Keepalive {
-        let timeout = (secs > 0)
-            .then(|| Duration::from_secs_f64(f64::from(secs) * f64::from(multiplier.max(1.0))));
+        let ms = f64::from(secs) * f64::from(multiplier.max(1.0)) * 1000.0;
         Keepalive {
-            timeout,
+            // A float-to-int `as` saturates: u32::MAX ms is 49 days.
+            timeout_ms: ms.round() as u32,
             last_received: now,
         }
     }
@@ -31,7 +31,8 @@ impl Keepalive {
 
     /// When the connection expires if nothing else arrives; `None` when disabled.
     pub fn deadline(&self) -> Option<Instant> {
-        self.timeout.map(|t| self.last_received + t)
+        (self.timeout_ms > 0)
+            .then(|| self.last_received + Duration::from_millis(u64::from(self.timeout_ms)))
     }
 
     /// True when the deadline has passed.

@@ -272,12 +272,13 @@ pub struct Session {
     keepalive: Keepalive,
     online: bool,
     persistent: bool,
-    /// Effective: config bound, lowered by a 5.0 Session Expiry Interval.
-    session_expiry: Duration,
+    /// Effective: config bound, lowered by a 5.0 Session Expiry Interval (in milliseconds:
+    /// 8 bytes, not a `Duration`'s 16, in every session; see [`Session::session_expiry`]).
+    session_expiry_ms: u64,
     /// Effective: config bound, lowered by a 5.0 Receive Maximum.
-    max_inflight: usize,
+    max_inflight: u16,
     /// The client's Maximum Packet Size (5.0; 0 = none announced).
-    max_packet_out: usize,
+    max_packet_out: u32,
     inflight: Inflight,
     mqueue: MQueue,
     awaiting_rel: AwaitingRel,
@@ -288,8 +289,6 @@ pub struct Session {
     extras: Option<Box<Extras>>,
     /// 5.0: the CONNECT's Session Expiry Interval was 0 (DISCONNECT may not raise it).
     connect_expiry_zero: bool,
-    /// What a durable session asks to be written down since the glue last took it.
-    persist: Vec<Persist>,
     /// The next sequence number for a message this session keeps (from 1).
     next_seq: u64,
     deliver_msg: u64,
@@ -308,6 +307,8 @@ struct Extras {
     /// Offline with a will: when it is due (its Will Delay Interval after the connection
     /// was lost, or the session's end if that comes first) [MQTT-3.1.3-9].
     will_due: Option<Instant>,
+    /// What a durable session asks to be written down since the glue last took it.
+    persist: Vec<Persist>,
 }
 
 impl Extras {
@@ -316,6 +317,7 @@ impl Extras {
             && self.aliases_in.is_empty()
             && self.offline_since.is_none()
             && self.will_due.is_none()
+            && self.persist.is_empty()
     }
 }
 
@@ -331,6 +333,15 @@ fn subscription_ids(extras: &Option<Box<Extras>>) -> &BTreeMap<Str, u32> {
 }
 
 impl Session {
+    /// How long the session outlives its connection.
+    fn session_expiry(&self) -> Duration {
+        Duration::from_millis(self.session_expiry_ms)
+    }
+
+    fn set_session_expiry(&mut self, d: Duration) {
+        self.session_expiry_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    }
+
     fn extras_mut(&mut self) -> &mut Extras {
         self.extras.get_or_insert_with(Box::default)
     }
@@ -388,7 +399,7 @@ impl Session {
             keepalive: Keepalive::new(0, 1.0, now),
             online: true,
             persistent: false,
-            session_expiry: Duration::ZERO,
+            session_expiry_ms: 0,
             max_inflight: 0,
             max_packet_out: 0,
             inflight: Inflight::default(),
@@ -398,7 +409,6 @@ impl Session {
             subscriptions: BTreeMap::new(),
             extras: None,
             connect_expiry_zero: true,
-            persist: Vec::new(),
             next_seq: 1,
             deliver_msg: 0,
             enqueue_msg: 0,
@@ -423,8 +433,8 @@ impl Session {
         s.online = false;
         s.set_offline(Some(now), None);
         s.persistent = true;
-        s.session_expiry = Duration::from_secs(r.expiry_secs);
-        s.max_inflight = usize::from(window);
+        s.set_session_expiry(Duration::from_secs(r.expiry_secs));
+        s.max_inflight = window;
         s.connect_expiry_zero = false;
         for (filter, opts, id) in r.subscriptions {
             if id != 0 {
@@ -485,7 +495,7 @@ impl Session {
         Restored {
             client_id: client_id.clone(),
             protocol: self.protocol,
-            expiry_secs: self.session_expiry.as_secs(),
+            expiry_secs: self.session_expiry().as_secs(),
             subscriptions: self
                 .subscriptions
                 .iter()
@@ -547,21 +557,22 @@ impl Session {
                 .unwrap_or(u16::MAX),
             _ => u16::MAX,
         };
-        self.max_inflight = usize::from(cfg_inflight.min(receive_max));
+        self.max_inflight = cfg_inflight.min(receive_max);
         self.max_packet_out = match self.protocol {
-            ProtocolVersion::V5 => connect.properties.maximum_packet_size.unwrap_or(0) as usize,
+            ProtocolVersion::V5 => connect.properties.maximum_packet_size.unwrap_or(0),
             _ => 0,
         };
         self.connect_expiry_zero = connect.properties.session_expiry_interval.unwrap_or(0) == 0;
-        self.session_expiry = match self.protocol {
+        let expiry = match self.protocol {
             ProtocolVersion::V5 => {
                 self.v5_expiry(connect.properties.session_expiry_interval.unwrap_or(0))
             }
             _ if connect.clean_start => Duration::ZERO,
             _ => self.cfg.session_expiry,
         };
+        self.set_session_expiry(expiry);
         self.persistent = match self.protocol {
-            ProtocolVersion::V5 => !self.session_expiry.is_zero(),
+            ProtocolVersion::V5 => self.session_expiry_ms != 0,
             _ => !connect.clean_start,
         };
         self.record_settings();
@@ -571,7 +582,7 @@ impl Session {
     pub(super) fn record_settings(&mut self) {
         let op = Persist::Open {
             protocol: self.protocol,
-            expiry_secs: self.session_expiry.as_secs(),
+            expiry_secs: self.session_expiry().as_secs(),
         };
         self.record(op);
     }
@@ -579,19 +590,23 @@ impl Session {
     /// Appends `op` to what the glue must write down, if this session is durable.
     pub(super) fn record(&mut self, op: Persist) {
         if self.persistent && self.cfg.journal {
-            self.persist.push(op);
+            self.extras_mut().persist.push(op);
         }
     }
 
     /// What this session asked to be written down since the last call, in order (empty for
     /// a session that is not persistent).
     pub fn take_persist(&mut self) -> Vec<Persist> {
-        std::mem::take(&mut self.persist)
+        // The extras stay (a durable session records again soon); the tick trims them.
+        self.extras
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.persist))
+            .unwrap_or_default()
     }
 
     /// True when [`Session::take_persist`] has something.
     pub fn has_persist(&self) -> bool {
-        !self.persist.is_empty()
+        self.extras.as_ref().is_some_and(|e| !e.persist.is_empty())
     }
 
     /// A 5.0 Session Expiry Interval (seconds, u32::MAX = never), bounded by the config.
@@ -609,7 +624,7 @@ impl Session {
                     ProtocolVersion::V5 => w.properties.will_delay_interval.unwrap_or(0),
                     _ => 0,
                 };
-                let delay = Duration::from_secs(u64::from(delay)).min(self.session_expiry);
+                let delay = Duration::from_secs(u64::from(delay)).min(self.session_expiry());
                 now.checked_add(delay).unwrap_or(now)
             });
             self.set_offline(Some(now), will_due);
@@ -667,7 +682,7 @@ impl Session {
             consider(self.will_due());
             consider(
                 self.offline_since()
-                    .and_then(|t| t.checked_add(self.session_expiry)),
+                    .and_then(|t| t.checked_add(self.session_expiry())),
             );
         }
         if !self.cfg.await_rel_timeout.is_zero() {
@@ -688,9 +703,15 @@ impl Session {
         let mut freed = self.inflight.release_idle()
             + self.mqueue.release_idle()
             + self.awaiting_rel.release_idle();
-        if self.persist.is_empty() && self.persist.capacity() > 0 {
-            freed += self.persist.capacity() * std::mem::size_of::<Persist>();
-            self.persist = Vec::new();
+        if let Some(e) = &mut self.extras {
+            if e.persist.is_empty() && e.persist.capacity() > 0 {
+                freed += e.persist.capacity() * std::mem::size_of::<Persist>();
+                e.persist = Vec::new();
+            }
+        }
+        if self.extras.as_ref().is_some_and(|e| e.is_empty()) {
+            freed += std::mem::size_of::<Extras>();
+            self.extras = None;
         }
         freed
     }
@@ -738,7 +759,7 @@ impl Session {
     pub fn expired(&self, now: Instant) -> bool {
         match self.offline_since() {
             None => false,
-            Some(since) => now.saturating_duration_since(since) >= self.session_expiry,
+            Some(since) => now.saturating_duration_since(since) >= self.session_expiry(),
         }
     }
 
@@ -829,7 +850,7 @@ impl Session {
             subscriptions_count: self.subscriptions.len(),
             max_subscriptions: self.cfg.max_subscriptions,
             inflight_len: self.inflight.len(),
-            max_inflight: self.max_inflight,
+            max_inflight: usize::from(self.max_inflight),
             mqueue_len: self.mqueue.len(),
             max_mqueue: self.mqueue.max_len(),
             mqueue_dropped: self.mqueue.dropped(),
@@ -838,7 +859,7 @@ impl Session {
             deliver_msg: self.deliver_msg,
             enqueue_msg: self.enqueue_msg,
             expiry: if self.persistent {
-                self.session_expiry
+                self.session_expiry()
             } else {
                 Duration::ZERO
             },

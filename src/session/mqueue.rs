@@ -16,12 +16,12 @@ use crate::codec::QoS;
 pub struct MQueue {
     items: LazyDeque<Message>,
     /// 0 means unbounded.
-    max_len: usize,
+    max_len: u32,
     /// Flow control holds this client's publishers back (see [`MQueue::set_held`]): the
     /// bound drops QoS 0 messages only.
     held: bool,
     /// QoS 0 messages currently queued (so that overflow finds them without a scan when none).
-    qos0_len: usize,
+    qos0_len: u32,
     dropped: u64,
     /// Memory the queued messages hold, as [`entry_bytes`] counts it.
     bytes: usize,
@@ -38,7 +38,8 @@ impl MQueue {
     pub fn new(max_len: usize) -> MQueue {
         MQueue {
             items: LazyDeque::default(),
-            max_len,
+            // Bounds beyond u32::MAX messages are as good as none.
+            max_len: u32::try_from(max_len).unwrap_or(0),
             held: false,
             qos0_len: 0,
             dropped: 0,
@@ -51,7 +52,7 @@ impl MQueue {
     /// drops only QoS 0: the oldest queued one, else `msg` itself when it is QoS 0; QoS 1/2
     /// messages then go past the bound.
     pub fn push(&mut self, msg: Message) -> Option<Message> {
-        let full = self.max_len > 0 && self.items.len() >= self.max_len;
+        let full = self.max_len > 0 && self.items.len() >= self.max_len as usize;
         let dropped = if !full {
             None
         } else if self.qos0_len > 0 {
@@ -130,7 +131,7 @@ impl MQueue {
 
     /// The bound (0 = unbounded).
     pub fn max_len(&self) -> usize {
-        self.max_len
+        self.max_len as usize
     }
 
     /// Messages dropped since the session was created.

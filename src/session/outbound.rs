@@ -47,7 +47,7 @@ impl Session {
         };
         // 5.0: never a packet larger than the client said it takes [MQTT-3.1.2-25]; such a
         // message is discarded for this client, as if delivered [MQTT-3.1.2-26].
-        if self.max_packet_out > 0 && self.publish_len(msg, qos) > self.max_packet_out {
+        if self.max_packet_out > 0 && self.publish_len(msg, qos) > self.max_packet_out as usize {
             m.count_drop(DropReason::TooLargeForClient);
             return;
         }
@@ -119,7 +119,7 @@ impl Session {
     }
 
     fn window_allows(&self, qos: QoS) -> bool {
-        qos == QoS::AtMostOnce || self.inflight.len() < self.max_inflight
+        qos == QoS::AtMostOnce || self.inflight.len() < usize::from(self.max_inflight)
     }
 
     fn enqueue(&mut self, msg: Message, m: &mut Metrics, entered: Entered) {
@@ -272,7 +272,7 @@ impl Session {
     /// Receive Maximum than the messages in flight gets no more than it allows
     /// [MQTT-3.3.4-9]; the others follow as acknowledgements free the window.
     fn resend_marked(&mut self, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
-        while self.online && self.inflight.len() - self.inflight.to_resend() < self.max_inflight {
+        while self.online && self.inflight.len() - self.inflight.to_resend() < usize::from(self.max_inflight) {
             let Some(e) = self.inflight.next_to_resend() else {
                 break;
             };
