@@ -420,8 +420,9 @@ fn run(
 ) -> impl std::future::Future<Output = ()> {
     async move {
         let mut chunk = MIN_READ_CHUNK as u32;
-        // Bytes of `buf` on the books of the shard's input budget.
-        let mut counted = 0usize;
+        // Bytes of `buf` on the books of the shard's input budget (at most one packet, which
+        // `max_packet_size` bounds below 2^28).
+        let mut counted = 0u32;
         let reason = loop {
             let max = shard.cfg.mqtt.max_packet_size as usize;
             if link.drain_asked() {
@@ -441,8 +442,8 @@ fn run(
             if let Some(written) = shard.durability_wait() {
                 written.await;
             }
-            if InputBudget::<()>::must_report(buf.len(), counted) {
-                counted = shard.hold_input(&link, buf.len());
+            if InputBudget::<()>::must_report(buf.len(), counted as usize) {
+                counted = booked(shard.hold_input(&link, buf.len()));
             }
             // Write everything queued for this client in one go: at once when the socket
             // takes it, else on the heap until it has.
@@ -498,8 +499,8 @@ fn run(
                     stream::count_bytes(&mut m, stream.kind(), n, 0);
                     drop(m);
                     link.counters.read(n);
-                    if InputBudget::<()>::must_report(buf.len(), counted) {
-                        counted = shard.hold_input(&link, buf.len());
+                    if InputBudget::<()>::must_report(buf.len(), counted as usize) {
+                        counted = booked(shard.hold_input(&link, buf.len()));
                     }
                 }
                 Either::Right(()) => {}
@@ -511,6 +512,11 @@ fn run(
         Box::pin(finish(shard, stream, link, client_id, buf, reason)).await;
         drop(slot); // the cap counts this connection until here
     }
+}
+
+/// What the input budget booked, as the connection task keeps it.
+fn booked(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// The next read's size after a read of `n` bytes asked for `chunk`: doubles while reads

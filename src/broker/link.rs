@@ -42,9 +42,8 @@ pub struct Link {
     rare: RefCell<Option<Box<Rare>>>,
     /// A takeover asked the connection task to handle what its socket already holds.
     drain: Cell<Drain>,
-    /// 5.0: the topic aliases bound towards the client (`None`: it accepts none); boxed, as
-    /// most clients use none.
-    aliases: Option<Box<RefCell<OutgoingAliases>>>,
+    /// 5.0: the client accepts topic aliases (their table is in `rare`).
+    aliased: bool,
 }
 
 /// The part of a [`Link`] in use only at times.
@@ -55,11 +54,13 @@ struct Rare {
     throttled: Vec<FlowKey>,
     /// The takeover waiting for [`Link::drained`].
     drain_waker: Option<Waker>,
+    /// 5.0: the topic aliases bound towards the client (`None`: it accepts none).
+    aliases: Option<OutgoingAliases>,
 }
 
 impl Rare {
     fn is_empty(&self) -> bool {
-        self.throttled.is_empty() && self.drain_waker.is_none()
+        self.throttled.is_empty() && self.drain_waker.is_none() && self.aliases.is_none()
     }
 }
 
@@ -125,20 +126,27 @@ impl Link {
             counters: LinkCounters::default(),
             rare: RefCell::new(None),
             drain: Cell::new(Drain::NotAsked),
-            aliases: None,
+            aliased: false,
         }
     }
 
     /// 5.0: the client accepts `max` topic aliases (its Topic Alias Maximum): PUBLISHes to it
     /// bind and use them from now on.
     pub fn use_topic_aliases(&mut self, max: u16) {
-        self.aliases = (max > 0).then(|| Box::new(RefCell::new(OutgoingAliases::new(max))));
+        self.aliased = max > 0;
+        let rare = self.rare.get_mut();
+        if max > 0 {
+            rare.get_or_insert_with(Box::default).aliases = Some(OutgoingAliases::new(max));
+        } else if let Some(r) = rare.as_mut() {
+            r.aliases = None;
+        }
     }
 
     /// With topic aliases in use, `publish` names its topic by alias (see [`AliasUse`]).
     fn alias(&self, publish: &mut Publish) {
-        if let Some(aliases) = &self.aliases {
-            match aliases.borrow_mut().name(&publish.topic) {
+        let mut rare = self.rare.borrow_mut();
+        if let Some(aliases) = rare.as_mut().and_then(|r| r.aliases.as_mut()) {
+            match aliases.name(&publish.topic) {
                 AliasUse::Full => {}
                 AliasUse::Bind(a) => publish.properties.topic_alias = Some(a),
                 AliasUse::Use(a) => {
@@ -151,7 +159,7 @@ impl Link {
 
     /// Encodes `packet` into the outbound buffer, counts it, and wakes the writer.
     pub fn send(&self, packet: &Packet, metrics: &mut Metrics) {
-        if let (Packet::Publish(p), Some(_)) = (packet, &self.aliases) {
+        if let (Packet::Publish(p), true) = (packet, self.aliased) {
             let mut p = p.clone();
             let topic = p.topic.clone();
             self.alias(&mut p);
@@ -187,7 +195,7 @@ impl Link {
         retain: bool,
         metrics: &mut Metrics,
     ) {
-        if self.aliases.is_some() {
+        if self.aliased {
             let mut p = msg.to_publish(packet_id, false);
             p.qos = qos;
             p.retain = retain;
