@@ -422,9 +422,18 @@ async fn flusher(reactor: Rc<Reactor>) {
 /// A connected, non-blocking TCP socket registered with the executor's [`Reactor`].
 pub struct Socket {
     fd: OwnedFd,
-    slot: usize,
+    slot: u32,
     gen: u32,
-    reactor: Rc<Reactor>,
+    /// The socket belongs to its thread's [`Reactor`] (found through the thread-local, not a
+    /// handle: every idle connection holds a `Socket`, 12 bytes this way).
+    _thread_bound: std::marker::PhantomData<Rc<()>>,
+}
+
+/// Runs `f` with this thread's reactor; `None` once the thread is tearing down (the ring is
+/// gone with it).
+fn with_reactor<R>(f: impl FnOnce(&Reactor) -> R) -> Option<R> {
+    let reactor = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()?;
+    Some(f(&reactor))
 }
 
 impl std::fmt::Debug for Socket {
@@ -442,6 +451,33 @@ fn cvt(rc: isize) -> io::Result<usize> {
 }
 
 impl Socket {
+    fn deregister(&self) {
+        with_reactor(|r| r.deregister(self.slot as usize, self.gen));
+    }
+
+    fn poll_ready(&self, cx: &mut std::task::Context<'_>, write: bool) -> Poll<io::Result<()>> {
+        let (slot, gen) = (self.slot as usize, self.gen);
+        with_reactor(|r| {
+            if write {
+                r.poll_writable(slot, gen, cx.waker())
+            } else {
+                r.poll_readable(slot, gen, cx.waker())
+            }
+        })
+        .unwrap_or_else(|| Poll::Ready(Err(io::ErrorKind::NotConnected.into())))
+    }
+
+    fn set_ready(&self, write: bool, ready: bool) {
+        let slot = self.slot as usize;
+        with_reactor(|r| {
+            if write {
+                r.set_writable(slot, ready)
+            } else {
+                r.set_readable(slot, ready)
+            }
+        });
+    }
+
     /// Registers a connected TCP socket with this executor (making it non-blocking).
     pub fn register(fd: OwnedFd) -> io::Result<Socket> {
         set_nonblocking(fd.as_raw_fd())?;
@@ -453,11 +489,15 @@ impl Socket {
     pub(crate) fn register_nonblocking(fd: OwnedFd) -> io::Result<Socket> {
         let reactor = Reactor::current()?;
         let (slot, gen) = reactor.register(fd.as_raw_fd())?;
+        let Ok(slot) = u32::try_from(slot) else {
+            reactor.deregister(slot, gen);
+            return Err(io::Error::other("too many sockets"));
+        };
         Ok(Socket {
             fd,
             slot,
             gen,
-            reactor,
+            _thread_bound: std::marker::PhantomData,
         })
     }
 
@@ -465,19 +505,17 @@ impl Socket {
     /// executor. Input the kernel holds stays there; the descriptor stays non-blocking.
     pub fn into_fd(self) -> OwnedFd {
         let this = std::mem::ManuallyDrop::new(self);
-        this.reactor.deregister(this.slot, this.gen);
-        // SAFETY: `this` is never dropped or used again, so each field is moved out once:
-        // the descriptor to the caller, the reactor handle dropped here.
-        let (fd, reactor) = unsafe { (std::ptr::read(&this.fd), std::ptr::read(&this.reactor)) };
-        drop(reactor);
-        fd
+        this.deregister();
+        // SAFETY: `this` is never dropped or used again, so its descriptor is moved out once,
+        // to the caller (the other fields own nothing).
+        unsafe { std::ptr::read(&this.fd) }
     }
 
     /// Reads what the socket has, up to `buf.len()` bytes, waiting until it has something.
     /// `Ok(0)` is the peer's FIN. Cancel-safe: dropping the future loses no input.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| loop {
-            match self.reactor.poll_readable(self.slot, self.gen, cx.waker()) {
+            match self.poll_ready(cx, false) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
@@ -496,7 +534,7 @@ impl Socket {
     /// future holds nothing but its arguments, and read into a buffer it holds only for the
     /// synchronous read.
     pub fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
-        self.reactor.poll_readable(self.slot, self.gen, cx.waker())
+        self.poll_ready(cx, false)
     }
 
     /// Reads what the socket holds right now without waiting: `WouldBlock` when it is empty.
@@ -516,12 +554,12 @@ impl Socket {
                     // A TCP receive returns everything queued up to the buffer's size: a
                     // short one emptied the socket, and new input will complete the poll.
                     if n < buf.len() && n > 0 {
-                        self.reactor.set_readable(self.slot, false);
+                        self.set_ready(false, false);
                     }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.reactor.set_readable(self.slot, false);
+                    self.set_ready(false, false);
                     return Err(e);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -570,8 +608,8 @@ impl Socket {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.reactor.set_writable(self.slot, false);
-                    match self.reactor.poll_writable(self.slot, self.gen, cx.waker()) {
+                    self.set_ready(true, false);
+                    match self.poll_ready(cx, true) {
                         Poll::Ready(Ok(())) => {} // room came meanwhile: try again
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => return Poll::Pending,
@@ -621,7 +659,7 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        self.reactor.deregister(self.slot, self.gen);
+        self.deregister();
     }
 }
 
@@ -675,7 +713,7 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<Accepted> {
         let s = &self.socket;
         poll_fn(|cx| loop {
-            match s.reactor.poll_readable(s.slot, s.gen, cx.waker()) {
+            match s.poll_ready(cx, false) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
@@ -708,7 +746,7 @@ impl Listener {
                 Err(e) => e,
             };
             match e.kind() {
-                io::ErrorKind::WouldBlock => s.reactor.set_readable(s.slot, false),
+                io::ErrorKind::WouldBlock => s.set_ready(false, false),
                 io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                 _ => return Poll::Ready(Err(e)),
             }

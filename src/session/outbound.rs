@@ -272,7 +272,9 @@ impl Session {
     /// Receive Maximum than the messages in flight gets no more than it allows
     /// [MQTT-3.3.4-9]; the others follow as acknowledgements free the window.
     fn resend_marked(&mut self, now: Instant, m: &mut Metrics, out: &mut Vec<Action>) {
-        while self.online && self.inflight.len() - self.inflight.to_resend() < usize::from(self.max_inflight) {
+        while self.online
+            && self.inflight.len() - self.inflight.to_resend() < usize::from(self.max_inflight)
+        {
             let Some(e) = self.inflight.next_to_resend() else {
                 break;
             };
