@@ -108,10 +108,29 @@ const MAX_UPGRADE: usize = 16 * 1024;
 /// connection's task holds the stream inline).
 pub struct Stream {
     socket: Socket,
+    /// The layers and their buffers: `None` for plain TCP (every idle connection's task
+    /// holds its stream, 24 bytes this way).
+    l: Option<Box<Layered>>,
+}
+
+/// What a layered stream keeps besides its socket.
+struct Layered {
+    /// Plain only while a WebSocket upgrade on plain TCP is under way.
     layer: Layer,
-    bufs: Option<Box<Bufs>>,
+    bufs: Bufs,
     /// The peer closed its layer (TLS close_notify, WebSocket close): reads end.
     closed: bool,
+}
+
+/// The stream's layered part, created (plain, empty) when missing.
+fn layered(l: &mut Option<Box<Layered>>) -> &mut Layered {
+    l.get_or_insert_with(|| {
+        Box::new(Layered {
+            layer: Layer::Plain,
+            bufs: Bufs::default(),
+            closed: false,
+        })
+    })
 }
 
 /// The buffers of a layered stream.
@@ -143,17 +162,21 @@ impl Stream {
     }
 
     fn with_layer(socket: Socket, layer: Layer) -> Stream {
-        Stream {
-            socket,
-            bufs: (!matches!(layer, Layer::Plain)).then(Box::default),
-            layer,
-            closed: false,
-        }
+        let l = match layer {
+            Layer::Plain => None,
+            layer => Some(Box::new(Layered {
+                layer,
+                bufs: Bufs::default(),
+                closed: false,
+            })),
+        };
+        Stream { socket, l }
     }
 
     /// The socket and layers, for the hand-over to the home shard.
     pub fn detach(self) -> (SocketInTransit, Layer) {
-        (SocketInTransit::detach(self.socket), self.layer)
+        let layer = self.l.map_or(Layer::Plain, |l| l.layer);
+        (SocketInTransit::detach(self.socket), layer)
     }
 
     /// A stream from what [`Stream::detach`] gave.
@@ -163,7 +186,10 @@ impl Stream {
 
     /// The kind of listener the connection came through.
     pub fn kind(&self) -> ListenerKind {
-        match self.layer {
+        let Some(l) = &self.l else {
+            return ListenerKind::Tcp;
+        };
+        match l.layer {
             Layer::Plain => ListenerKind::Tcp,
             Layer::Tls(_) => ListenerKind::Ssl,
             Layer::Ws(_) => ListenerKind::Ws,
@@ -173,15 +199,27 @@ impl Stream {
 
     /// Whether the client's TLS certificate named a subject CN (for `peer_cert_as_username`).
     pub fn peer_common_name(&self) -> Option<String> {
-        match &self.layer {
+        match &self.l.as_ref()?.layer {
             Layer::Tls(t) | Layer::Wss(t, _) => t.peer_common_name(),
             _ => None,
         }
     }
 
+    /// A plain TCP stream (no layer).
+    fn is_plain(&self) -> bool {
+        self.l
+            .as_ref()
+            .is_none_or(|l| matches!(l.layer, Layer::Plain))
+    }
+
+    /// The peer closed its layer: reads end.
+    fn closed(&self) -> bool {
+        self.l.as_ref().is_some_and(|l| l.closed)
+    }
+
     /// Output the layers made while reading, not yet written.
     pub fn has_pending(&self) -> bool {
-        self.bufs.as_ref().is_some_and(|b| !b.pending.is_empty())
+        self.l.as_ref().is_some_and(|l| !l.bufs.pending.is_empty())
     }
 
     /// Reads once (waiting until the socket has something) and appends the MQTT bytes it
@@ -206,7 +244,7 @@ impl Stream {
     ) -> std::task::Poll<io::Result<usize>> {
         use std::task::Poll;
         loop {
-            if self.closed {
+            if self.closed() {
                 return Poll::Ready(Ok(0));
             }
             match self.socket.poll_readable(cx) {
@@ -214,7 +252,7 @@ impl Stream {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            if matches!(self.layer, Layer::Plain) {
+            if self.is_plain() {
                 super::bufpool::ready(buf);
                 let start = buf.len();
                 buf.resize(start + want, 0);
@@ -239,7 +277,7 @@ impl Stream {
     /// What the socket holds right now, without waiting, through the layers into `buf`:
     /// the number of raw bytes read (0: nothing, closed or failed).
     pub fn try_read(&mut self, buf: &mut BytesMut, want: usize) -> usize {
-        if matches!(self.layer, Layer::Plain) {
+        if self.is_plain() {
             super::bufpool::ready(buf);
             let start = buf.len();
             buf.resize(start + want, 0);
@@ -247,14 +285,14 @@ impl Stream {
             buf.truncate(start + n);
             return n;
         }
-        if self.closed {
+        if self.closed() {
             return 0;
         }
         match self.read_now(buf) {
             Ok(Some((n, _))) => n,
             Ok(None) => 0,
             Err(_) => {
-                self.closed = true;
+                layered(&mut self.l).closed = true;
                 0
             }
         }
@@ -279,8 +317,12 @@ impl Stream {
     fn absorb(&mut self, raw: &[u8], buf: &mut BytesMut) -> io::Result<usize> {
         super::bufpool::ready(buf);
         let before = buf.len();
-        let b = self.bufs.get_or_insert_with(Box::default);
-        let result = match &mut self.layer {
+        let Layered {
+            layer,
+            bufs: b,
+            closed,
+        } = layered(&mut self.l);
+        let result = match layer {
             Layer::Plain => {
                 buf.extend_from_slice(raw);
                 Ok(())
@@ -308,11 +350,11 @@ impl Stream {
             Ok(()) => Ok(got),
             // The peer closed its layer: what came before still counts; reads end after.
             Err(_) if got > 0 => {
-                self.closed = true;
+                *closed = true;
                 Ok(got)
             }
             Err(e) => {
-                self.closed = true;
+                *closed = true;
                 Err(e)
             }
         }
@@ -325,7 +367,7 @@ impl Stream {
         &'a mut self,
         data: &'a [u8],
     ) -> impl std::future::Future<Output = io::Result<()>> + 'a {
-        let plain = matches!(self.layer, Layer::Plain);
+        let plain = self.is_plain();
         if !plain {
             self.encode(data);
         }
@@ -335,8 +377,8 @@ impl Stream {
             if plain {
                 return self.socket.poll_write_all(cx, data, &mut done);
             }
-            let Stream { socket, bufs, .. } = &mut *self;
-            let b = bufs.get_or_insert_with(Box::default);
+            let Stream { socket, l } = &mut *self;
+            let b = &mut layered(l).bufs;
             while !b.pending.is_empty() {
                 match socket.poll_write(cx, &b.pending) {
                     Poll::Ready(Ok(n)) => {
@@ -361,7 +403,7 @@ impl Stream {
     /// all of `data`, writes what the socket takes of its pending output, and keeps the rest
     /// ([`Stream::has_pending`]). An error ends the stream's writing.
     pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if matches!(self.layer, Layer::Plain) {
+        if self.is_plain() {
             let mut done = 0;
             while done < data.len() {
                 match self.socket.try_write(&data[done..]) {
@@ -375,8 +417,8 @@ impl Stream {
             return Ok(done);
         }
         self.encode(data);
-        let Stream { socket, bufs, .. } = &mut *self;
-        let b = bufs.get_or_insert_with(Box::default);
+        let Stream { socket, l } = &mut *self;
+        let b = &mut layered(l).bufs;
         while !b.pending.is_empty() {
             match socket.try_write(&b.pending) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -402,8 +444,8 @@ impl Stream {
         if data.is_empty() {
             return;
         }
-        let b = self.bufs.get_or_insert_with(Box::default);
-        match &mut self.layer {
+        let Layered { layer, bufs: b, .. } = layered(&mut self.l);
+        match layer {
             Layer::Plain => b.pending.extend_from_slice(data),
             Layer::Tls(tls) => tls.encrypt(data, &mut b.pending),
             Layer::Ws(ws) => ws.encode(data, &mut b.pending),
@@ -419,7 +461,10 @@ impl Stream {
     /// is sent if the socket takes it at once, then the socket's FIN.
     pub fn shutdown_write(&mut self) -> io::Result<()> {
         let mut bye = Vec::new();
-        match &mut self.layer {
+        let Some(l) = self.l.as_deref_mut() else {
+            return self.socket.shutdown_write();
+        };
+        match &mut l.layer {
             Layer::Plain => {}
             Layer::Tls(tls) => tls.close(&mut bye),
             Layer::Ws(ws) => ws.close(&mut bye),
@@ -481,13 +526,13 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
             .clone()
             .ok_or_else(|| io::Error::other("no TLS certificate loaded"))?;
         let tls = TlsLayer::new(config).map_err(io::Error::other)?;
-        stream.layer = Layer::Tls(Box::new(tls));
+        let Layered { layer, bufs: b, .. } = layered(&mut stream.l);
+        *layer = Layer::Tls(Box::new(tls));
         // Until the handshake is done: read, feed, write what TLS answers.
-        let b = stream.bufs.get_or_insert_with(Box::default);
         b.raw.resize(RAW_CHUNK, 0);
         let mut early = BytesMut::new();
         loop {
-            let Layer::Tls(tls) = &mut stream.layer else {
+            let Layer::Tls(tls) = layer else {
                 unreachable!("set above")
             };
             if !tls.is_handshaking() {
@@ -514,14 +559,13 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
     }
     if hs.kind.uses_ws() {
         // The upgrade request arrives in the clear (ws) or inside TLS (wss).
-        let b = stream.bufs.get_or_insert_with(Box::default);
-        let mut head = std::mem::take(&mut b.plain);
+        let mut head = std::mem::take(&mut layered(&mut stream.l).bufs.plain);
         let ws = loop {
             let mut answer = Vec::new();
             let upgraded = WsLayer::upgrade(&hs.ws, &mut head, &mut answer);
             if !answer.is_empty() {
-                let b = stream.bufs.get_or_insert_with(Box::default);
-                match &mut stream.layer {
+                let Layered { layer, bufs: b, .. } = layered(&mut stream.l);
+                match layer {
                     Layer::Tls(tls) => tls.encrypt(&answer, &mut b.pending),
                     _ => b.pending.extend_from_slice(&answer),
                 }
@@ -534,15 +578,17 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
             if head.len() > MAX_UPGRADE {
                 return Err(io::Error::other("websocket upgrade too large"));
             }
-            let got = match &mut stream.layer {
-                Layer::Tls(_) => stream.read_layer_into(&mut head).await?,
-                _ => read_plain(&mut stream.socket, &mut head, 4096).await?,
+            let tls = matches!(layered(&mut stream.l).layer, Layer::Tls(_));
+            let got = match tls {
+                true => stream.read_layer_into(&mut head).await?,
+                false => read_plain(&mut stream.socket, &mut head, 4096).await?,
             };
             if got == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         };
-        stream.layer = match std::mem::replace(&mut stream.layer, Layer::Plain) {
+        let layer = &mut layered(&mut stream.l).layer;
+        *layer = match std::mem::replace(layer, Layer::Plain) {
             Layer::Tls(tls) => Layer::Wss(tls, Box::new(ws)),
             _ => Layer::Ws(Box::new(ws)),
         };
@@ -552,8 +598,8 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
             stream.raw_feed_ws(&rest, buf)?;
         }
     }
-    if let Some(b) = stream.bufs.as_mut() {
-        b.raw = Vec::new();
+    if let Some(l) = stream.l.as_mut() {
+        l.bufs.raw = Vec::new();
     }
     Ok(stream)
 }
@@ -561,7 +607,7 @@ pub async fn open(socket: Socket, hs: &Handshake, buf: &mut BytesMut) -> io::Res
 impl Stream {
     /// During a secure WebSocket upgrade: TLS plaintext from one read into `into`.
     async fn read_layer_into(&mut self, into: &mut BytesMut) -> io::Result<usize> {
-        let b = self.bufs.get_or_insert_with(Box::default);
+        let Layered { layer, bufs: b, .. } = layered(&mut self.l);
         if b.raw.len() < RAW_CHUNK {
             b.raw.resize(RAW_CHUNK, 0);
         }
@@ -570,7 +616,7 @@ impl Stream {
             if n == 0 {
                 return Ok(0);
             }
-            let Layer::Tls(tls) = &mut self.layer else {
+            let Layer::Tls(tls) = &mut *layer else {
                 return Err(io::Error::other("not a TLS stream"));
             };
             let before = into.len();
@@ -586,12 +632,12 @@ impl Stream {
     /// `buf`.
     fn raw_feed_ws(&mut self, bytes: &[u8], buf: &mut BytesMut) -> io::Result<()> {
         let mut replies = Vec::new();
-        let result = match &mut self.layer {
+        let Layered { layer, bufs: b, .. } = layered(&mut self.l);
+        let result = match layer {
             Layer::Ws(ws) | Layer::Wss(_, ws) => ws.feed(bytes, buf, &mut replies),
             _ => return Ok(()),
         };
-        let b = self.bufs.get_or_insert_with(Box::default);
-        match &mut self.layer {
+        match layer {
             Layer::Wss(tls, _) if !replies.is_empty() => tls.encrypt(&replies, &mut b.pending),
             _ => b.pending.extend_from_slice(&replies),
         }
