@@ -32,9 +32,9 @@ pub struct Link {
     /// Flow control watches this client (backlogged, or close to it): the connection task
     /// asks for a re-check whenever a write completes.
     flow_watched: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    waker: Cell<Option<Waker>>,
     woken: Cell<bool>,
-    close: RefCell<Option<CloseReason>>,
+    close: Cell<Option<CloseReason>>,
     /// Per-connection figures for the management API (EMQ X `recv_*` / `send_*`).
     pub counters: LinkCounters,
     /// What only some connections need (flow control's hold, a takeover's wait): boxed
@@ -120,9 +120,9 @@ impl Link {
             out: RefCell::new(BytesMut::new()),
             writing: Cell::new(0),
             flow_watched: Cell::new(false),
-            waker: RefCell::new(None),
+            waker: Cell::new(None),
             woken: Cell::new(false),
-            close: RefCell::new(None),
+            close: Cell::new(None),
             counters: LinkCounters::default(),
             rare: RefCell::new(None),
             drain: Cell::new(Drain::NotAsked),
@@ -388,22 +388,20 @@ impl Link {
 
     /// Asks the connection task to close the socket (after flushing what is queued).
     pub fn close(&self, reason: CloseReason) {
-        let mut close = self.close.borrow_mut();
-        if close.is_none() {
-            *close = Some(reason);
+        if self.close.get().is_none() {
+            self.close.set(Some(reason));
         }
-        drop(close);
         self.wake();
     }
 
     /// The close reason, once closing was asked.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        *self.close.borrow()
+        self.close.get()
     }
 
     fn wake(&self) {
         self.woken.set(true);
-        if let Some(w) = self.waker.borrow_mut().take() {
+        if let Some(w) = self.waker.take() {
             w.wake();
         }
     }
@@ -414,7 +412,7 @@ impl Link {
             if self.woken.replace(false) {
                 Poll::Ready(())
             } else {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                self.waker.set(Some(cx.waker().clone()));
                 Poll::Pending
             }
         })
