@@ -76,7 +76,6 @@ fn untoken(data: u64) -> (usize, u32, Interest) {
 #[derive(Default)]
 struct Slot {
     gen: u32,
-    fd: RawFd,
     /// The socket may have input (or an error, or EOF) that no read has seen yet.
     readable: bool,
     /// A `POLLOUT` completed since the last send that would have blocked.
@@ -194,7 +193,6 @@ impl Reactor {
         self.next_gen.set(gen);
         let slot = self.slots.borrow_mut().insert(Slot {
             gen,
-            fd,
             // Input may have arrived before the poll was armed (a hand-over, a CONNECT
             // that came with the SYN's ACK): the first read tries without waiting.
             readable: true,
@@ -325,7 +323,13 @@ impl Reactor {
 
     /// Ready once the socket may have input; otherwise registers `waker` (and arms the read
     /// poll if none is in the ring).
-    fn poll_readable(&self, slot: usize, gen: u32, waker: &Waker) -> Poll<io::Result<()>> {
+    fn poll_readable(
+        &self,
+        slot: usize,
+        gen: u32,
+        fd: RawFd,
+        waker: &Waker,
+    ) -> Poll<io::Result<()>> {
         let arm = {
             let mut slots = self.slots.borrow_mut();
             let s = &mut slots[slot];
@@ -335,9 +339,9 @@ impl Reactor {
             if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
                 s.reader = Some(waker.clone());
             }
-            (!s.read_armed).then_some(s.fd)
+            !s.read_armed
         };
-        if let Some(fd) = arm {
+        if arm {
             if let Err(e) = self.arm_read(slot, gen, fd) {
                 return Poll::Ready(Err(e));
             }
@@ -349,7 +353,13 @@ impl Reactor {
         self.slots.borrow_mut()[slot].readable = readable;
     }
 
-    fn poll_writable(&self, slot: usize, gen: u32, waker: &Waker) -> Poll<io::Result<()>> {
+    fn poll_writable(
+        &self,
+        slot: usize,
+        gen: u32,
+        fd: RawFd,
+        waker: &Waker,
+    ) -> Poll<io::Result<()>> {
         let arm = {
             let mut slots = self.slots.borrow_mut();
             let s = &mut slots[slot];
@@ -361,9 +371,9 @@ impl Reactor {
             }
             let arm = !s.write_armed;
             s.write_armed = true;
-            arm.then_some(s.fd)
+            arm
         };
-        if let Some(fd) = arm {
+        if arm {
             let poll = opcode::PollAdd::new(types::Fd(fd), WRITE_EVENTS)
                 .build()
                 .user_data(token(slot, gen, Interest::Write));
@@ -456,12 +466,12 @@ impl Socket {
     }
 
     fn poll_ready(&self, cx: &mut std::task::Context<'_>, write: bool) -> Poll<io::Result<()>> {
-        let (slot, gen) = (self.slot as usize, self.gen);
+        let (slot, gen, fd) = (self.slot as usize, self.gen, self.fd.as_raw_fd());
         with_reactor(|r| {
             if write {
-                r.poll_writable(slot, gen, cx.waker())
+                r.poll_writable(slot, gen, fd, cx.waker())
             } else {
-                r.poll_readable(slot, gen, cx.waker())
+                r.poll_readable(slot, gen, fd, cx.waker())
             }
         })
         .unwrap_or_else(|| Poll::Ready(Err(io::ErrorKind::NotConnected.into())))
