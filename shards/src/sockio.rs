@@ -224,8 +224,9 @@ impl Reactor {
     /// Cancels the socket's polls and frees its slot. The caller closes (or hands over) the
     /// descriptor afterwards; the kernel keeps its own reference until the cancel lands.
     /// A `POLL_REMOVE`, not an `ASYNC_CANCEL`: the latter first searches the io-wq workers
-    /// for the request (a poll is never there); a connection storm (`shardmq-bench conn`,
-    /// 100 concurrent, 2 shards) cost 82 instead of 91 µs of broker CPU per connection.
+    /// for the request (a poll is never there). In a connection storm the difference is
+    /// within the run-to-run spread (`shardmq-bench conn`, 5 alternating runs each: 72 µs of
+    /// broker CPU per connection either way).
     fn deregister(&self, slot: usize, gen: u32) {
         let (read_armed, write_armed) = {
             let mut slots = self.slots.borrow_mut();
