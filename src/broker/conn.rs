@@ -612,12 +612,11 @@ async fn write_rest(
 
 /// Counts a completed write of `out` and gives its buffer back to the shard's pool.
 fn wrote(shard: &Shard, stream: &Stream, link: &Link, mut out: BytesMut) {
-    if out.is_empty() {
-        return;
+    if !out.is_empty() {
+        link.counters.wrote(out.len());
+        stream::count_bytes(&mut shard.metrics.borrow_mut(), stream.kind(), 0, out.len());
+        out.clear();
     }
-    link.counters.wrote(out.len());
-    stream::count_bytes(&mut shard.metrics.borrow_mut(), stream.kind(), 0, out.len());
-    out.clear();
     bufpool::give(&mut out);
 }
 
