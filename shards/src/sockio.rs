@@ -632,6 +632,23 @@ impl Socket {
         }
     }
 
+    /// Writes as much of `buf` as the socket's send buffer takes right now, without waiting:
+    /// the number of bytes written (0 when it is full; `WriteZero` for a socket that takes
+    /// nothing while not full).
+    pub fn try_write_all(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.try_write(&buf[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
     /// Writes what the socket's send buffer takes right now, without waiting: the number of
     /// bytes written (`WouldBlock` when it is full).
     pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {

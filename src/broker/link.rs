@@ -62,6 +62,13 @@ impl Rare {
     fn is_empty(&self) -> bool {
         self.throttled.is_empty() && self.drain_waker.is_none() && self.aliases.is_none()
     }
+
+    /// Frees `rare` once nothing is left in it.
+    fn trim(rare: &mut Option<Box<Rare>>) {
+        if rare.as_ref().is_some_and(|r| r.is_empty()) {
+            *rare = None;
+        }
+    }
 }
 
 /// Where a takeover's request to drain the old connection stands.
@@ -322,9 +329,7 @@ impl Link {
         };
         r.throttled.retain(|k| holds(*k));
         let left = !r.throttled.is_empty();
-        if r.is_empty() {
-            *rare = None;
-        }
+        Rare::trim(&mut rare);
         left
     }
 
@@ -333,10 +338,8 @@ impl Link {
         let mut rare = self.rare.borrow_mut();
         if let Some(r) = rare.as_mut() {
             r.throttled.clear();
-            if r.is_empty() {
-                *rare = None;
-            }
         }
+        Rare::trim(&mut rare);
     }
 
     /// A newer connection of the same client is taking over: asks the connection task to
@@ -360,9 +363,7 @@ impl Link {
         let waker = {
             let mut rare = self.rare.borrow_mut();
             let w = rare.as_mut().and_then(|r| r.drain_waker.take());
-            if rare.as_ref().is_some_and(|r| r.is_empty()) {
-                *rare = None;
-            }
+            Rare::trim(&mut rare);
             w
         };
         if let Some(w) = waker {

@@ -147,6 +147,15 @@ struct Bufs {
     framed: Vec<u8>,
 }
 
+impl Bufs {
+    /// Once the pending output is written, a large buffer is not kept for the next write.
+    fn shrink_pending(&mut self) {
+        if self.pending.is_empty() && self.pending.capacity() > 64 * 1024 {
+            self.pending = Vec::new();
+        }
+    }
+}
+
 fn tls_err(e: TlsError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("tls: {e:?}"))
 }
@@ -391,9 +400,7 @@ impl Stream {
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            if b.pending.capacity() > 64 * 1024 {
-                b.pending = Vec::new();
-            }
+            b.shrink_pending();
             Poll::Ready(Ok(()))
         })
     }
@@ -404,39 +411,22 @@ impl Stream {
     /// ([`Stream::has_pending`]). An error ends the stream's writing.
     pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.is_plain() {
-            let mut done = 0;
-            while done < data.len() {
-                match self.socket.try_write(&data[done..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => done += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(done);
+            return self.socket.try_write_all(data);
         }
         self.encode(data);
         let Stream { socket, l } = &mut *self;
         let b = &mut layered(l).bufs;
-        while !b.pending.is_empty() {
-            match socket.try_write(&b.pending) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    b.pending.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    b.pending.clear();
-                    return Err(e);
-                }
+        match socket.try_write_all(&b.pending) {
+            Ok(n) => {
+                b.pending.drain(..n);
+                b.shrink_pending();
+                Ok(data.len())
+            }
+            Err(e) => {
+                b.pending.clear();
+                Err(e)
             }
         }
-        if b.pending.is_empty() && b.pending.capacity() > 64 * 1024 {
-            b.pending = Vec::new();
-        }
-        Ok(data.len())
     }
 
     /// Runs MQTT bytes through the layers into the pending output.

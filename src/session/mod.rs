@@ -285,7 +285,8 @@ pub struct Session {
     packet_ids: PacketIds,
     subscriptions: BTreeMap<Str, SubOptions>,
     /// What only some sessions have (5.0 identifiers and aliases, an offline session's
-    /// clocks): boxed, so that an idle online session does not carry it.
+    /// clocks, a durable session's records to write): boxed, so that an idle online session
+    /// does not carry it.
     extras: Option<Box<Extras>>,
     /// 5.0: the CONNECT's Session Expiry Interval was 0 (DISCONNECT may not raise it).
     connect_expiry_zero: bool,
@@ -346,10 +347,13 @@ impl Session {
         self.extras.get_or_insert_with(Box::default)
     }
 
-    /// Frees the extras once nothing is left in them.
-    fn trim_extras(&mut self) {
+    /// Frees the extras once nothing is left in them; returns the bytes freed.
+    fn trim_extras(&mut self) -> usize {
         if self.extras.as_ref().is_some_and(|e| e.is_empty()) {
             self.extras = None;
+            std::mem::size_of::<Extras>()
+        } else {
+            0
         }
     }
 
@@ -709,11 +713,7 @@ impl Session {
                 e.persist = Vec::new();
             }
         }
-        if self.extras.as_ref().is_some_and(|e| e.is_empty()) {
-            freed += std::mem::size_of::<Extras>();
-            self.extras = None;
-        }
-        freed
+        freed + self.trim_extras()
     }
 
     /// Messages waiting in the queue behind the inflight window.
