@@ -248,7 +248,17 @@ fn web_hook_actions_post_what_rules_select_and_count_it() {
     c.publish1("web/1", br#"{"v": 42}"#, 1);
     assert_eq!(sink.next(), json!({"topic": "web/1", "v": 42}));
 
-    let rules = node.expect("GET", &format!("rules/{rule_id}"), None, 0);
+    // The sink hands the body over before the broker has read its answer, and
+    // only that answer counts the action's success: ask until it has (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rules = loop {
+        let rules = node.expect("GET", &format!("rules/{rule_id}"), None, 0);
+        let counted = rules["data"]["actions"][0]["metrics"][0]["success"] != 0;
+        if counted || std::time::Instant::now() > deadline {
+            break rules;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     assert_eq!(rules["data"]["metrics"][0]["matched"], 1, "{rules}");
     assert_eq!(
         rules["data"]["actions"][0]["metrics"][0]["success"], 1,
