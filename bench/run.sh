@@ -9,6 +9,8 @@
 # Knobs (environment): DUR=5 seconds measured per run, WARMUP=1, REPS=3,
 #   PLACEMENTS="shared apart": `shared` = broker and generator unpinned on the same cores (what
 #   a user gets), `apart` = broker on the first half of the cores, generator on the other half,
+#   `onecore` = broker and a one-thread generator both pinned to CPU 0 (a lone client on its
+#   broker's core: the placement the scheduler often, but not always, gives an unpinned one),
 #   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections (storm + memory),
 #   IOT=10000 clients at 1 msg/s each, RTT=1000 rounds per lone-client round trip,
 #   PARTS="rtt throughput storm iot" (which parts to run), OUT=results folder.
@@ -65,6 +67,7 @@ start_broker() {
     local name=$1 placement=$2 pin=""
     BPORT=$(free_port)
     [ "$placement" = apart ] && pin="taskset -c $BROKER_CPUS"
+    [ "$placement" = onecore ] && pin="taskset -c 0"
     case $name in
     shardmq)
         $pin "$SHARDMQ" --mqtt "127.0.0.1:$BPORT" --http "127.0.0.1:$(free_port)" >"$OUT/shardmq.log" 2>&1 &
@@ -98,6 +101,8 @@ stop_broker() {
 gen_cmd() {
     if [ "$1" = apart ]; then
         echo "taskset -c $GEN_CPUS $GEN --threads $(( NPROC > 1 ? NPROC - HALF : 1 ))"
+    elif [ "$1" = onecore ]; then
+        echo "taskset -c 0 $GEN --threads 1"
     else
         echo "$GEN --threads $NPROC"
     fi

@@ -65,7 +65,10 @@ def main(path):
                       f" | {fmt(med(g, 'qos1_p50_us'))} / {fmt(med(g, 'qos1_p99_us'))}"
                       f" | {fmt(med(g, 'qos1_per_s'))} | {fmt(med(g, 'qos2_p50_us'))}"
                       f" | {fmt(med(g, 'connect_p50_us'))} / {fmt(med(g, 'connect_p99_us'))} |")
-        for peer in peers:
+        rows = [s for s in scenarios if s not in ("idle", "rtt")
+                and any(groups.get((mode, s, b)) for b in ("shardmq", *peers))]
+        idle = any(groups.get((mode, "idle", b)) for b in ("shardmq", *peers))
+        for peer in peers if rows or idle else []:
             print(f"\n### ShardMQ vs {peer} — placement `{mode}` (medians)\n")
             print("| scenario | msgs/s ShardMQ | msgs/s peer | ratio | p50/p99/p99.9 µs ShardMQ"
                   " | p50/p99/p99.9 µs peer | CPU s/100k ShardMQ | CPU s/100k peer | CPU ratio"
