@@ -3,7 +3,7 @@
 //! Owns: starting one pinned glommio executor per configured core ([`runtime`]), the
 //! lock-free cross-shard mesh with its back-pressure rules ([`mesh`]), request/reply
 //! rendezvous between executors ([`reply`]), handing a live socket from one executor to
-//! another ([`handoff`]), socket I/O on a readiness ring of each executor's own ([`sockio`]),
+//! another ([`handoff`]), socket I/O on an epoll set of each executor's own ([`sockio`]),
 //! binding the per-shard listeners ([`listen`]) and the start-up
 //! pre-flight checks ([`preflight`]).
 //! It re-exports the few runtime primitives the broker needs ([`rt`]) so that glommio

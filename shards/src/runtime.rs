@@ -23,8 +23,8 @@ const IO_MEMORY: usize = 256 * 1024;
 /// waits for input through glommio holds a poll request in that table, and glommio cancels
 /// and re-arms a timeout on the main ring each time it polls for I/O; the kernel looks for
 /// that timeout among the polls of one bucket first. With 8 buckets and 15 k connections that
-/// walk took 42 % of a shard's CPU during a connection storm. MQTT sockets now wait on the
-/// shard's own readiness ring ([`crate::sockio`]) instead; the depth stays for whatever
+/// walk took 42 % of a shard's CPU during a connection storm. MQTT sockets wait on the
+/// shard's own epoll set ([`crate::sockio`]) instead; the depth stays for whatever
 /// still polls through glommio (the management thread's HTTP sockets).
 const RING_DEPTH: usize = 4096;
 
