@@ -156,6 +156,7 @@ run_rtt() {
         '{mode: $mode, scenario: "rtt", broker: $b, rep: $rep, cpu_s: $cpu,
           ping_p50_us: .ping.p50_us, ping_p99_us: .ping.p99_us, qos1_p50_us: .qos1.p50_us,
           qos1_p99_us: .qos1.p99_us, qos1_per_s: .qos1.per_s, qos2_p50_us: .qos2.p50_us,
+          sub_p50_us: .subscribe.p50_us, sub_p99_us: .subscribe.p99_us,
           connect_p50_us: .connect.p50_us, connect_p99_us: .connect.p99_us}' "$json" >>"$RUNS"
     log "$mode rtt $broker #$rep: $(tail -1 "$RUNS")"
 }

@@ -57,13 +57,14 @@ def main(path):
         if brokers:
             print(f"\n### A lone client, one request at a time — placement `{mode}` (medians, µs)\n")
             print("| broker | ping p50 / p99 | QoS 1 PUBACK p50 / p99 | QoS 1 sequential msgs/s"
-                  " | QoS 2 PUBCOMP p50 | CONNACK p50 / p99 |")
-            print("|---|---|---|---:|---:|---|")
+                  " | QoS 2 PUBCOMP p50 | SUBACK p50 / p99 | CONNACK p50 / p99 |")
+            print("|---|---|---|---:|---:|---|---|")
             for b in brokers:
                 g = groups[(mode, "rtt", b)]
                 print(f"| {b} | {fmt(med(g, 'ping_p50_us'))} / {fmt(med(g, 'ping_p99_us'))}"
                       f" | {fmt(med(g, 'qos1_p50_us'))} / {fmt(med(g, 'qos1_p99_us'))}"
                       f" | {fmt(med(g, 'qos1_per_s'))} | {fmt(med(g, 'qos2_p50_us'))}"
+                      f" | {fmt(med(g, 'sub_p50_us'))} / {fmt(med(g, 'sub_p99_us'))}"
                       f" | {fmt(med(g, 'connect_p50_us'))} / {fmt(med(g, 'connect_p99_us'))} |")
         rows = [s for s in scenarios if s not in ("idle", "rtt")
                 and any(groups.get((mode, s, b)) for b in ("shardmq", *peers))]

@@ -48,6 +48,8 @@ pub struct RttReport {
     pub ping: Rtt,
     pub qos1: Rtt,
     pub qos2: Rtt,
+    pub subscribe: Rtt,
+    pub unsubscribe: Rtt,
     pub connect: Rtt,
 }
 
@@ -63,6 +65,8 @@ impl RttReport {
         line("PINGREQ -> PINGRESP", &self.ping)
             + &line("QoS 1 PUBLISH -> PUBACK", &self.qos1)
             + &line("QoS 2 PUBLISH -> PUBCOMP", &self.qos2)
+            + &line("SUBSCRIBE -> SUBACK", &self.subscribe)
+            + &line("UNSUBSCRIBE -> UNSUBACK", &self.unsubscribe)
             + &line("CONNECT -> CONNACK", &self.connect)
     }
 }
@@ -181,6 +185,38 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
         qos2.push(publish_round(&mut c, QoS::ExactlyOnce, i, &mut out)?);
     }
 
+    // A new filter each round, so every SUBSCRIBE changes the routes (and, with more than
+    // one shard, waits for every shard to have them before the SUBACK); each is removed
+    // again, timed separately.
+    let mut subscribe = Vec::with_capacity(rounds as usize);
+    let mut unsubscribe = Vec::with_capacity(rounds as usize);
+    for i in 0..rounds {
+        let pid = (i % 65535 + 1) as u16;
+        let filter = format!("{prefix}/rtt/sub/{i}");
+        out.clear();
+        wire::subscribe_id(&mut out, version, &filter, QoS::AtLeastOnce, pid);
+        let t = Instant::now();
+        c.send(&out).map_err(|e| e.to_string())?;
+        expect(
+            &mut c,
+            deadline,
+            "SUBACK",
+            |p| matches!(p, Packet::SubAck(a) if a.packet_id == pid && a.codes == [1]),
+        )?;
+        subscribe.push(t.elapsed());
+        out.clear();
+        wire::unsubscribe(&mut out, version, &filter, pid);
+        let t = Instant::now();
+        c.send(&out).map_err(|e| e.to_string())?;
+        expect(
+            &mut c,
+            deadline,
+            "UNSUBACK",
+            |p| matches!(p, Packet::UnsubAck(a) if a.packet_id == pid),
+        )?;
+        unsubscribe.push(t.elapsed());
+    }
+
     let mut connect = Vec::with_capacity(rounds as usize);
     for i in 0..rounds {
         let t = Instant::now();
@@ -197,6 +233,8 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
         ping: summarise(ping),
         qos1: summarise(qos1),
         qos2: summarise(qos2),
+        subscribe: summarise(subscribe),
+        unsubscribe: summarise(unsubscribe),
         connect: summarise(connect),
     })
 }

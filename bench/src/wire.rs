@@ -1,5 +1,5 @@
 //! The bytes the generator sends: PUBLISH and the QoS acks written by hand on the hot path,
-//! CONNECT / SUBSCRIBE / DISCONNECT through ShardMQ's codec at set-up.
+//! CONNECT / SUBSCRIBE / UNSUBSCRIBE / DISCONNECT through ShardMQ's codec (set-up and probes).
 //!
 //! Owns: the hot-path encoders. They append to a reusable buffer and never allocate once the
 //! buffer has grown to its working size.
@@ -8,6 +8,7 @@
 use bytes::{BufMut, BytesMut};
 use shardmq::codec::{
     encode, Connect, Disconnect, Packet, ProtocolVersion, QoS, Str, SubOptions, Subscribe,
+    Unsubscribe,
 };
 
 use crate::payload::Header;
@@ -91,10 +92,21 @@ pub fn connect(out: &mut BytesMut, version: ProtocolVersion, client_id: &str) {
     encode(&Packet::Connect(Box::new(c)), version, out).expect("CONNECT encodes");
 }
 
-/// Appends a SUBSCRIBE of one filter.
+/// Appends a SUBSCRIBE of one filter (packet id 1).
 pub fn subscribe(out: &mut BytesMut, version: ProtocolVersion, filter: &str, qos: QoS) {
+    subscribe_id(out, version, filter, qos, 1);
+}
+
+/// Appends a SUBSCRIBE of one filter with the given packet id.
+pub fn subscribe_id(
+    out: &mut BytesMut,
+    version: ProtocolVersion,
+    filter: &str,
+    qos: QoS,
+    packet_id: u16,
+) {
     let s = Subscribe {
-        packet_id: 1,
+        packet_id,
         filters: vec![(
             Str::from(filter),
             SubOptions {
@@ -105,6 +117,16 @@ pub fn subscribe(out: &mut BytesMut, version: ProtocolVersion, filter: &str, qos
         ..Subscribe::default()
     };
     encode(&Packet::Subscribe(s), version, out).expect("SUBSCRIBE encodes");
+}
+
+/// Appends an UNSUBSCRIBE of one filter.
+pub fn unsubscribe(out: &mut BytesMut, version: ProtocolVersion, filter: &str, packet_id: u16) {
+    let u = Unsubscribe {
+        packet_id,
+        filters: vec![Str::from(filter)],
+        ..Unsubscribe::default()
+    };
+    encode(&Packet::Unsubscribe(u), version, out).expect("UNSUBSCRIBE encodes");
 }
 
 /// Appends a normal DISCONNECT.

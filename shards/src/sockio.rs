@@ -90,6 +90,8 @@ pub struct Reactor {
     /// Generation counter for slots, so readiness reported for a dropped socket cannot wake
     /// the socket that reused its slot.
     next_gen: Cell<u32>,
+    /// Readiness reported for sockets no longer registered here.
+    stale: Cell<u64>,
 }
 
 thread_local! {
@@ -135,6 +137,7 @@ impl Reactor {
             woken: RefCell::new(Vec::new()),
             slots: RefCell::new(Slab::new()),
             next_gen: Cell::new(0),
+            stale: Cell::new(0),
         })
     }
 
@@ -240,12 +243,14 @@ impl Reactor {
                 for ev in &events[..n] {
                     let (flags, data) = (ev.events, ev.u64);
                     let (idx, gen) = untoken(data);
-                    let Some(slot) = slots.get_mut(idx) else {
-                        continue;
+                    let slot = match slots.get_mut(idx) {
+                        Some(slot) if slot.gen == gen => slot,
+                        _ => {
+                            // A socket that is gone (its close or hand-over raced the event).
+                            self.stale.set(self.stale.get() + 1);
+                            continue;
+                        }
                     };
-                    if slot.gen != gen {
-                        continue; // a socket that is gone
-                    }
                     // Any outcome (events, an error) is for the reader or writer to find out
                     // with its next syscall.
                     if flags & READ_EVENTS != 0 {
@@ -323,6 +328,12 @@ impl Reactor {
 
     fn set_writable(&self, slot: usize, writable: bool) {
         self.slots.borrow_mut()[slot].writable = writable;
+    }
+
+    /// How many readiness events named a socket no longer registered here (for tests: a
+    /// socket handed to another executor must not go on waking this one).
+    pub fn stale_events(&self) -> u64 {
+        self.stale.get()
     }
 
     /// Sockets registered now (for tests and figures).

@@ -224,6 +224,71 @@ fn a_socket_handed_to_another_executor_keeps_its_unread_input() {
     assert_eq!(client.join().unwrap(), b"bye");
 }
 
+/// A socket handed to another executor leaves the first one's epoll set: what its client
+/// sends afterwards reaches only the new owner and never wakes the old one.
+#[test]
+fn a_handed_over_socket_no_longer_wakes_the_executor_that_gave_it_away() {
+    const ROUNDS: usize = 50;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (fd_tx, fd_rx) = std::sync::mpsc::channel::<SocketInTransit>();
+    let client = std::thread::spawn(move || {
+        let addr: SocketAddr = addr_rx.recv().unwrap();
+        let mut moved = TcpStream::connect(addr).unwrap();
+        moved
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        moved.write_all(b"first").unwrap();
+        let mut buf = [0u8; 5];
+        moved.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"moved");
+        for round in 0..ROUNDS {
+            moved.write_all(&[round as u8]).unwrap();
+            let mut back = [0u8; 1];
+            moved.read_exact(&mut back).unwrap();
+            assert_eq!(back[0], round as u8);
+        }
+        // Only now the first executor's next connection: it has been listening all along.
+        let mut done = TcpStream::connect(addr).unwrap();
+        done.write_all(b"done").unwrap();
+    });
+    let first = std::thread::spawn(move || {
+        on_executor(move || async move {
+            let listener = bind_reuseport(loopback(), 16, 0).unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let mut s = listener.accept().await.unwrap().register().unwrap();
+            let mut buf = [0u8; 5];
+            let mut got = 0;
+            while got < 5 {
+                got += s.read(&mut buf[got..]).await.unwrap();
+            }
+            fd_tx.send(SocketInTransit::detach(s)).unwrap();
+            let mut done = listener.accept().await.unwrap().register().unwrap();
+            let mut got = 0;
+            while got < 4 {
+                let n = done.read(&mut buf[got..4]).await.unwrap();
+                assert!(n > 0);
+                got += n;
+            }
+            Reactor::current().unwrap().stale_events()
+        })
+    });
+    on_executor(move || async move {
+        let mut s = fd_rx.recv().unwrap().attach().unwrap();
+        s.write_all(b"moved").await.unwrap();
+        for _ in 0..ROUNDS {
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).await.unwrap(), 1);
+            s.write_all(&b).await.unwrap();
+        }
+    });
+    client.join().unwrap();
+    assert_eq!(
+        first.join().unwrap(),
+        0,
+        "readiness of the handed-over socket"
+    );
+}
+
 #[test]
 fn the_listener_sets_defer_accept_only_when_asked() {
     let values = on_executor(|| async {
