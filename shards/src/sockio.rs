@@ -210,11 +210,8 @@ impl Reactor {
     /// Takes every readiness the epoll set has, marks the slots and wakes whoever waits.
     /// Returns how many events there were.
     fn reap(&self) -> usize {
-        if self.armed.get() {
-            let mut ring = self.ring.borrow_mut();
-            if ring.completion().next().is_some() {
-                self.armed.set(false);
-            }
+        if self.armed.get() && self.ring.borrow_mut().completion().count() > 0 {
+            self.armed.set(false);
         }
         let mut seen = 0;
         let mut woken = self.woken.borrow_mut();
@@ -276,23 +273,31 @@ impl Reactor {
 
     /// Puts the one-shot poll of the epoll set in the ring (unless it is there): readiness
     /// from now on, or already waiting in the set, completes it and signals the eventfd.
-    fn arm(&self) {
+    /// False if the kernel refused it: then nothing would end a sleep on the eventfd.
+    fn arm(&self) -> bool {
         if self.armed.get() {
-            return;
+            return true;
         }
         let poll = opcode::PollAdd::new(types::Fd(self.epoll.as_raw_fd()), libc::POLLIN as u32)
             .build()
             .user_data(0);
         let mut ring = self.ring.borrow_mut();
+        // A poll that an earlier failed submit left queued is submitted now, not doubled.
         // SAFETY: the poll references no memory of ours, only the epoll descriptor, which
         // lives as long as the ring (both are fields of the reactor, the ring dropped first).
-        if unsafe { ring.submission().push(&poll) }.is_err() {
+        if ring.submission().is_empty() && unsafe { ring.submission().push(&poll) }.is_err() {
             tracing::error!("socket reactor: its ring is full");
-            return;
+            return false;
         }
         match ring.submit() {
-            Ok(_) => self.armed.set(true),
-            Err(e) => tracing::error!("socket reactor: arming its poll failed: {e}"),
+            Ok(_) => {
+                self.armed.set(true);
+                true
+            }
+            Err(e) => {
+                tracing::error!("socket reactor: arming its poll failed: {e}");
+                false
+            }
         }
     }
 
@@ -366,7 +371,10 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
         }
         // The poll completes at once if the set already has readiness, so nothing that
         // arrived after the last reap waits unseen behind the read.
-        reactor.arm();
+        if !reactor.arm() {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            continue;
+        }
         if let Err(e) = file.read_at(0, 8).await {
             tracing::error!("socket reactor: reading its eventfd failed: {e}");
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
