@@ -29,6 +29,57 @@ fn delivery_between_clients_on_different_shards_both_ways() {
     );
 }
 
+/// A SUBACK does not wait for the other shards to answer; they apply the new route before
+/// they route any input that arrived after it. So a publish sent by a client on any shard
+/// the moment the SUBACK is in reaches the new subscriber, round after round.
+#[test]
+fn a_publish_sent_right_after_the_suback_reaches_the_subscriber_from_every_shard() {
+    const SHARDS_HERE: usize = 4;
+    let broker = TestBroker::start_with_shards(SHARDS_HERE, &[]);
+    let on = |prefix: &str, shard: usize| {
+        (0..10_000)
+            .map(|i| format!("{prefix}-{i}"))
+            .find(|id| shardmq::home_shard(id, SHARDS_HERE) == shard)
+            .unwrap()
+    };
+    let mut sub = broker.client(&on("fresh-sub", 0), true);
+    let mut publishers: Vec<Raw> = (1..SHARDS_HERE)
+        .map(|s| broker.client(&on("fresh-pub", s), true))
+        .collect();
+    // Keep the publishers' shards busy (input to route on every turn), as under load: the
+    // route must not depend on a shard having looked at its mesh before its sockets.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise: Vec<_> = (1..SHARDS_HERE)
+        .map(|s| {
+            let mut c = broker.client(&on("fresh-noise", s), true);
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..64 {
+                        c.publish0("noise/nobody", b"x");
+                    }
+                    c.ping();
+                }
+            })
+        })
+        .collect();
+    for round in 0..100u16 {
+        let topic = format!("fresh/{round}");
+        sub.subscribe(round + 1, &[(topic.as_str(), QoS::AtMostOnce)]);
+        for p in &mut publishers {
+            p.publish0(&topic, &round.to_be_bytes());
+        }
+        for _ in &publishers {
+            let got = sub.recv_publish();
+            assert_eq!(got.topic.as_str(), topic, "round {round}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for n in noise {
+        n.join().unwrap();
+    }
+}
+
 #[test]
 fn messages_from_one_publisher_arrive_in_order_across_shards() {
     let broker = TestBroker::default_broker();

@@ -13,6 +13,10 @@
 //! - Producers that can slow down (connection read loops) check [`Mesh::congested`] and
 //!   await [`Mesh::wait_uncongested`] before reading more input; that is the back-pressure.
 //!
+//! Marked messages ([`Mesh::send_marked`], [`Mesh::marked_to_me`]) let a receiver find out,
+//! with one atomic load, whether something it must handle first has been sent to it: a
+//! sender need not wait for an answer to be sure the receiver will act on it in order.
+//!
 //! Must never: block the thread, reorder messages between one pair of executors, or drop a
 //! message except to a peer that has shut down.
 
@@ -20,6 +24,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use glommio::channels::shared_channel::{
@@ -39,16 +45,25 @@ pub struct MeshMember<T: Send + 'static> {
     id: ShardId,
     senders: Vec<Option<SharedSender<T>>>,
     receivers: Vec<Option<SharedReceiver<T>>>,
+    marks: Arc<[Mark]>,
 }
+
+/// How many marked messages ([`Mesh::send_marked`]) were sent to one member, on a cache
+/// line of its own (written only by senders of marked messages, read by the member).
+#[repr(align(128))]
+#[derive(Default)]
+struct Mark(AtomicU64);
 
 /// Builds a full mesh of `members` executors with `capacity` slots per ordered pair.
 /// Element `i` of the result belongs to executor `i`.
 pub fn full_mesh<T: Send + 'static>(members: usize, capacity: usize) -> Vec<MeshMember<T>> {
+    let marks: Arc<[Mark]> = (0..members).map(|_| Mark::default()).collect();
     let mut out: Vec<MeshMember<T>> = (0..members)
         .map(|id| MeshMember {
             id,
             senders: (0..members).map(|_| None).collect(),
             receivers: (0..members).map(|_| None).collect(),
+            marks: marks.clone(),
         })
         .collect();
     for from in 0..members {
@@ -105,6 +120,7 @@ impl<T: Send + 'static> MeshMember<T> {
         }
         Rc::new(Mesh {
             id: self.id,
+            marks: self.marks,
             peers,
             receivers: RefCell::new(rxs),
             received: Cell::new(0),
@@ -123,6 +139,7 @@ struct Peer<T: Send + 'static> {
 /// One executor's view of the mesh. Lives on that executor's thread only.
 pub struct Mesh<T: Send + 'static> {
     id: ShardId,
+    marks: Arc<[Mark]>,
     peers: Vec<Option<Peer<T>>>,
     receivers: RefCell<Vec<Option<ConnectedReceiver<T>>>>,
     received: Cell<u64>,
@@ -177,6 +194,27 @@ impl<T: Send + 'static> Mesh<T> {
             let me = self.clone();
             glommio::spawn_local(async move { me.flush(to).await }).detach();
         }
+    }
+
+    /// [`Mesh::send`], and counts the message as marked for `to` ([`Mesh::marked_to_me`]).
+    /// The count goes up after the message is in the channel or the outbox, so a receiver
+    /// that sees it knows the message is on its way, in order behind what was sent before.
+    pub fn send_marked(self: &Rc<Self>, to: ShardId, msg: T) {
+        self.send(to, msg);
+        if let Some(m) = self.marks.get(to) {
+            m.0.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// How many marked messages every member together has sent to this one so far. A marked
+    /// send that happened before this call is counted, whichever thread made it and however
+    /// the news travelled (a client told of it and acting on another connection included:
+    /// the kernel's socket locks order the two threads); a counted message is in its channel
+    /// or outbox. A member that has handled that many marked messages has seen every one.
+    pub fn marked_to_me(&self) -> u64 {
+        self.marks
+            .get(self.id)
+            .map_or(0, |m| m.0.load(Ordering::Acquire))
     }
 
     async fn flush(self: Rc<Self>, to: ShardId) {

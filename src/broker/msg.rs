@@ -31,12 +31,10 @@ pub enum ShardMsg {
     /// acknowledgements wait for it).
     ForwardsDurable { req: u64, forwards: Vec<Forward> },
     /// Subscribing shard → every other shard: this shard now has a subscriber for `filter`
-    /// (in shared `group` if any). Answered with [`ReplyData::Ack`].
-    RouteAdd {
-        req: u64,
-        filter: Str,
-        group: Option<Str>,
-    },
+    /// (in shared `group` if any). Sent marked (`Mesh::send_marked`): a receiver routes no
+    /// input that arrived after the sending until it has applied it (`Shard::routes_current`),
+    /// so the SUBACK need not wait for an answer.
+    RouteAdd { filter: Str, group: Option<Str> },
     /// Unsubscribing shard → every other shard: no subscriber left here for `filter`/`group`.
     RouteDel { filter: Str, group: Option<Str> },
     /// Any → the owner shard of `msg.topic`: store (or, with an empty payload, clear) it.
@@ -61,7 +59,7 @@ pub enum ShardMsg {
     /// Episode `key` of the sending shard ended (its subscriber drained, stalled or left):
     /// the publishers paused on it may go on.
     FlowRelease { key: FlowKey },
-    /// The answer to `RouteAdd`, `RetainQuery`, `Policy` or `Collect`, by request id.
+    /// The answer to `RetainQuery`, `Policy`, `Collect` and the confirmations, by request id.
     Reply { req: u64, reply: Box<ReplyData> },
 }
 
@@ -116,7 +114,7 @@ impl Question {
 
 /// Answers to requests, by kind.
 pub enum ReplyData {
-    /// `RouteAdd` or `Policy` applied, or a retained message stored.
+    /// `Policy` applied, or a retained message or durable forwards written.
     Ack,
     /// Retained messages matching a `RetainQuery`.
     Retained(Vec<Message>),

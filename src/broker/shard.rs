@@ -96,6 +96,13 @@ pub struct Shard {
     pub clients: RefCell<super::clients::ClientTable<Client>>,
     /// Where subscribers are: this shard's own and, per filter, which shards have any.
     pub routes: RefCell<RouteTable>,
+    /// Route announcements (`RouteAdd`) from other shards applied here so far; fewer than
+    /// the mesh counts as sent ([`Shard::routes_behind`]) means one is on its way.
+    routes_applied: Cell<u64>,
+    /// Tasks waiting for [`Shard::routes_current`].
+    route_waiters: RefCell<Vec<std::task::Waker>>,
+    /// Messages [`Shard::publish_ordered`] holds until the routes are current, in order.
+    held_publishes: RefCell<std::collections::VecDeque<Message>>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
     /// `retainer.expiry_interval`).
     pub retained: RefCell<crate::retained::RetainedStore>,
@@ -237,6 +244,9 @@ impl Shard {
             metrics: RefCell::new(Metrics::default()),
             clients: RefCell::new(Default::default()),
             routes: RefCell::new(RouteTable::new(id)),
+            routes_applied: Cell::new(0),
+            route_waiters: RefCell::new(Vec::new()),
+            held_publishes: RefCell::new(Default::default()),
             retained: RefCell::new(Default::default()),
             shutdown,
             started: Instant::now(),
@@ -374,6 +384,64 @@ impl Shard {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// Whether another shard has announced a route (and may have sent its SUBACK) that this
+    /// shard has not applied yet. One atomic load: checked before every batch of input.
+    pub fn routes_behind(&self) -> bool {
+        self.mesh.marked_to_me() > self.routes_applied.get()
+    }
+
+    /// Waits until every route announced to this shard before the call is applied (at most
+    /// [`ROUTE_ACK_DEADLINE`]: an announcement that never comes, from a shard that died, is
+    /// then given up on).
+    pub async fn routes_current(&self) {
+        let target = self.mesh.marked_to_me();
+        let caught_up = std::future::poll_fn(|cx| {
+            if self.routes_applied.get() >= target {
+                return std::task::Poll::Ready(());
+            }
+            self.route_waiters.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        });
+        if or_timeout(caught_up, ROUTE_ACK_DEADLINE).await.is_none() {
+            tracing::warn!(
+                "shard {}: route announcements missing after {ROUTE_ACK_DEADLINE:?}; going on",
+                self.id
+            );
+            self.routes_applied
+                .set(self.routes_applied.get().max(target));
+        }
+    }
+
+    /// [`Shard::publish`] for a message that does not come from a connection's input (the
+    /// API, a will): while another shard's route announcement is on its way here, it waits
+    /// for it, in order with the others waiting, so that it reaches a subscriber whose SUBACK
+    /// went out before it was published. (A connection's input waits in its task instead.)
+    pub fn publish_ordered(self: &Rc<Self>, msg: Message) {
+        if !self.routes_behind() && self.held_publishes.borrow().is_empty() {
+            self.publish(msg);
+            return;
+        }
+        let first = {
+            let mut held = self.held_publishes.borrow_mut();
+            held.push_back(msg);
+            held.len() == 1
+        };
+        if first {
+            let me = self.clone();
+            spawn_local(async move {
+                loop {
+                    me.routes_current().await;
+                    let next = me.held_publishes.borrow_mut().pop_front();
+                    match next {
+                        Some(m) => me.publish(m),
+                        None => break,
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+
     pub(super) fn other_shards(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.shards).filter(move |s| *s != self.id)
     }
@@ -495,7 +563,7 @@ impl Shard {
             will.flatten()
         });
         if let Some(will) = old {
-            self.publish(Message::from_will(&will, &client_id, Instant::now()));
+            self.publish_ordered(Message::from_will(&will, &client_id, Instant::now()));
         }
 
         let resumable = self
@@ -516,7 +584,7 @@ impl Shard {
                 self.drop_subscriptions(&client_id, &old.session);
                 // The old session ends here: a will still waiting for its delay goes out.
                 if let Some(will) = old.session.take_will() {
-                    self.publish(Message::from_will(&will, &client_id, now));
+                    self.publish_ordered(Message::from_will(&will, &client_id, now));
                 }
             }
         }
@@ -660,7 +728,7 @@ impl Shard {
             (will, !c.session.is_persistent(), c.username.clone(), c.peer)
         };
         if let Some(will) = will {
-            self.publish(Message::from_will(&will, client_id, Instant::now()));
+            self.publish_ordered(Message::from_will(&will, client_id, Instant::now()));
         }
         if drop_session {
             let removed = self.clients.borrow_mut().remove(client_id);
@@ -686,7 +754,7 @@ impl Shard {
             self.journal_gone(client_id, &old);
             self.drop_subscriptions(client_id, &old.session);
             if let Some(will) = old.session.take_will() {
-                self.publish(Message::from_will(&will, client_id, Instant::now()));
+                self.publish_ordered(Message::from_will(&will, client_id, Instant::now()));
             }
         }
     }
@@ -955,17 +1023,14 @@ impl Shard {
                 }
                 self.confirm_when_written(from, req);
             }
-            ShardMsg::RouteAdd { req, filter, group } => {
+            ShardMsg::RouteAdd { filter, group } => {
                 self.routes
                     .borrow_mut()
                     .add_route(from, &filter, group.as_deref());
-                self.mesh.send(
-                    from,
-                    ShardMsg::Reply {
-                        req,
-                        reply: Box::new(ReplyData::Ack),
-                    },
-                );
+                self.routes_applied.set(self.routes_applied.get() + 1);
+                for w in self.route_waiters.borrow_mut().drain(..) {
+                    w.wake();
+                }
             }
             ShardMsg::RouteDel { filter, group } => {
                 self.routes
@@ -1119,7 +1184,7 @@ impl Shard {
                 }
             };
             if let Some(will) = will {
-                self.publish(Message::from_will(&will, &id, now));
+                self.publish_ordered(Message::from_will(&will, &id, now));
             }
             if expired {
                 let removed = self.clients.borrow_mut().remove(&id);

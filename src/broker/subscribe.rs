@@ -1,8 +1,10 @@
 //! SUBSCRIBE and UNSUBSCRIBE on a shard: the local index, announcing new routes to the other
-//! shards (SUBACK waits for their acks), and the retained messages a new subscription gets.
+//! shards (marked mesh messages: each shard applies them before it routes input that arrived
+//! later, so the SUBACK does not wait for answers), and the retained messages a new
+//! subscription gets.
 //!
-//! Runs on the client's home shard. Must never: send SUBACK before every shard knows the
-//! route (or the deadline passed), or hold a borrow across an await.
+//! Runs on the client's home shard. Must never: send SUBACK before the announcements are
+//! in the mesh, or hold a borrow across an await.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -11,10 +13,9 @@ use crate::codec::{Packet, Props, Str, SubAck, SubOptions};
 use crate::topic;
 use shardmq_shards::rt::spawn_local;
 
-use super::msg::{ReplyData, ShardMsg};
-use super::race::or_timeout;
+use super::msg::ShardMsg;
 use super::route::RouteChange;
-use super::shard::{Shard, ROUTE_ACK_DEADLINE};
+use super::shard::Shard;
 
 impl Shard {
     // ---------------------------------------------------------------- subscribe
@@ -67,44 +68,35 @@ impl Shard {
                 Err(code) => codes.push(*code),
             }
         }
-        let peers = self.shards - 1;
-        let mut acks = None;
-        if !announce.is_empty() && peers > 0 {
-            let (req, waiter) = self.replies.register(peers * announce.len());
-            acks = Some(waiter);
-            for (filter, group) in &announce {
-                for to in self.other_shards() {
-                    self.mesh.send(
-                        to,
-                        ShardMsg::RouteAdd {
-                            req,
-                            filter: filter.clone(),
-                            group: group.clone(),
-                        },
-                    );
-                }
+        // Marked: a shard routes no input that arrived after this until it has applied the
+        // route, so the SUBACK goes out without waiting for the other shards.
+        for (filter, group) in &announce {
+            for to in self.other_shards() {
+                self.mesh.send_marked(
+                    to,
+                    ShardMsg::RouteAdd {
+                        filter: filter.clone(),
+                        group: group.clone(),
+                    },
+                );
             }
         }
         let me = self.clone();
         spawn_local(async move {
-            me.finish_subscribe(client_id, packet_id, filters, codes, acks)
+            me.finish_subscribe(client_id, packet_id, filters, codes)
                 .await
         })
         .detach();
     }
 
-    /// The deferred half of SUBSCRIBE: route acks, SUBACK, retained messages.
+    /// The deferred half of SUBSCRIBE: SUBACK, retained messages.
     pub(super) async fn finish_subscribe(
         self: Rc<Self>,
         client_id: Str,
         packet_id: Option<u16>,
         filters: Vec<(Str, Result<SubOptions, u8>)>,
         codes: Vec<u8>,
-        acks: Option<shardmq_shards::reply::AwaitReplies<ReplyData>>,
     ) {
-        if let Some(acks) = acks {
-            or_timeout(acks, ROUTE_ACK_DEADLINE).await;
-        }
         let link = self
             .clients
             .borrow()

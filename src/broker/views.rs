@@ -160,7 +160,7 @@ pub struct Publish(pub Box<Message>);
 impl ShardQuery for Publish {
     type Reply = ();
     fn answer(self, shard: &Rc<Shard>) {
-        shard.publish(*self.0);
+        shard.publish_ordered(*self.0);
     }
 }
 
