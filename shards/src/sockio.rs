@@ -46,7 +46,7 @@ use slab::Slab;
 /// Readiness events taken per `epoll_wait` (the pump asks again while batches come full).
 const BATCH: usize = 256;
 /// What every socket is registered for, edge-triggered: data, the peer's FIN, errors, and
-/// room to write (reported only after a send found the buffer full).
+/// room to write (reported once when registered, then after a send found the buffer full).
 const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 const READ_EVENTS: u32 =
     (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) as u32;
