@@ -35,8 +35,9 @@ use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
 use super::route::{shards_in, RouteTable};
 
-/// How long a subscriber waits for every shard to acknowledge a new route before it
-/// answers SUBACK anyway (only a shard that is shutting down fails to answer).
+/// How long a shard waits for an answer or an announcement another shard owes it (a route
+/// announcement counted but not yet arrived, a confirmation of stored or journaled messages)
+/// before it goes on without: only a shard that is shutting down fails to deliver one.
 pub(super) const ROUTE_ACK_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A client homed on this shard: its session, and its connection while online.
