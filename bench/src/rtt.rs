@@ -85,6 +85,20 @@ fn summarise(mut samples: Vec<Duration>) -> Rtt {
     }
 }
 
+/// Sends `out` and waits for the answer `ok` accepts: the round trip's time.
+fn timed(
+    c: &mut Client,
+    out: &BytesMut,
+    deadline: Instant,
+    want: &str,
+    ok: impl Fn(&Packet) -> bool,
+) -> Result<Duration, String> {
+    let t = Instant::now();
+    c.send(out).map_err(|e| e.to_string())?;
+    expect(c, deadline, want, ok)?;
+    Ok(t.elapsed())
+}
+
 fn expect(
     c: &mut Client,
     deadline: Instant,
@@ -122,12 +136,9 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
     for _ in 0..rounds {
         out.clear();
         out.extend_from_slice(&[0xC0, 0x00]);
-        let t = Instant::now();
-        c.send(&out).map_err(|e| e.to_string())?;
-        expect(&mut c, deadline, "PINGRESP", |p| {
+        ping.push(timed(&mut c, &out, deadline, "PINGRESP", |p| {
             matches!(p, Packet::PingResp)
-        })?;
-        ping.push(t.elapsed());
+        })?);
     }
 
     let topic = format!("{prefix}/rtt");
@@ -185,9 +196,9 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
         qos2.push(publish_round(&mut c, QoS::ExactlyOnce, i, &mut out)?);
     }
 
-    // A new filter each round, so every SUBSCRIBE changes the routes (and, with more than
-    // one shard, waits for every shard to have them before the SUBACK); each is removed
-    // again, timed separately.
+    // A new filter each round, so every SUBSCRIBE changes the routes (with more than one
+    // shard, announced to the others before the SUBACK); each is removed again, timed
+    // separately.
     let mut subscribe = Vec::with_capacity(rounds as usize);
     let mut unsubscribe = Vec::with_capacity(rounds as usize);
     for i in 0..rounds {
@@ -195,26 +206,22 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
         let filter = format!("{prefix}/rtt/sub/{i}");
         out.clear();
         wire::subscribe_id(&mut out, version, &filter, QoS::AtLeastOnce, pid);
-        let t = Instant::now();
-        c.send(&out).map_err(|e| e.to_string())?;
-        expect(
+        subscribe.push(timed(
             &mut c,
+            &out,
             deadline,
             "SUBACK",
             |p| matches!(p, Packet::SubAck(a) if a.packet_id == pid && a.codes == [1]),
-        )?;
-        subscribe.push(t.elapsed());
+        )?);
         out.clear();
         wire::unsubscribe(&mut out, version, &filter, pid);
-        let t = Instant::now();
-        c.send(&out).map_err(|e| e.to_string())?;
-        expect(
+        unsubscribe.push(timed(
             &mut c,
+            &out,
             deadline,
             "UNSUBACK",
             |p| matches!(p, Packet::UnsubAck(a) if a.packet_id == pid),
-        )?;
-        unsubscribe.push(t.elapsed());
+        )?);
     }
 
     let mut connect = Vec::with_capacity(rounds as usize);

@@ -301,38 +301,34 @@ impl Reactor {
         }
     }
 
-    /// Ready once the socket may have input; otherwise registers `waker`.
-    fn poll_readable(&self, slot: usize, waker: &Waker) -> Poll<io::Result<()>> {
+    /// Ready once the socket may have input (`write`: room to write); otherwise registers
+    /// `waker` for it.
+    fn poll_ready(&self, slot: usize, write: bool, waker: &Waker) -> Poll<io::Result<()>> {
         let mut slots = self.slots.borrow_mut();
         let s = &mut slots[slot];
-        if s.readable {
+        let (ready, waiter) = if write {
+            (s.writable, &mut s.writer)
+        } else {
+            (s.readable, &mut s.reader)
+        };
+        if ready {
             return Poll::Ready(Ok(()));
         }
-        if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            s.reader = Some(waker.clone());
+        if !waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *waiter = Some(waker.clone());
         }
         Poll::Pending
     }
 
-    fn set_readable(&self, slot: usize, readable: bool) {
-        self.slots.borrow_mut()[slot].readable = readable;
-    }
-
-    /// Ready once the socket may have room to write; otherwise registers `waker`.
-    fn poll_writable(&self, slot: usize, waker: &Waker) -> Poll<io::Result<()>> {
+    /// Records what a syscall found: input (`write`: room) or none.
+    fn set_ready(&self, slot: usize, write: bool, ready: bool) {
         let mut slots = self.slots.borrow_mut();
         let s = &mut slots[slot];
-        if s.writable {
-            return Poll::Ready(Ok(()));
+        if write {
+            s.writable = ready;
+        } else {
+            s.readable = ready;
         }
-        if !s.writer.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            s.writer = Some(waker.clone());
-        }
-        Poll::Pending
-    }
-
-    fn set_writable(&self, slot: usize, writable: bool) {
-        self.slots.borrow_mut()[slot].writable = writable;
     }
 
     /// How many readiness events named a socket no longer registered here (for tests: a
@@ -435,25 +431,13 @@ impl Socket {
 
     fn poll_ready(&self, cx: &mut std::task::Context<'_>, write: bool) -> Poll<io::Result<()>> {
         let slot = self.slot as usize;
-        with_reactor(|r| {
-            if write {
-                r.poll_writable(slot, cx.waker())
-            } else {
-                r.poll_readable(slot, cx.waker())
-            }
-        })
-        .unwrap_or_else(|| Poll::Ready(Err(io::ErrorKind::NotConnected.into())))
+        with_reactor(|r| r.poll_ready(slot, write, cx.waker()))
+            .unwrap_or_else(|| Poll::Ready(Err(io::ErrorKind::NotConnected.into())))
     }
 
     fn set_ready(&self, write: bool, ready: bool) {
         let slot = self.slot as usize;
-        with_reactor(|r| {
-            if write {
-                r.set_writable(slot, ready)
-            } else {
-                r.set_readable(slot, ready)
-            }
-        });
+        with_reactor(|r| r.set_ready(slot, write, ready));
     }
 
     /// Registers a connected TCP socket with this executor (making it non-blocking).
