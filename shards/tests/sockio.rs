@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shardmq_shards::handoff::SocketInTransit;
 use shardmq_shards::listen::bind_reuseport;
-use shardmq_shards::sockio::Reactor;
+use shardmq_shards::sockio::{Reactor, Socket};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -30,6 +30,16 @@ fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
         .expect("executor")
         .join()
         .expect("executor thread")
+}
+
+/// Reads exactly `buf.len()` bytes (panics on EOF first).
+async fn read_exact(s: &mut Socket, buf: &mut [u8]) {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = s.read(&mut buf[got..]).await.unwrap();
+        assert!(n > 0, "EOF after {got} bytes");
+        got += n;
+    }
 }
 
 #[test]
@@ -117,12 +127,7 @@ fn readiness_beyond_one_batch_is_not_lost() {
             .map(|mut s| {
                 glommio::spawn_local(async move {
                     let mut buf = [0u8; 4];
-                    let mut got = 0;
-                    while got < 4 {
-                        let n = s.read(&mut buf[got..]).await.unwrap();
-                        assert!(n > 0);
-                        got += n;
-                    }
+                    read_exact(&mut s, &mut buf).await;
                     s.write_all(&buf).await.unwrap();
                     s // kept open until every one has answered
                 })
@@ -256,19 +261,10 @@ fn a_handed_over_socket_no_longer_wakes_the_executor_that_gave_it_away() {
             let listener = bind_reuseport(loopback(), 16, 0).unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             let mut s = listener.accept().await.unwrap().register().unwrap();
-            let mut buf = [0u8; 5];
-            let mut got = 0;
-            while got < 5 {
-                got += s.read(&mut buf[got..]).await.unwrap();
-            }
+            read_exact(&mut s, &mut [0u8; 5]).await;
             fd_tx.send(SocketInTransit::detach(s)).unwrap();
             let mut done = listener.accept().await.unwrap().register().unwrap();
-            let mut got = 0;
-            while got < 4 {
-                let n = done.read(&mut buf[got..4]).await.unwrap();
-                assert!(n > 0);
-                got += n;
-            }
+            read_exact(&mut done, &mut [0u8; 4]).await;
             Reactor::current().unwrap().stale_events()
         })
     });
