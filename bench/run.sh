@@ -13,6 +13,7 @@
 #   broker's core: the placement the scheduler often, but not always, gives an unpinned one),
 #   BROKERS="shardmq mosquitto rumqttd", IDLE=10000 connections (storm + memory),
 #   IOT=10000 clients at 1 msg/s each, RTT=1000 rounds per lone-client round trip,
+#   SETTLE=1 second of unmeasured pings before the second lone-client probe,
 #   PARTS="rtt throughput storm iot" (which parts to run), OUT=results folder.
 # Needs root for apt-get (Mosquitto) and a raised `ulimit -n` (done here).
 # Writes $OUT/runs.jsonl (one line per run) and prints the tables (bench/table.py).
@@ -28,6 +29,7 @@ IDLE=${IDLE:-10000}
 PARTS=${PARTS:-"rtt throughput storm iot"}
 IOT=${IOT:-10000}
 RTT=${RTT:-1000}
+SETTLE=${SETTLE:-1}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -137,28 +139,36 @@ run_one() {
     log "$mode $sname $broker #$rep: $(jq -r '"\(.delivered_per_s|floor) msg/s p99 \(.latency.p99_us) us lost \(.lost)"' "$json")"
 }
 
-# run_rtt PLACEMENT BROKER REP: one client, one request at a time, on an idle broker
+# run_rtt PLACEMENT BROKER REP: one client, one request at a time, on an idle broker; twice
+# per broker start: a client measured from its first round trip (`rtt`), then a new one that
+# pinged for SETTLE seconds first (`rtt_settled`): the scheduler places a fresh client next to
+# an unpinned broker thread for its first few thousand round trips, then spreads them.
 run_rtt() {
-    local mode=$1 broker=$2 rep=$3
+    local mode=$1 broker=$2 rep=$3 scenario settle
     start_broker "$broker" "$mode"
-    local json="$OUT/$mode-rtt-$broker-$rep.json" t0 t1 rc=0
-    t0=$(ticks "$BPID")
-    $(gen_cmd "$mode") --port "$BPORT" --json "$json" rtt --count "$RTT" --timeout 120 >"$OUT/gen.log" 2>&1 || rc=$?
-    t1=$(ticks "$BPID")
+    for scenario in rtt rtt_settled; do
+        settle=0
+        [ "$scenario" = rtt_settled ] && settle=$SETTLE
+        local json="$OUT/$mode-$scenario-$broker-$rep.json" t0 t1 rc=0
+        t0=$(ticks "$BPID")
+        $(gen_cmd "$mode") --port "$BPORT" --json "$json" rtt --count "$RTT" --settle "$settle" \
+            --timeout 120 >"$OUT/gen.log" 2>&1 || rc=$?
+        t1=$(ticks "$BPID")
+        if [ ! -s "$json" ]; then
+            log "$mode $scenario $broker #$rep: failed (rc $rc): $(tail -1 "$OUT/gen.log")"
+            echo "{\"mode\":\"$mode\",\"scenario\":\"$scenario\",\"broker\":\"$broker\",\"rep\":$rep,\"failed\":true}" >>"$RUNS"
+            continue
+        fi
+        jq -c --arg mode "$mode" --arg s "$scenario" --arg b "$broker" --argjson rep "$rep" \
+            --argjson cpu "$(echo "($t1 - $t0) / $(getconf CLK_TCK)" | bc -l)" \
+            '{mode: $mode, scenario: $s, broker: $b, rep: $rep, cpu_s: $cpu, settle_s: .settle_s,
+              ping_p50_us: .ping.p50_us, ping_p99_us: .ping.p99_us, qos1_p50_us: .qos1.p50_us,
+              qos1_p99_us: .qos1.p99_us, qos1_per_s: .qos1.per_s, qos2_p50_us: .qos2.p50_us,
+              sub_p50_us: .subscribe.p50_us, sub_p99_us: .subscribe.p99_us,
+              connect_p50_us: .connect.p50_us, connect_p99_us: .connect.p99_us}' "$json" >>"$RUNS"
+        log "$mode $scenario $broker #$rep: $(tail -1 "$RUNS")"
+    done
     stop_broker
-    if [ ! -s "$json" ]; then
-        log "$mode rtt $broker #$rep: failed (rc $rc): $(tail -1 "$OUT/gen.log")"
-        echo "{\"mode\":\"$mode\",\"scenario\":\"rtt\",\"broker\":\"$broker\",\"rep\":$rep,\"failed\":true}" >>"$RUNS"
-        return 0
-    fi
-    jq -c --arg mode "$mode" --arg b "$broker" --argjson rep "$rep" \
-        --argjson cpu "$(echo "($t1 - $t0) / $(getconf CLK_TCK)" | bc -l)" \
-        '{mode: $mode, scenario: "rtt", broker: $b, rep: $rep, cpu_s: $cpu,
-          ping_p50_us: .ping.p50_us, ping_p99_us: .ping.p99_us, qos1_p50_us: .qos1.p50_us,
-          qos1_p99_us: .qos1.p99_us, qos1_per_s: .qos1.per_s, qos2_p50_us: .qos2.p50_us,
-          sub_p50_us: .subscribe.p50_us, sub_p99_us: .subscribe.p99_us,
-          connect_p50_us: .connect.p50_us, connect_p99_us: .connect.p99_us}' "$json" >>"$RUNS"
-    log "$mode rtt $broker #$rep: $(tail -1 "$RUNS")"
 }
 
 # run_idle MODE BROKER REP: IDLE connections held open; RSS per connection, connects/s

@@ -55,6 +55,12 @@ pub struct Opts {
     /// Seconds of sending before measuring (latencies of those messages are not recorded).
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// `rtt` only: seconds of unmeasured pings between connecting and the measured rounds.
+    /// For about its first few thousand round trips a new client often runs on the same CPU
+    /// as an unpinned broker thread, then the scheduler spreads them; `--settle 1` measures
+    /// a client that has been connected a while.
+    #[arg(long, default_value_t = 0.0)]
+    pub settle: f64,
     /// Messages per second per publisher, open loop (default: unlimited; mixed: 10).
     #[arg(long, short = 'r')]
     pub rate: Option<f64>,

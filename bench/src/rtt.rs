@@ -5,6 +5,11 @@
 //! throughput are made of; a broker that sleeps through its sockets' readiness shows here
 //! first.
 //!
+//! With `--settle S` the client pings, unmeasured, for S seconds after connecting first: where
+//! the scheduler runs a client relative to an unpinned broker thread changes during its first
+//! tens of milliseconds, so a fresh client and one connected a while can see different round
+//! trips (bench/history/lone-client.md).
+//!
 //! With `--tls` / `--ws` the rounds go over that transport; a connect round then includes the
 //! TLS handshake (a full one unless `--tls-resume`) and the WebSocket upgrade.
 //!
@@ -45,6 +50,8 @@ pub struct RttReport {
     pub broker: String,
     pub transport: Transport,
     pub mqtt_version: u8,
+    /// Seconds of unmeasured pings before the measured rounds (`--settle`).
+    pub settle_s: f64,
     pub ping: Rtt,
     pub qos1: Rtt,
     pub qos2: Rtt,
@@ -131,11 +138,21 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
     let mut c =
         Client::connect(addr, &transport, version, &id, deadline).map_err(|e| e.to_string())?;
     let mut out = BytesMut::new();
+    let ping_packet = [0xC0, 0x00];
+
+    let settle_until = Instant::now() + Duration::from_secs_f64(opts.settle.max(0.0));
+    while Instant::now() < settle_until {
+        out.clear();
+        out.extend_from_slice(&ping_packet);
+        timed(&mut c, &out, deadline, "PINGRESP", |p| {
+            matches!(p, Packet::PingResp)
+        })?;
+    }
 
     let mut ping = Vec::with_capacity(rounds as usize);
     for _ in 0..rounds {
         out.clear();
-        out.extend_from_slice(&[0xC0, 0x00]);
+        out.extend_from_slice(&ping_packet);
         ping.push(timed(&mut c, &out, deadline, "PINGRESP", |p| {
             matches!(p, Packet::PingResp)
         })?);
@@ -237,6 +254,7 @@ pub fn rtt(opts: &Opts) -> Result<RttReport, String> {
         broker: addr.to_string(),
         transport: transport.kind,
         mqtt_version: if version == ProtocolVersion::V5 { 5 } else { 3 },
+        settle_s: opts.settle.max(0.0),
         ping: summarise(ping),
         qos1: summarise(qos1),
         qos2: summarise(qos2),

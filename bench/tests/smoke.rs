@@ -86,3 +86,47 @@ fn window_probe_finds_the_brokers_inflight_window() {
     let all = all.expect("probe runs");
     assert_eq!((all.sent, all.window, all.unbounded), (5, 5, true));
 }
+
+/// `rtt --settle` pings unmeasured for that long before the measured rounds, which stay
+/// `--count` each.
+#[test]
+fn rtt_probe_settles_before_measuring() {
+    let mut cfg = Config::default();
+    cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.management.bind = "127.0.0.1:0".parse().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    cfg.node.data_dir = data.path().to_string_lossy().into_owned();
+    let broker = shardmq::broker::start(cfg, &[0, 0]).expect("broker starts");
+    let port = broker.mqtt_addr.port().to_string();
+    let opts = Opts::parse_from([
+        "shardmq-bench",
+        "rtt",
+        "--port",
+        &port,
+        "--count",
+        "10",
+        "--settle",
+        "0.3",
+        "--timeout",
+        "30",
+    ]);
+    let started = std::time::Instant::now();
+    let report = shardmq_bench::rtt::rtt(&opts);
+    let took = started.elapsed();
+    broker.stop();
+    let r = report.expect("probe runs");
+    assert_eq!(r.settle_s, 0.3);
+    assert_eq!(
+        (
+            r.ping.rounds,
+            r.qos1.rounds,
+            r.qos2.rounds,
+            r.connect.rounds
+        ),
+        (10, 10, 10, 10)
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(300),
+        "took {took:?}"
+    );
+}
