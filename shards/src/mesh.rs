@@ -13,9 +13,11 @@
 //! - Producers that can slow down (connection read loops) check [`Mesh::congested`] and
 //!   await [`Mesh::wait_uncongested`] before reading more input; that is the back-pressure.
 //!
-//! Marked messages ([`Mesh::send_marked`], [`Mesh::marked_to_me`]) let a receiver find out,
-//! with one atomic load, whether something it must handle first has been sent to it: a
-//! sender need not wait for an answer to be sure the receiver will act on it in order.
+//! Posted messages ([`Mesh::post`], [`Mesh::take_posted`]) take a second path: one unbounded
+//! lock-free queue per receiver (crossbeam-channel), which wakes nobody. The receiver takes
+//! them itself, before anything they must precede: a message posted before an action of the
+//! sender that the receiver learns of by any path is in the queue when it looks, so the
+//! sender need neither wait for an answer nor wake a receiver that has nothing to do.
 //!
 //! Must never: block the thread, reorder messages between one pair of executors, or drop a
 //! message except to a peer that has shut down.
@@ -24,8 +26,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use glommio::channels::shared_channel::{
@@ -45,25 +45,24 @@ pub struct MeshMember<T: Send + 'static> {
     id: ShardId,
     senders: Vec<Option<SharedSender<T>>>,
     receivers: Vec<Option<SharedReceiver<T>>>,
-    marks: Arc<[Mark]>,
+    posts: Vec<crossbeam_channel::Sender<(ShardId, T)>>,
+    posted: crossbeam_channel::Receiver<(ShardId, T)>,
 }
-
-/// How many marked messages ([`Mesh::send_marked`]) were sent to one member, on a cache
-/// line of its own (written only by senders of marked messages, read by the member).
-#[repr(align(128))]
-#[derive(Default)]
-struct Mark(AtomicU64);
 
 /// Builds a full mesh of `members` executors with `capacity` slots per ordered pair.
 /// Element `i` of the result belongs to executor `i`.
 pub fn full_mesh<T: Send + 'static>(members: usize, capacity: usize) -> Vec<MeshMember<T>> {
-    let marks: Arc<[Mark]> = (0..members).map(|_| Mark::default()).collect();
-    let mut out: Vec<MeshMember<T>> = (0..members)
-        .map(|id| MeshMember {
+    let (posts, posted): (Vec<_>, Vec<_>) =
+        (0..members).map(|_| crossbeam_channel::unbounded()).unzip();
+    let mut out: Vec<MeshMember<T>> = posted
+        .into_iter()
+        .enumerate()
+        .map(|(id, posted)| MeshMember {
             id,
             senders: (0..members).map(|_| None).collect(),
             receivers: (0..members).map(|_| None).collect(),
-            marks: marks.clone(),
+            posts: posts.clone(),
+            posted,
         })
         .collect();
     for from in 0..members {
@@ -120,7 +119,8 @@ impl<T: Send + 'static> MeshMember<T> {
         }
         Rc::new(Mesh {
             id: self.id,
-            marks: self.marks,
+            posts: self.posts,
+            posted: self.posted,
             peers,
             receivers: RefCell::new(rxs),
             received: Cell::new(0),
@@ -139,7 +139,8 @@ struct Peer<T: Send + 'static> {
 /// One executor's view of the mesh. Lives on that executor's thread only.
 pub struct Mesh<T: Send + 'static> {
     id: ShardId,
-    marks: Arc<[Mark]>,
+    posts: Vec<crossbeam_channel::Sender<(ShardId, T)>>,
+    posted: crossbeam_channel::Receiver<(ShardId, T)>,
     peers: Vec<Option<Peer<T>>>,
     receivers: RefCell<Vec<Option<ConnectedReceiver<T>>>>,
     received: Cell<u64>,
@@ -196,25 +197,36 @@ impl<T: Send + 'static> Mesh<T> {
         }
     }
 
-    /// [`Mesh::send`], and counts the message as marked for `to` ([`Mesh::marked_to_me`]).
-    /// The count goes up after the message is in the channel or the outbox, so a receiver
-    /// that sees it knows the message is on its way, in order behind what was sent before.
-    pub fn send_marked(self: &Rc<Self>, to: ShardId, msg: T) {
-        self.send(to, msg);
-        if let Some(m) = self.marks.get(to) {
-            m.0.fetch_add(1, Ordering::Release);
+    /// Puts `msg` in member `to`'s queue of posted messages without waking it: `to` takes
+    /// it with [`Mesh::take_posted`] when it next needs it. Posted messages from one member
+    /// are taken in the order they were posted; they are not ordered with [`Mesh::send`]'s.
+    ///
+    /// The post is complete when this returns (the queue's slot is written and published
+    /// with release ordering), so anything the sender does afterwards (answering a client,
+    /// which then acts on another connection: the kernel's socket locks order the two
+    /// threads) happens after it, and a receiver that learns of that action and then looks
+    /// (an acquire) finds the message.
+    pub fn post(&self, to: ShardId, msg: T) {
+        let Some(queue) = self.posts.get(to) else {
+            debug_assert!(false, "post to an unknown member {to}");
+            return;
+        };
+        // Fails only when the receiver has shut down.
+        if queue.send((self.id, msg)).is_ok() {
+            if let Some(Some(peer)) = self.peers.get(to) {
+                peer.sent.set(peer.sent.get() + 1);
+            }
         }
     }
 
-    /// How many marked messages every member together has sent to this one so far. A marked
-    /// send that happened before this call is counted, whichever thread made it and however
-    /// the news travelled (a client told of it and acting on another connection included:
-    /// the kernel's socket locks order the two threads); a counted message is in its channel
-    /// or outbox. A member that has handled that many marked messages has seen every one.
-    pub fn marked_to_me(&self) -> u64 {
-        self.marks
-            .get(self.id)
-            .map_or(0, |m| m.0.load(Ordering::Acquire))
+    /// The next message posted to this member, with its sender; `None` when there is none.
+    /// Costs two atomic loads when the queue is empty.
+    pub fn take_posted(&self) -> Option<(ShardId, T)> {
+        let next = self.posted.try_recv().ok();
+        if next.is_some() {
+            self.received.set(self.received.get() + 1);
+        }
+        next
     }
 
     async fn flush(self: Rc<Self>, to: ShardId) {

@@ -425,11 +425,6 @@ fn run(
         let mut counted = 0u32;
         let reason = loop {
             let max = shard.cfg.mqtt.max_packet_size as usize;
-            // A subscription another shard acknowledged before this input arrived must be
-            // in this shard's routes before the input is routed (`Shard::routes_current`).
-            if shard.routes_behind() {
-                Box::pin(shard.routes_current()).await;
-            }
             if link.drain_asked() {
                 drain(&shard, &mut stream, &link, &client_id, &mut buf, max);
                 link.drained();

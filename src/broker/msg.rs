@@ -31,11 +31,12 @@ pub enum ShardMsg {
     /// acknowledgements wait for it).
     ForwardsDurable { req: u64, forwards: Vec<Forward> },
     /// Subscribing shard → every other shard: this shard now has a subscriber for `filter`
-    /// (in shared `group` if any). Sent marked (`Mesh::send_marked`): a receiver routes no
-    /// input that arrived after the sending until it has applied it (`Shard::routes_current`),
-    /// so the SUBACK need not wait for an answer.
+    /// (in shared `group` if any). Posted (`Mesh::post`), not sent: a receiver takes it
+    /// before it routes anything (`Shard::apply_route_notices`), so the SUBACK need not wait
+    /// for an answer, and no shard is woken for it.
     RouteAdd { filter: Str, group: Option<Str> },
     /// Unsubscribing shard → every other shard: no subscriber left here for `filter`/`group`.
+    /// Posted like `RouteAdd`, so a receiver applies the two in their order.
     RouteDel { filter: Str, group: Option<Str> },
     /// Any → the owner shard of `msg.topic`: store (or, with an empty payload, clear) it.
     /// Answered with [`ShardMsg::Reply`] `Ack` once stored (and journaled).

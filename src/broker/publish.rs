@@ -53,6 +53,9 @@ impl Shard {
         }
         // The rule engine, for messages clients published whose topic some rule takes.
         self.hook_publish(&msg);
+        // Routes other shards announced (and may have acknowledged to their subscribers)
+        // before this message arrived are in the replica before it is routed.
+        self.apply_route_notices();
         let mut stored = None;
         // Each subscriber's copy carries RETAIN 0 [MQTT-3.3.1-9] unless its subscription asked
         // Retain As Published: the session decides per subscriber.

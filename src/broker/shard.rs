@@ -35,9 +35,9 @@ use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
 use super::route::{shards_in, RouteTable};
 
-/// How long a shard waits for an answer or an announcement another shard owes it (a route
-/// announcement counted but not yet arrived, a confirmation of stored or journaled messages)
-/// before it goes on without: only a shard that is shutting down fails to deliver one.
+/// How long a shard waits for an answer another shard owes it (a confirmation of stored or
+/// journaled messages, retained messages for a new subscription) before it goes on without:
+/// only a shard that is shutting down fails to deliver one.
 pub(super) const ROUTE_ACK_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A client homed on this shard: its session, and its connection while online.
@@ -97,13 +97,6 @@ pub struct Shard {
     pub clients: RefCell<super::clients::ClientTable<Client>>,
     /// Where subscribers are: this shard's own and, per filter, which shards have any.
     pub routes: RefCell<RouteTable>,
-    /// Route announcements (`RouteAdd`) from other shards applied here so far; fewer than
-    /// the mesh counts as sent ([`Shard::routes_behind`]) means one is on its way.
-    routes_applied: Cell<u64>,
-    /// Tasks waiting for [`Shard::routes_current`].
-    route_waiters: RefCell<Vec<std::task::Waker>>,
-    /// Messages [`Shard::publish_ordered`] holds until the routes are current, in order.
-    held_publishes: RefCell<std::collections::VecDeque<Message>>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
     /// `retainer.expiry_interval`).
     pub retained: RefCell<crate::retained::RetainedStore>,
@@ -245,9 +238,6 @@ impl Shard {
             metrics: RefCell::new(Metrics::default()),
             clients: RefCell::new(Default::default()),
             routes: RefCell::new(RouteTable::new(id)),
-            routes_applied: Cell::new(0),
-            route_waiters: RefCell::new(Vec::new()),
-            held_publishes: RefCell::new(Default::default()),
             retained: RefCell::new(Default::default()),
             shutdown,
             started: Instant::now(),
@@ -385,61 +375,33 @@ impl Shard {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// Whether another shard has announced a route (and may have sent its SUBACK) that this
-    /// shard has not applied yet. One atomic load: checked before every batch of input.
-    pub fn routes_behind(&self) -> bool {
-        self.mesh.marked_to_me() > self.routes_applied.get()
+    /// Applies the route announcements other shards posted here (`RouteAdd`/`RouteDel`, in
+    /// each sender's order; see ARCHITECTURE.md, "The route barrier without a round trip").
+    /// Called before anything reads the replica (routing a publish, the route views and
+    /// counts) and at every tick: announcements wake nobody, so a shard with nothing to do
+    /// takes them when it next has something.
+    pub fn apply_route_notices(&self) {
+        while let Some((from, msg)) = self.mesh.take_posted() {
+            self.apply_route_notice(from, msg);
+        }
     }
 
-    /// Waits until every route announced to this shard before the call is applied (at most
-    /// [`ROUTE_ACK_DEADLINE`]: an announcement that never comes, from a shard that died, is
-    /// then given up on).
-    pub async fn routes_current(&self) {
-        let target = self.mesh.marked_to_me();
-        let caught_up = std::future::poll_fn(|cx| {
-            if self.routes_applied.get() >= target {
-                return std::task::Poll::Ready(());
+    fn apply_route_notice(&self, from: usize, msg: ShardMsg) {
+        let mut routes = self.routes.borrow_mut();
+        match msg {
+            ShardMsg::RouteAdd { filter, group } => {
+                routes.add_route(from, &filter, group.as_deref())
             }
-            self.route_waiters.borrow_mut().push(cx.waker().clone());
-            std::task::Poll::Pending
-        });
-        if or_timeout(caught_up, ROUTE_ACK_DEADLINE).await.is_none() {
-            tracing::warn!(
-                "shard {}: route announcements missing after {ROUTE_ACK_DEADLINE:?}; going on",
-                self.id
-            );
-            self.routes_applied
-                .set(self.routes_applied.get().max(target));
-        }
-    }
-
-    /// [`Shard::publish`] for a message that does not come from a connection's input (the
-    /// API, a will): while another shard's route announcement is on its way here, it waits
-    /// for it, in order with the others waiting, so that it reaches a subscriber whose SUBACK
-    /// went out before it was published. (A connection's input waits in its task instead.)
-    pub fn publish_ordered(self: &Rc<Self>, msg: Message) {
-        if !self.routes_behind() && self.held_publishes.borrow().is_empty() {
-            self.publish(msg);
-            return;
-        }
-        let first = {
-            let mut held = self.held_publishes.borrow_mut();
-            held.push_back(msg);
-            held.len() == 1
-        };
-        if first {
-            let me = self.clone();
-            spawn_local(async move {
-                loop {
-                    me.routes_current().await;
-                    let next = me.held_publishes.borrow_mut().pop_front();
-                    match next {
-                        Some(m) => me.publish(m),
-                        None => break,
-                    }
-                }
-            })
-            .detach();
+            ShardMsg::RouteDel { filter, group } => {
+                routes.remove_route(from, &filter, group.as_deref())
+            }
+            _ => {
+                debug_assert!(false, "a posted message that is not a route notice");
+                tracing::error!(
+                    shard = self.id,
+                    "ignored a posted message that is not a route notice"
+                );
+            }
         }
     }
 
@@ -564,7 +526,7 @@ impl Shard {
             will.flatten()
         });
         if let Some(will) = old {
-            self.publish_ordered(Message::from_will(&will, &client_id, Instant::now()));
+            self.publish(Message::from_will(&will, &client_id, Instant::now()));
         }
 
         let resumable = self
@@ -585,7 +547,7 @@ impl Shard {
                 self.drop_subscriptions(&client_id, &old.session);
                 // The old session ends here: a will still waiting for its delay goes out.
                 if let Some(will) = old.session.take_will() {
-                    self.publish_ordered(Message::from_will(&will, &client_id, now));
+                    self.publish(Message::from_will(&will, &client_id, now));
                 }
             }
         }
@@ -729,7 +691,7 @@ impl Shard {
             (will, !c.session.is_persistent(), c.username.clone(), c.peer)
         };
         if let Some(will) = will {
-            self.publish_ordered(Message::from_will(&will, client_id, Instant::now()));
+            self.publish(Message::from_will(&will, client_id, Instant::now()));
         }
         if drop_session {
             let removed = self.clients.borrow_mut().remove(client_id);
@@ -755,7 +717,7 @@ impl Shard {
             self.journal_gone(client_id, &old);
             self.drop_subscriptions(client_id, &old.session);
             if let Some(will) = old.session.take_will() {
-                self.publish_ordered(Message::from_will(&will, client_id, Instant::now()));
+                self.publish(Message::from_will(&will, client_id, Instant::now()));
             }
         }
     }
@@ -1024,19 +986,8 @@ impl Shard {
                 }
                 self.confirm_when_written(from, req);
             }
-            ShardMsg::RouteAdd { filter, group } => {
-                self.routes
-                    .borrow_mut()
-                    .add_route(from, &filter, group.as_deref());
-                self.routes_applied.set(self.routes_applied.get() + 1);
-                for w in self.route_waiters.borrow_mut().drain(..) {
-                    w.wake();
-                }
-            }
-            ShardMsg::RouteDel { filter, group } => {
-                self.routes
-                    .borrow_mut()
-                    .remove_route(from, &filter, group.as_deref())
+            ShardMsg::RouteAdd { .. } | ShardMsg::RouteDel { .. } => {
+                self.apply_route_notice(from, msg)
             }
             ShardMsg::RetainSet { req, msg } => {
                 self.store_retained(*msg);
@@ -1106,6 +1057,7 @@ impl Shard {
     /// This shard's gauges. `routes`/`topics` are the (identical) replica's size; the
     /// node total takes them from one shard rather than summing (see `node_totals`).
     pub fn stats(&self) -> Stats {
+        self.apply_route_notices();
         let clients = self.clients.borrow();
         let table = self.routes.borrow();
         let direct = table.local_count() as u64;
@@ -1148,6 +1100,8 @@ impl Shard {
     /// and drops offline persistent sessions past their expiry.
     pub fn tick(self: &Rc<Self>) {
         let now = Instant::now();
+        // Route notices wait for their receiver; this bounds how many an idle shard holds.
+        self.apply_route_notices();
         self.enforce_queue_budget();
         self.compact_journal();
         // One pass over the clients: each gives back what a burst grew in its queues, and
@@ -1185,7 +1139,7 @@ impl Shard {
                 }
             };
             if let Some(will) = will {
-                self.publish_ordered(Message::from_will(&will, &id, now));
+                self.publish(Message::from_will(&will, &id, now));
             }
             if expired {
                 let removed = self.clients.borrow_mut().remove(&id);
@@ -1204,6 +1158,7 @@ impl Shard {
     /// True when some shard has a subscriber for `topic` (a `$SYS` event nobody listens to
     /// is not even formatted: connects and disconnects are on the connection-storm path).
     fn has_subscribers(&self, topic: &str) -> bool {
+        self.apply_route_notices();
         self.routes.borrow().has_match(topic)
     }
 

@@ -107,6 +107,7 @@ pub struct Routes;
 impl ShardQuery for Routes {
     type Reply = Vec<String>;
     fn answer(self, shard: &Rc<Shard>) -> Vec<String> {
+        shard.apply_route_notices();
         shard.routes.borrow().route_filters()
     }
 }
@@ -160,7 +161,7 @@ pub struct Publish(pub Box<Message>);
 impl ShardQuery for Publish {
     type Reply = ();
     fn answer(self, shard: &Rc<Shard>) {
-        shard.publish_ordered(*self.0);
+        shard.publish(*self.0);
     }
 }
 
