@@ -1,5 +1,6 @@
-//! Starting executors: one glommio `LocalExecutor` per shard, pinned to its core, plus the
-//! management executor. Runs on the main thread only, at start-up and shutdown.
+//! Starting executors: one glommio `LocalExecutor` per shard, pinned to its core and
+//! scheduled as the configuration says ([`Scheduling`]), plus the management executor. Runs
+//! on the main thread only, at start-up and shutdown.
 //!
 //! Must never: share state between executors other than through [`crate::mesh`] and the
 //! [`ShutdownFlag`].
@@ -28,9 +29,25 @@ const IO_MEMORY: usize = 256 * 1024;
 /// still polls through glommio (the management thread's HTTP sockets).
 const RING_DEPTH: usize = 4096;
 
-/// Spawns a glommio executor pinned to `core`, running the future that `make` builds on
-/// that thread. The thread ends when the future returns.
-pub fn spawn_pinned<G, F>(name: &str, core: usize, make: G) -> io::Result<JoinHandle<()>>
+/// How the kernel schedules an executor's thread against the other threads of its core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduling {
+    /// `SCHED_BATCH`: a thread that wakes does not preempt the one running on its core; it
+    /// runs when that one blocks or has had its time slice. Fairness between the two is
+    /// the kernel's usual.
+    Batch,
+    /// `SCHED_OTHER`, the kernel's default: a thread that wakes may preempt at once.
+    Normal,
+}
+
+/// Spawns a glommio executor pinned to `core` and scheduled as `scheduling` says, running
+/// the future that `make` builds on that thread. The thread ends when the future returns.
+pub fn spawn_pinned<G, F>(
+    name: &str,
+    core: usize,
+    scheduling: Scheduling,
+    make: G,
+) -> io::Result<JoinHandle<()>>
 where
     G: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()> + 'static,
@@ -39,7 +56,12 @@ where
         .name(name)
         .io_memory(IO_MEMORY)
         .ring_depth(RING_DEPTH)
-        .spawn(make)
+        .spawn(move || {
+            if scheduling == Scheduling::Batch {
+                set_batch_scheduling();
+            }
+            make()
+        })
         .map_err(|e| io::Error::other(format!("starting executor {name} on core {core}: {e}")))?;
     // ExecutorJoinHandle wraps a std JoinHandle; turn it into one the caller can store.
     Ok(std::thread::spawn(move || {
@@ -47,6 +69,21 @@ where
             tracing::error!("executor ended with an error: {e}");
         }
     }))
+}
+
+/// Puts the calling thread under `SCHED_BATCH`. A refusal (a seccomp profile, say) leaves it
+/// under the default policy, with a warning: the broker works the same, only its wake-ups
+/// preempt.
+fn set_batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; the policy and parameter are valid for it.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if rc != 0 {
+        tracing::warn!(
+            "could not set SCHED_BATCH on this executor ({}); it keeps the default policy",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 /// A process-wide "stop now" flag, set from the signal handler thread and polled by every

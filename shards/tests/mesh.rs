@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 
 use shardmq_shards::mesh::full_mesh;
-use shardmq_shards::runtime::spawn_pinned;
+use shardmq_shards::runtime::{spawn_pinned, Scheduling};
 
 #[test]
 fn full_mesh_with_tiny_channels_delivers_everything_in_order() {
@@ -20,7 +20,7 @@ fn full_mesh_with_tiny_channels_delivers_everything_in_order() {
         let done_tx = done_tx.clone();
         let core = cores[member.id() % cores.len()];
         threads.push(
-            spawn_pinned("mesh-test", core, move || async move {
+            spawn_pinned("mesh-test", core, Scheduling::Batch, move || async move {
                 let mesh = member.join().await;
                 let me = mesh.id();
                 // Expected next sequence number from each peer.
@@ -86,7 +86,7 @@ fn posted_messages_are_there_for_whoever_learns_of_a_later_send() {
         let done_tx = done_tx.clone();
         let core = cores[member.id() % cores.len()];
         threads.push(
-            spawn_pinned("post-test", core, move || async move {
+            spawn_pinned("post-test", core, Scheduling::Batch, move || async move {
                 let mesh = member.join().await;
                 if mesh.id() == 0 {
                     for round in 0..ROUNDS {

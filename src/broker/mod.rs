@@ -46,7 +46,7 @@ use std::time::Duration;
 use crate::config::{Config, TcpListenerConfig};
 use shardmq_shards::mesh::full_mesh;
 use shardmq_shards::rt::{self, spawn_local};
-use shardmq_shards::runtime::{spawn_pinned, ShutdownFlag};
+use shardmq_shards::runtime::{spawn_pinned, Scheduling, ShutdownFlag};
 use shardmq_shards::sockio::Listener;
 
 use msg::ShardMsg;
@@ -168,6 +168,10 @@ pub fn start_with_shutdown(
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (mgmt_tx, mgmt_rx) = mpsc::channel::<Result<SocketAddr, String>>();
     let mut threads = Vec::new();
+    let scheduling = match cfg.shards.scheduling {
+        crate::config::ShardScheduling::Batch => Scheduling::Batch,
+        crate::config::ShardScheduling::Normal => Scheduling::Normal,
+    };
     // Members 0..shards are the shards; member `shards` is the management executor.
     let mut members = full_mesh::<ShardMsg>(shards + 1, cfg.shards.channel_capacity);
     let mgmt_member = members.pop().expect("the mesh has shards + 1 members");
@@ -182,6 +186,7 @@ pub fn start_with_shutdown(
         threads.push(spawn_pinned(
             &format!("shard-{id}"),
             core,
+            scheduling,
             move || async move {
                 let mesh = member.join().await;
                 let shard = Shard::new(
@@ -251,9 +256,12 @@ pub fn start_with_shutdown(
             mqtt_addr,
             listeners: listeners_facts,
         };
-        threads.push(spawn_pinned("management", management_core, move || {
-            mgmt::run(mgmt_member, cfg, facts, shutdown, mgmt_tx)
-        })?);
+        threads.push(spawn_pinned(
+            "management",
+            management_core,
+            scheduling,
+            move || mgmt::run(mgmt_member, cfg, facts, shutdown, mgmt_tx),
+        )?);
     }
     let fail = |e: String| {
         shutdown.trigger();

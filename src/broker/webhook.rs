@@ -447,9 +447,14 @@ mod tests {
         Fut: Future<Output = T> + 'static,
     {
         let (tx, rx) = mpsc::channel();
-        let handle = shardmq_shards::runtime::spawn_pinned("webhook-test", 0, move || async move {
-            let _ = tx.send(body().await);
-        })
+        let handle = shardmq_shards::runtime::spawn_pinned(
+            "webhook-test",
+            0,
+            shardmq_shards::runtime::Scheduling::Normal,
+            move || async move {
+                let _ = tx.send(body().await);
+            },
+        )
         .expect("an executor");
         let out = rx
             .recv_timeout(Duration::from_secs(30))

@@ -172,6 +172,21 @@ pub struct ShardsConfig {
     pub count: usize,
     /// Slots per cross-shard channel (one channel per ordered pair of executors).
     pub channel_capacity: usize,
+    /// How the kernel schedules the broker's threads against others on their cores.
+    pub scheduling: ShardScheduling,
+}
+
+/// `shards.scheduling`: the Linux scheduling policy of the shard and management threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardScheduling {
+    /// `SCHED_BATCH`: a shard that wakes does not preempt the thread running on its core
+    /// (often a client, on shared cores); it runs when that thread blocks or its time slice
+    /// ends, with more work waiting for it.
+    Batch,
+    /// `SCHED_OTHER`: a shard that wakes may preempt at once (a shorter worst-case wake-up
+    /// where its core is shared with programs that never block).
+    Normal,
 }
 
 /// `[management]`: the management thread and its HTTP listener.
@@ -424,6 +439,7 @@ impl Default for ShardsConfig {
             cores: Vec::new(),
             count: 0,
             channel_capacity: 1024,
+            scheduling: ShardScheduling::Batch,
         }
     }
 }
