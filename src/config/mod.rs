@@ -184,8 +184,8 @@ pub enum ShardScheduling {
     /// (often a client, on shared cores); it runs when that thread blocks or its time slice
     /// ends, with more work waiting for it.
     Batch,
-    /// `SCHED_OTHER`: a shard that wakes may preempt at once (a shorter worst-case wake-up
-    /// where its core is shared with programs that never block).
+    /// `SCHED_OTHER`, the default: a shard that wakes may preempt at once, so a program on
+    /// its core that never blocks does not make it wait a whole time slice.
     Normal,
 }
 
@@ -439,7 +439,7 @@ impl Default for ShardsConfig {
             cores: Vec::new(),
             count: 0,
             channel_capacity: 1024,
-            scheduling: ShardScheduling::Batch,
+            scheduling: ShardScheduling::Normal,
         }
     }
 }

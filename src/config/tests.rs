@@ -44,7 +44,7 @@ name = "a@b"
 cores = [2, 3]
 count = 4
 channel_capacity = 8
-scheduling = "normal"
+scheduling = "batch"
 [management]
 core = 1
 bind = "127.0.0.1:18083"
@@ -58,7 +58,7 @@ shared_subscription_strategy = "hash_topic"
     assert_eq!(c.node.name, "a@b");
     assert_eq!(c.shards.cores, vec![2, 3]);
     assert_eq!(c.shards.count, 4);
-    assert_eq!(c.shards.scheduling, crate::config::ShardScheduling::Normal);
+    assert_eq!(c.shards.scheduling, crate::config::ShardScheduling::Batch);
     assert_eq!(c.management.core, Some(1));
     assert_eq!(c.management.bind, "127.0.0.1:18083".parse().unwrap());
     assert_eq!(c.listeners.tcp.bind, "[::1]:1884".parse().unwrap());
