@@ -5,14 +5,21 @@ use clap::Parser;
 use shardmq::config::Config;
 use shardmq_bench::cli::Opts;
 
-#[test]
-fn fanin_qos1_against_an_in_process_broker_loses_nothing() {
+/// A configuration for an in-process broker on free loopback ports (MQTT and API) with its
+/// own data directory: one broker per address and per directory. Keep the directory alive
+/// while the broker runs.
+fn loopback_config() -> (Config, tempfile::TempDir) {
     let mut cfg = Config::default();
     cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
-    // Its own API port and data directory: one broker per address and per directory.
     cfg.management.bind = "127.0.0.1:0".parse().unwrap();
     let data = tempfile::tempdir().unwrap();
     cfg.node.data_dir = data.path().to_string_lossy().into_owned();
+    (cfg, data)
+}
+
+#[test]
+fn fanin_qos1_against_an_in_process_broker_loses_nothing() {
+    let (mut cfg, _data) = loopback_config();
     cfg.mqtt.max_mqueue = 100_000;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let broker = shardmq::broker::start(cfg, &[0, 1 % cores]).expect("broker starts");
@@ -56,12 +63,7 @@ fn fanin_qos1_against_an_in_process_broker_loses_nothing() {
 /// when the window is larger than what it publishes.
 #[test]
 fn window_probe_finds_the_brokers_inflight_window() {
-    let mut cfg = Config::default();
-    cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
-    // Its own API port and data directory: one broker per address and per directory.
-    cfg.management.bind = "127.0.0.1:0".parse().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    cfg.node.data_dir = data.path().to_string_lossy().into_owned();
+    let (mut cfg, _data) = loopback_config();
     cfg.mqtt.max_inflight = 7;
     let broker = shardmq::broker::start(cfg, &[0]).expect("broker starts");
     let port = broker.mqtt_addr.port().to_string();
@@ -91,11 +93,7 @@ fn window_probe_finds_the_brokers_inflight_window() {
 /// `--count` each.
 #[test]
 fn rtt_probe_settles_before_measuring() {
-    let mut cfg = Config::default();
-    cfg.listeners.tcp.bind = "127.0.0.1:0".parse().unwrap();
-    cfg.management.bind = "127.0.0.1:0".parse().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    cfg.node.data_dir = data.path().to_string_lossy().into_owned();
+    let (cfg, _data) = loopback_config();
     let broker = shardmq::broker::start(cfg, &[0, 0]).expect("broker starts");
     let port = broker.mqtt_addr.port().to_string();
     let opts = Opts::parse_from([
