@@ -159,16 +159,36 @@ fn start_listening(mqtt: u16, http: u16, data: &std::path::Path) -> std::process
     child
 }
 
-/// Runs a second broker to completion (it must refuse to start); returns its stderr.
+/// Runs a second broker to completion (it must refuse to start, within 10 s); returns its
+/// stderr.
 fn second_broker_fails(args: &[String]) -> String {
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(args)
         .args(["--shards", "2"])
         .stdout(Stdio::null())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "a second broker started: {err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second broker started and ran for 10 s: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "a second broker started: {err}");
     err
 }
 

@@ -6,8 +6,9 @@
 //! that binds it); [`reserve_port`] is the exception, for the thread that starts the shards.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::time::Duration;
 
 use crate::sockio::Listener;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -59,20 +60,42 @@ pub fn bind_reuseport(
 /// only a second broker starting in the same instant could slip past it.
 pub fn claim_port(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
     if addr.port() != 0 {
+        // Someone answering there is listening: refused whatever the bind below would say
+        // (a listener of another process was seen to let that bind through, during a test
+        // run with several brokers starting at once).
+        if std::net::TcpStream::connect_timeout(&connectable(addr), Duration::from_millis(200))
+            .is_ok()
+        {
+            return Err(in_use(addr));
+        }
         let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         probe.set_reuse_address(true)?;
         if let Err(e) = probe.bind(&addr.into()) {
             return Err(if e.kind() == io::ErrorKind::AddrInUse {
-                io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{addr} is already in use (another broker or program listens there)"),
-                )
+                in_use(addr)
             } else {
                 e
             });
         }
     }
     reserve_port(addr)
+}
+
+fn in_use(addr: SocketAddr) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("{addr} is already in use (another broker or program listens there)"),
+    )
+}
+
+/// Where to connect to reach a listener bound to `addr` (the wildcard address: loopback).
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
 }
 
 /// Binds the management listener for the calling executor: no `SO_REUSEPORT` (one process
