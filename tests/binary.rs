@@ -87,24 +87,8 @@ fn sigterm_shuts_the_broker_down_cleanly() {
         .unwrap();
     assert!(status.success());
     let since = Instant::now();
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if since.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            panic!("shardmq did not exit within 5 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (exit, err) = exit_within(&mut child, Duration::from_secs(5), "after SIGTERM");
     let took = since.elapsed();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
     assert!(exit.success(), "exit status {exit}: {err}");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }
@@ -159,6 +143,32 @@ fn start_listening(mqtt: u16, http: u16, data: &std::path::Path) -> std::process
     child
 }
 
+/// Waits for `child` to exit, at most `within` (then kills it and fails the test, naming
+/// `when`); returns its exit status and what it wrote to its piped stderr.
+fn exit_within(
+    child: &mut std::process::Child,
+    within: Duration,
+    when: &str,
+) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shardmq did not exit within {within:?} {when}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut err).unwrap();
+    }
+    (status, err)
+}
+
 /// Runs a second broker to completion (it must refuse to start, within 10 s); returns its
 /// stderr.
 fn second_broker_fails(args: &[String]) -> String {
@@ -169,25 +179,7 @@ fn second_broker_fails(args: &[String]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("a second broker started and ran for 10 s: {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = exit_within(&mut child, Duration::from_secs(10), "(a second broker)");
     assert!(!status.success(), "a second broker started: {err}");
     err
 }
