@@ -55,7 +55,17 @@ fn sessions_and_retained_messages_survive_a_restart_and_a_new_shard_count() {
         (&b"0"[..], &b"1"[..])
     );
     sub.drop_socket();
-    // Offline: more arrive and are queued; a retained message is stored.
+    // Once the broker saw it go (else the next message may still be sent to the dead
+    // socket, and come back with DUP like the first two)...
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.stats_sum("connections/count") != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber's drop was seen"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // ... more arrive and are queued offline; a retained message is stored.
     for (i, pid) in (2..6).zip(10..) {
         publisher.publish1("dur/a", i.to_string().as_bytes(), pid);
     }
