@@ -4,8 +4,8 @@
 //! shards reach it.
 //!
 //! Why one shared table behind a lock, in a shared-nothing broker: a CONNECT is checked on the
-//! client's home shard, which the *client* picks through its client id (and `SO_REUSEPORT`
-//! spreads its connections over the shards anyway). Per-shard tables would give a guesser S
+//! shard that serves it, the home shard the *client* picks through its client id or the
+//! accepting shard `SO_REUSEPORT` picks (which spreads its connections over the shards). Per-shard tables would give a guesser S
 //! times the allowance; dividing the allowance by S would instead throttle an honest client S
 //! times sooner (all its attempts land on its one home shard), or never be able to express a
 //! limit smaller than S. A node-wide table has neither problem, and it costs the hot path

@@ -1,9 +1,11 @@
-//! Connections: the per-shard accept loop, the CONNECT handshake with hand-over to the
+//! Connections: the per-shard accept loop, the CONNECT handshake with the hand-over to the
 //! client's home shard, and the task that drives one client connection.
 //!
 //! Owns: sockets. A connection task reads bytes, decodes packets with the pure codec,
 //! hands them to its shard, and writes whatever the shard queued on its `Link`, in one
-//! write per wake-up. Runs on the shard that owns the client (its home shard).
+//! write per wake-up. Runs on the shard that serves the client: its home shard, or with
+//! `shards.clean_sessions = "accepting"` the one that accepted a client whose session ends
+//! with the connection.
 //! Must never: interpret MQTT beyond framing and CONNECT (the session does that), hold a
 //! shard borrow across an await, or panic on anything a peer sends.
 
@@ -16,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use crate::codec::{
     self, ConnAck, Connect, DecodeError, Disconnect, Packet, Props, ProtocolVersion, Str,
 };
+use crate::config::CleanSessionPlacement;
 use crate::home_shard;
 use crate::session::CloseReason;
 use shardmq_shards::rt::{self, spawn_local};
@@ -110,7 +113,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener, kind: ListenerKin
 }
 
 /// Runs the listener's TLS / WebSocket handshake, reads the CONNECT, then serves the
-/// connection here or hands it to its home shard.
+/// connection here (its home, or see `shards.clean_sessions`) or hands it to its home shard.
 async fn handshake(
     shard: Rc<Shard>,
     socket: Socket,
@@ -229,8 +232,14 @@ async fn handshake(
             connect.keep_alive = imposed;
         }
     }
+    // With `shards.clean_sessions = "accepting"`, a session that ends with its connection is
+    // served where it was accepted (the home shard's directory learns of it, see
+    // `Shard::connect_client`); any other on its home shard.
     let home = home_shard(&connect.client_id, shard.shards);
-    if home == shard.id {
+    let served_here = home == shard.id
+        || (shard.cfg.shards.clean_sessions == CleanSessionPlacement::Accepting
+            && crate::session::ends_with_connection(&connect, &shard.policy.borrow().session));
+    if served_here {
         serve(shard, stream, connect, assigned_id, buf, peer, slot).await;
         return;
     }
@@ -363,7 +372,7 @@ async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
     .await;
 }
 
-/// Accepts (or refuses) a client's CONNECT on its home shard, then runs the connection as a
+/// Accepts (or refuses) a client's CONNECT on the shard that serves it, then runs the connection as a
 /// task of its own: the handshake's state (the CONNECT, its timers, the hand-over) is freed,
 /// and a connected client holds only the small [`run`] future.
 async fn serve(
@@ -398,7 +407,15 @@ async fn serve(
         .read(codec::encoded_len(&connect, version).unwrap_or(0) + buf.len());
     link.counters.received(&connect);
     drop(connect);
+    // The home shard of a client served elsewhere is woken after the connection's first
+    // turn, which writes the CONNACK: the wake-up (and, on a shared core, the woken shard)
+    // does not delay it.
+    let claimed = home_shard(&client_id, shard.shards) != shard.id;
+    let woken = claimed.then(|| (shard.clone(), client_id.clone()));
     spawn_local(run(shard, stream, link, client_id, buf, slot)).detach();
+    if let Some((shard, client_id)) = woken {
+        spawn_local(async move { shard.wake_for_claim(&client_id) }).detach();
+    }
 }
 
 /// Drives one accepted connection until it closes, then tells the shard: the read, decode,

@@ -37,7 +37,7 @@ impl Shard {
             .then(|| policy.rules.clone())
     }
 
-    /// Who `client_id` (homed here) is, for the columns.
+    /// Who `client_id` (served here) is, for the columns.
     fn with_who<R>(&self, client_id: &str, f: impl FnOnce(&Who<'_>) -> R) -> R {
         let clients = self.clients.borrow();
         let c = clients.get(client_id);
@@ -85,7 +85,7 @@ impl Shard {
     }
 
     /// `message.deliver` (or `message.acked`): `msg` was written to (or acknowledged by)
-    /// `receiver`, a client homed here.
+    /// `receiver`, a client served here.
     pub(super) fn hook_message_to(self: &Rc<Self>, event: Event, msg: &Message, receiver: &str) {
         let Some(rules) = self.rules_for(event, &msg.topic) else {
             return;

@@ -15,6 +15,7 @@ pub mod budget;
 pub mod bufpool;
 pub mod clients;
 pub mod conn;
+pub mod directory;
 pub mod enforce;
 pub mod flow;
 pub mod hooks;

@@ -32,12 +32,25 @@ pub enum ShardMsg {
     ForwardsDurable { req: u64, forwards: Vec<Forward> },
     /// Subscribing shard → every other shard: this shard now has a subscriber for `filter`
     /// (in shared `group` if any). Posted (`Mesh::post`), not sent: a receiver takes it
-    /// before it routes anything (`Shard::apply_route_notices`), so the SUBACK need not wait
+    /// before it routes anything (`Shard::apply_posted`), so the SUBACK need not wait
     /// for an answer, and no shard is woken for it.
     RouteAdd { filter: Str, group: Option<Str> },
     /// Unsubscribing shard → every other shard: no subscriber left here for `filter`/`group`.
     /// Posted like `RouteAdd`, so a receiver applies the two in their order.
     RouteDel { filter: Str, group: Option<Str> },
+    /// Serving shard → home shard of `client_id`, posted: connection `link` of the id is
+    /// served here, with a session that ends with it (served where it was accepted:
+    /// `shards.clean_sessions = "accepting"`). The home shard's directory points here from now on, and an older
+    /// session of the id ends as on a clean start's takeover (`Shard::note_claim`).
+    /// Followed by [`ShardMsg::TakePosted`], so that the older session ends at once.
+    Claim { client_id: Str, link: u64 },
+    /// Serving shard → home shard, posted: connection `link` of `client_id` (claimed) ended.
+    Release { client_id: Str, link: u64 },
+    /// Home shard → the shard serving connection `link` of `client_id`: a newer connection
+    /// of the id was accepted; end this one as a takeover ends the older connection.
+    Displace { client_id: Str, link: u64 },
+    /// Any → a shard: take what was posted to you now (a `Claim` that may end a session).
+    TakePosted,
     /// Any → the owner shard of `msg.topic`: store (or, with an empty payload, clear) it.
     /// Answered with [`ShardMsg::Reply`] `Ack` once stored (and journaled).
     RetainSet { req: u64, msg: Box<Message> },
@@ -54,7 +67,7 @@ pub enum ShardMsg {
     /// [`ReplyData::Ack`] once in force.
     Policy { req: u64, policy: Arc<Policy> },
     /// A subscriber on the sending shard is backlogged (episode `key`) and `publisher`
-    /// (homed on the receiving shard) feeds it: pause that publisher's connection until the
+    /// (served on the receiving shard, where its messages came from) feeds it: pause that publisher's connection until the
     /// episode ends (see `flow`).
     SlowDown { publisher: Str, key: FlowKey },
     /// Episode `key` of the sending shard ended (its subscriber drained, stalled or left):

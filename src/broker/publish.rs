@@ -55,7 +55,7 @@ impl Shard {
         self.hook_publish(&msg);
         // Routes other shards announced (and may have acknowledged to their subscribers)
         // before this message arrived are in the replica before it is routed.
-        self.apply_route_notices();
+        self.apply_posted();
         let mut stored = None;
         // Each subscriber's copy carries RETAIN 0 [MQTT-3.3.1-9] unless its subscription asked
         // Retain As Published: the session decides per subscriber.
@@ -79,7 +79,7 @@ impl Shard {
         for shard in shards_in(targets) {
             let (to_subscribers, shared) = plan.for_shard(shard);
             if shard == self.id {
-                self.deliver_local(&msg, to_subscribers, &shared);
+                self.deliver_local(&msg, to_subscribers, &shared, self.id);
             } else {
                 let forward = Forward {
                     msg: msg.clone(),
@@ -106,11 +106,13 @@ impl Shard {
 
     /// Delivers `msg` to this shard's subscribers: every ordinary subscriber once (with the
     /// highest QoS among its matching subscriptions), and one member of each shared group.
+    /// `origin` is the shard it was published on (where its publisher is served).
     pub fn deliver_local(
         self: &Rc<Self>,
         msg: &Message,
         to_subscribers: bool,
         shared: &[(Str, Str)],
+        origin: usize,
     ) {
         let mut targets = std::mem::take(&mut *self.scratch.borrow_mut());
         {
@@ -197,20 +199,20 @@ impl Shard {
         }
         *self.scratch.borrow_mut() = targets;
         for key in fed_backlogs.drain(..) {
-            self.throttle_publisher(&msg.publisher, key, now);
+            self.throttle_publisher(&msg.publisher, origin, key, now);
         }
         self.backlog_scratch.set(fed_backlogs);
     }
 
-    /// Flow control: `publisher` fed a subscriber here that is backlogged in episode `key`.
-    /// Pause its connection on that episode, directly when it is homed here, else by asking
-    /// its home shard (at most once per `flow::RESIGNAL` while the episode lasts).
-    fn throttle_publisher(&self, publisher: &Str, key: FlowKey, now: Instant) {
+    /// Flow control: `publisher`, served on shard `origin`, fed a subscriber here that is
+    /// backlogged in episode `key`. Pause its connection on that episode, directly when it is
+    /// served here, else by asking its shard (at most once per `flow::RESIGNAL` while the
+    /// episode lasts).
+    fn throttle_publisher(&self, publisher: &Str, origin: usize, key: FlowKey, now: Instant) {
         if publisher.is_empty() {
             return; // the API, a will or `$SYS`: nothing to slow down
         }
-        let home = home_shard(publisher, self.shards);
-        if home == self.id {
+        if origin == self.id {
             let link = self
                 .clients
                 .borrow()
@@ -219,9 +221,9 @@ impl Shard {
             if let Some(link) = link {
                 link.throttle(key);
             }
-        } else if self.flow.signal_remote(key, publisher, home, now) {
+        } else if self.flow.signal_remote(key, publisher, origin, now) {
             self.mesh.send(
-                home,
+                origin,
                 ShardMsg::SlowDown {
                     publisher: publisher.clone(),
                     key,

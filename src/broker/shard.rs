@@ -1,7 +1,9 @@
-//! `Shard`: everything one core owns — its clients and their sessions, its local
-//! subscription index, its route replica, the retained messages whose topic hashes to it,
-//! and its counters — and the logic that keeps them: connect/takeover, routing a publish,
-//! applying route changes from peers, serving retained queries and collects.
+//! `Shard`: everything one core owns — the clients it serves and their sessions, the
+//! directory of clients homed here and served elsewhere, its local subscription index, its
+//! route replica, the retained messages whose topic hashes to it, and its counters — and the
+//! logic that keeps them: connect/takeover (across shards through the home shard's
+//! directory), routing a publish, applying route changes from peers, serving retained
+//! queries and collects.
 //!
 //! Runs on exactly one executor thread; all state is `RefCell` on that thread.
 //! Must never: hold a `RefCell` borrow across an `.await` or across a call that may
@@ -29,6 +31,7 @@ use shardmq_shards::rt::spawn_local;
 use shardmq_shards::runtime::ShutdownFlag;
 
 use super::auth_throttle::MqttAuthThrottle;
+use super::directory::Served;
 use super::flow;
 use super::link::Link;
 use super::msg::{Forward, ReplyData, ShardMsg};
@@ -40,7 +43,7 @@ use super::route::{shards_in, RouteTable};
 /// only a shard that is shutting down fails to deliver one.
 pub(super) const ROUTE_ACK_DEADLINE: Duration = Duration::from_secs(5);
 
-/// A client homed on this shard: its session, and its connection while online.
+/// A client this shard serves: its session, and its connection while online.
 pub struct Client {
     pub session: Session,
     pub link: Option<Rc<Link>>,
@@ -95,6 +98,12 @@ pub struct Shard {
     pub replies: Rc<Replies<ReplyData>>,
     pub metrics: RefCell<Metrics>,
     pub clients: RefCell<super::clients::ClientTable<Client>>,
+    /// The clients homed here that another shard serves (see `directory`).
+    pub directory: RefCell<super::directory::Directory>,
+    /// Clients whose session here a newer connection accepted elsewhere ends: taken from a
+    /// `Claim`, ended by [`Shard::settle_displaced`] (not where the claim was read: that may
+    /// be inside a delivery).
+    displaced: RefCell<Vec<Str>>,
     /// Where subscribers are: this shard's own and, per filter, which shards have any.
     pub routes: RefCell<RouteTable>,
     /// Retained messages whose topic this shard owns, with when they were stored (for
@@ -237,6 +246,8 @@ impl Shard {
             replies: Rc::new(Replies::default()),
             metrics: RefCell::new(Metrics::default()),
             clients: RefCell::new(Default::default()),
+            directory: RefCell::new(Default::default()),
+            displaced: RefCell::new(Vec::new()),
             routes: RefCell::new(RouteTable::new(id)),
             retained: RefCell::new(Default::default()),
             shutdown,
@@ -380,27 +391,121 @@ impl Shard {
     /// Called before anything reads the replica (routing a publish, the route views and
     /// counts) and at every tick: announcements wake nobody, so a shard with nothing to do
     /// takes them when it next has something.
-    pub fn apply_route_notices(&self) {
+    pub fn apply_posted(&self) {
         while let Some((from, msg)) = self.mesh.take_posted() {
-            self.apply_route_notice(from, msg);
+            self.apply_notice(from, msg);
         }
     }
 
-    fn apply_route_notice(&self, from: usize, msg: ShardMsg) {
-        let mut routes = self.routes.borrow_mut();
+    fn apply_notice(&self, from: usize, msg: ShardMsg) {
         match msg {
             ShardMsg::RouteAdd { filter, group } => {
-                routes.add_route(from, &filter, group.as_deref())
+                self.routes
+                    .borrow_mut()
+                    .add_route(from, &filter, group.as_deref())
             }
             ShardMsg::RouteDel { filter, group } => {
-                routes.remove_route(from, &filter, group.as_deref())
+                self.routes
+                    .borrow_mut()
+                    .remove_route(from, &filter, group.as_deref())
             }
+            ShardMsg::Claim { client_id, link } => self.note_claim(from, client_id, link),
+            ShardMsg::Release { client_id, link } => self
+                .directory
+                .borrow_mut()
+                .release(&client_id, Served { shard: from, link }),
             _ => {
-                debug_assert!(false, "a posted message that is not a route notice");
+                debug_assert!(false, "a posted message that is not a notice");
                 tracing::error!(
                     shard = self.id,
-                    "ignored a posted message that is not a route notice"
+                    "ignored a posted message that is not a notice"
                 );
+            }
+        }
+    }
+
+    /// Shard `from` serves connection `link` of `client_id` (homed here) from now on: the
+    /// older connection of the id, on a third shard or here, ends.
+    fn note_claim(&self, from: usize, client_id: Str, link: u64) {
+        let older = self
+            .directory
+            .borrow_mut()
+            .claim(&client_id, Served { shard: from, link });
+        if let Some(older) = older {
+            self.mesh.send(
+                older.shard,
+                ShardMsg::Displace {
+                    client_id: client_id.clone(),
+                    link: older.link,
+                },
+            );
+        }
+        // A session of the id here, online or not, is older than the claim. (Inside a
+        // borrow of the client table, i.e. a delivery, look later.)
+        let here = match self.clients.try_borrow() {
+            Ok(clients) => clients.get(&client_id).is_some(),
+            Err(_) => true,
+        };
+        if here {
+            self.displaced.borrow_mut().push(client_id);
+        }
+    }
+
+    /// After a connection of `client_id` was claimed (see `connect_client`): wake its home
+    /// shard to take the claim now, if it is homed elsewhere.
+    pub fn wake_for_claim(&self, client_id: &str) {
+        let home = home_shard(client_id, self.shards);
+        if home != self.id {
+            self.mesh.send(home, ShardMsg::TakePosted);
+        }
+    }
+
+    /// Ends the sessions here that newer connections accepted elsewhere replace (see
+    /// `note_claim`): as a clean start's takeover does, with the old connection's will.
+    pub fn settle_displaced(self: &Rc<Self>) {
+        let ids = std::mem::take(&mut *self.displaced.borrow_mut());
+        for id in ids {
+            self.end_replaced(&id, Instant::now());
+        }
+    }
+
+    /// A newer connection of `client_id` replaces its session here without resuming it:
+    /// the old connection closes (reason `takeover`, its will published unless it has a
+    /// delay) and the session ends (a will still waiting for its delay goes out then).
+    fn end_replaced(self: &Rc<Self>, client_id: &Str, now: Instant) {
+        self.take_over_link(client_id, now);
+        self.end_session(client_id, now);
+    }
+
+    /// Closes the connection of `client_id` for a newer one (reason `takeover`); its will
+    /// goes out now, unless it has a delay (5.0), which a resumption ends unpublished.
+    fn take_over_link(self: &Rc<Self>, client_id: &Str, now: Instant) {
+        let will = self.clients.borrow_mut().get_mut(client_id).and_then(|c| {
+            let will = c.link.take().map(|l| {
+                l.close(CloseReason::Takeover);
+                c.session.connection_lost(now);
+                c.session.take_due_will(now)
+            });
+            will.flatten()
+        });
+        if let Some(will) = will {
+            self.publish(Message::from_will(&will, client_id, Instant::now()));
+        }
+    }
+
+    /// Ends the session of `client_id` (not resumed by the connection replacing it).
+    fn end_session(self: &Rc<Self>, client_id: &Str, now: Instant) {
+        let removed = self.clients.borrow_mut().remove(client_id);
+        if let Some(mut old) = removed {
+            self.journal_gone(client_id, &old);
+            if old.backlogged() {
+                self.flow.observe(true, 0, false, false);
+            }
+            self.end_backlog(&mut old);
+            self.drop_subscriptions(client_id, &old.session);
+            // The old session ends here: a will still waiting for its delay goes out.
+            if let Some(will) = old.session.take_will() {
+                self.publish(Message::from_will(&will, client_id, now));
             }
         }
     }
@@ -468,7 +573,7 @@ impl Shard {
         self.clients.borrow().get(client_id)?.link.clone()
     }
 
-    /// Accepts (or refuses) a CONNECT for a client homed here: takeover of an older
+    /// Accepts (or refuses) a CONNECT for a client served here: takeover of an older
     /// connection, session resume or creation, CONNACK (5.0: with the broker's properties,
     /// and the id when `assigned_id`) and redelivery into the new link.
     pub fn connect_client(
@@ -515,19 +620,25 @@ impl Shard {
         }
         let link = Rc::new(link);
 
-        // Take over an older connection of the same client: its will goes out now, unless it
-        // has a delay (5.0), which the session's resumption below ends without publishing it.
-        let old = self.clients.borrow_mut().get_mut(&client_id).and_then(|c| {
-            let will = c.link.take().map(|l| {
-                l.close(CloseReason::Takeover);
-                c.session.connection_lost(now);
-                c.session.take_due_will(now)
-            });
-            will.flatten()
-        });
-        if let Some(will) = old {
-            self.publish(Message::from_will(&will, &client_id, Instant::now()));
+        // A connection of the id that another shard serves (the directory knows it when
+        // the id is homed here) ends; so do the sessions here that newer connections
+        // accepted elsewhere replaced.
+        let home = home_shard(&client_id, self.shards);
+        self.apply_posted();
+        self.settle_displaced();
+        if home == self.id {
+            if let Some(older) = self.directory.borrow_mut().take(&client_id) {
+                self.mesh.send(
+                    older.shard,
+                    ShardMsg::Displace {
+                        client_id: client_id.clone(),
+                        link: older.link,
+                    },
+                );
+            }
         }
+        // Take over an older connection here.
+        self.take_over_link(&client_id, now);
 
         let resumable = self
             .clients
@@ -537,19 +648,7 @@ impl Shard {
             .unwrap_or(false);
         let session_present = resumable && !connect.clean_start;
         if !session_present {
-            let removed = self.clients.borrow_mut().remove(&client_id);
-            if let Some(mut old) = removed {
-                self.journal_gone(&client_id, &old);
-                if old.backlogged() {
-                    self.flow.observe(true, 0, false, false);
-                }
-                self.end_backlog(&mut old);
-                self.drop_subscriptions(&client_id, &old.session);
-                // The old session ends here: a will still waiting for its delay goes out.
-                if let Some(will) = old.session.take_will() {
-                    self.publish(Message::from_will(&will, &client_id, now));
-                }
-            }
+            self.end_session(&client_id, now);
         }
 
         let properties = if connect.protocol == ProtocolVersion::V5 {
@@ -610,6 +709,20 @@ impl Shard {
             if let Some(c) = clients.get_mut(&client_id) {
                 self.journal_session(&client_id, c);
             }
+        }
+        if home != self.id {
+            // Served here though homed elsewhere (a session that ends with its connection):
+            // posted before the CONNACK is written, so that any later connection of the id
+            // finds this one through the home shard. The connection code wakes the home
+            // shard once the CONNACK is out ([`Shard::wake_for_claim`]), so that an older
+            // connection of the id ends at once.
+            self.mesh.post(
+                home,
+                ShardMsg::Claim {
+                    client_id: client_id.clone(),
+                    link: link.id,
+                },
+            );
         }
         self.apply(&client_id, actions);
         self.publish_client_event(connect, peer);
@@ -698,6 +811,16 @@ impl Shard {
             if let Some(old) = removed {
                 self.journal_gone(client_id, &old);
                 self.drop_subscriptions(client_id, &old.session);
+            }
+            let home = home_shard(client_id, self.shards);
+            if home != self.id {
+                self.mesh.post(
+                    home,
+                    ShardMsg::Release {
+                        client_id: client_id.clone(),
+                        link: link.id,
+                    },
+                );
             }
         }
         let who = crate::rules::Who {
@@ -870,7 +993,7 @@ impl Shard {
         }
     }
 
-    /// Whether the ACL lets `client_id` (homed here) publish to `topic`. Free when no rule
+    /// Whether the ACL lets `client_id` (served here) publish to `topic`. Free when no rule
     /// can deny anything ([`Policy::acl_open`]).
     fn may_publish(&self, client_id: &Str, topic: &str) -> bool {
         let policy = self.policy.borrow();
@@ -974,20 +1097,35 @@ impl Shard {
     /// A message from another executor. Synchronous: it never awaits a peer.
     pub fn on_peer_msg(self: &Rc<Self>, from: usize, msg: ShardMsg) {
         match msg {
-            ShardMsg::Forward(f) => self.deliver_local(&f.msg, f.to_subscribers, &f.shared),
+            ShardMsg::Forward(f) => self.deliver_local(&f.msg, f.to_subscribers, &f.shared, from),
             ShardMsg::Forwards(forwards) => {
                 for f in forwards {
-                    self.deliver_local(&f.msg, f.to_subscribers, &f.shared);
+                    self.deliver_local(&f.msg, f.to_subscribers, &f.shared, from);
                 }
             }
             ShardMsg::ForwardsDurable { req, forwards } => {
                 for f in forwards {
-                    self.deliver_local(&f.msg, f.to_subscribers, &f.shared);
+                    self.deliver_local(&f.msg, f.to_subscribers, &f.shared, from);
                 }
                 self.confirm_when_written(from, req);
             }
-            ShardMsg::RouteAdd { .. } | ShardMsg::RouteDel { .. } => {
-                self.apply_route_notice(from, msg)
+            ShardMsg::RouteAdd { .. }
+            | ShardMsg::RouteDel { .. }
+            | ShardMsg::Claim { .. }
+            | ShardMsg::Release { .. } => self.apply_notice(from, msg),
+            ShardMsg::TakePosted => {
+                self.apply_posted();
+                self.settle_displaced();
+            }
+            ShardMsg::Displace { client_id, link } => {
+                let current = self
+                    .clients
+                    .borrow()
+                    .get(&client_id)
+                    .and_then(|c| c.link.as_ref().map(|l| l.id));
+                if current == Some(link) {
+                    self.end_replaced(&client_id, Instant::now());
+                }
             }
             ShardMsg::RetainSet { req, msg } => {
                 self.store_retained(*msg);
@@ -1057,7 +1195,7 @@ impl Shard {
     /// This shard's gauges. `routes`/`topics` are the (identical) replica's size; the
     /// node total takes them from one shard rather than summing (see `node_totals`).
     pub fn stats(&self) -> Stats {
-        self.apply_route_notices();
+        self.apply_posted();
         let clients = self.clients.borrow();
         let table = self.routes.borrow();
         let direct = table.local_count() as u64;
@@ -1100,8 +1238,9 @@ impl Shard {
     /// and drops offline persistent sessions past their expiry.
     pub fn tick(self: &Rc<Self>) {
         let now = Instant::now();
-        // Route notices wait for their receiver; this bounds how many an idle shard holds.
-        self.apply_route_notices();
+        // Posted notices wait for their receiver; this bounds how many an idle shard holds.
+        self.apply_posted();
+        self.settle_displaced();
         self.enforce_queue_budget();
         self.compact_journal();
         // One pass over the clients: each gives back what a burst grew in its queues, and
@@ -1158,7 +1297,7 @@ impl Shard {
     /// True when some shard has a subscriber for `topic` (a `$SYS` event nobody listens to
     /// is not even formatted: connects and disconnects are on the connection-storm path).
     fn has_subscribers(&self, topic: &str) -> bool {
-        self.apply_route_notices();
+        self.apply_posted();
         self.routes.borrow().has_match(topic)
     }
 

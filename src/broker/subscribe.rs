@@ -3,7 +3,7 @@
 //! later, so the SUBACK does not wait for answers), and the retained messages a new
 //! subscription gets.
 //!
-//! Runs on the client's home shard. Must never: send SUBACK before the announcements are
+//! Runs on the shard that serves the client. Must never: send SUBACK before the announcements are
 //! in the mesh, or hold a borrow across an await.
 
 use std::rc::Rc;

@@ -3,7 +3,7 @@
 //! Owns: the periodic `$SYS` publisher. Runs on shard 0 only, every `sys.interval`
 //! seconds: version, uptime, datetime, sysdescr, the node list, and node-wide stats and
 //! metrics (collected from every shard). Client connect/disconnect events are published by
-//! the client's home shard (see `Shard::connect_client`).
+//! the shard that serves the client (see `Shard::connect_client`).
 //! Must never: count its messages in the client-facing metrics (the shard's counters skip
 //! `$SYS/` topics).
 

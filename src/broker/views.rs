@@ -107,12 +107,27 @@ pub struct Routes;
 impl ShardQuery for Routes {
     type Reply = Vec<String>;
     fn answer(self, shard: &Rc<Shard>) -> Vec<String> {
-        shard.apply_route_notices();
+        shard.apply_posted();
         shard.routes.borrow().route_filters()
     }
 }
 
-/// Close a client's connection with reason `kicked` (asked of its home shard).
+/// Which shard serves a client id (asked of its home shard): the home shard itself when it
+/// holds the id's session or nobody does, else the shard its directory names.
+pub struct Locate(pub String);
+
+impl ShardQuery for Locate {
+    type Reply = usize;
+    fn answer(self, shard: &Rc<Shard>) -> usize {
+        shard.apply_posted();
+        if shard.clients.borrow().get(self.0.as_str()).is_some() {
+            return shard.id;
+        }
+        shard.directory.borrow().locate(&self.0).unwrap_or(shard.id)
+    }
+}
+
+/// Close a client's connection with reason `kicked` (asked of the shard that serves it).
 pub struct Kick(pub String);
 
 impl ShardQuery for Kick {
@@ -133,7 +148,7 @@ impl ShardQuery for Kick {
     }
 }
 
-/// Discard an offline persistent session (asked of its home shard).
+/// Discard an offline persistent session (asked of the shard that serves it).
 pub struct CleanSession(pub String);
 
 impl ShardQuery for CleanSession {
@@ -166,7 +181,7 @@ impl ShardQuery for Publish {
 }
 
 /// Subscribe a session on behalf of the API, as if it had sent SUBSCRIBE, without a SUBACK
-/// to the client (asked of its home shard).
+/// to the client (asked of the shard that serves it).
 pub struct SubscribeClient {
     pub client_id: String,
     pub filter: String,
@@ -180,7 +195,7 @@ impl ShardQuery for SubscribeClient {
     }
 }
 
-/// Unsubscribe a session on behalf of the API (asked of its home shard).
+/// Unsubscribe a session on behalf of the API (asked of the shard that serves it).
 pub struct UnsubscribeClient {
     pub client_id: String,
     pub filter: String,

@@ -174,6 +174,23 @@ pub struct ShardsConfig {
     pub channel_capacity: usize,
     /// How the kernel schedules the broker's threads against others on their cores.
     pub scheduling: ShardScheduling,
+    /// Which shard serves a session that ends with its connection.
+    pub clean_sessions: CleanSessionPlacement,
+}
+
+/// `shards.clean_sessions`: which shard serves a session that ends with its connection (3.x
+/// clean session = 1, 5.0 Session Expiry Interval 0). Sessions that may outlive their
+/// connection are always served by the client id's home shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanSessionPlacement {
+    /// The shard that accepted the socket, with no hand-over; the home shard keeps a
+    /// directory entry (16 bytes) so that takeovers and the API find the client. A client's
+    /// connections are then on shards the kernel picks, not ones its ids pick.
+    Accepting,
+    /// The default: the home shard, like persistent sessions (a hand-over for all but 1/S of
+    /// the connections).
+    Home,
 }
 
 /// `shards.scheduling`: the Linux scheduling policy of the shard and management threads.
@@ -440,6 +457,7 @@ impl Default for ShardsConfig {
             count: 0,
             channel_capacity: 1024,
             scheduling: ShardScheduling::Normal,
+            clean_sessions: CleanSessionPlacement::Home,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! I/O and never looks at the clock. Acknowledgements of the broker's own PUBLISHes
 //! (PUBACK/PUBREC/PUBCOMP) are in `outbound.rs`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Action, CloseReason, Message, Persist, Session, Violation};
 use crate::codec::{
@@ -316,7 +316,9 @@ impl Session {
                 if secs != 0 && self.connect_expiry_zero {
                     return self.violation(Violation::SessionExpiryAtDisconnect, now, out);
                 }
-                self.set_session_expiry(self.v5_expiry(secs));
+                self.set_session_expiry(
+                    Duration::from_secs(u64::from(secs)).min(self.cfg.session_expiry),
+                );
                 self.record_settings();
                 self.persistent = self.session_expiry_ms != 0;
             }

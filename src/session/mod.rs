@@ -3,7 +3,7 @@
 //! Owns: everything the broker remembers about one client between packets: the QoS 1/2
 //! flows in both directions (outgoing inflight window, message queue, incoming QoS 2 ids
 //! awaiting PUBREL), the client's own record of its subscriptions, its will, its keepalive,
-//! and whether it is online. Runs on the client's home shard and never leaves it.
+//! and whether it is online. Runs on the shard that serves the client and never leaves it.
 //!
 //! Must never: do I/O, read the clock (`Instant::now()`), arm timers, touch channels or
 //! other sessions. Time comes in as an `Instant` argument; everything the session wants done
@@ -52,6 +52,30 @@ pub use inflight::InflightState;
 pub use message::Message;
 pub use persist::Persist;
 pub use violation::Violation;
+
+/// How long the session a CONNECT opens outlives its connection: 3.x, none with clean
+/// session = 1, else the zone's `session_expiry`; 5.0, its Session Expiry Interval, at most
+/// the zone's.
+pub fn connect_expiry(connect: &Connect, cfg: &SessionConfig) -> Duration {
+    match connect.protocol {
+        ProtocolVersion::V5 => {
+            let secs = connect.properties.session_expiry_interval.unwrap_or(0);
+            Duration::from_secs(u64::from(secs)).min(cfg.session_expiry)
+        }
+        _ if connect.clean_start => Duration::ZERO,
+        _ => cfg.session_expiry,
+    }
+}
+
+/// Whether the session a CONNECT opens ends with its connection (it is never persistent):
+/// 3.x clean session = 1, 5.0 an expiry of 0 (which a DISCONNECT may not raise
+/// [MQTT-3.14.2-2]). Such a session can be served by whichever shard accepted the socket.
+pub fn ends_with_connection(connect: &Connect, cfg: &SessionConfig) -> bool {
+    match connect.protocol {
+        ProtocolVersion::V5 => connect_expiry(connect, cfg).as_millis() == 0,
+        _ => connect.clean_start,
+    }
+}
 
 /// Session limits and policies (EMQ X v3 zone settings). Shared by all sessions of a zone.
 #[derive(Debug, Clone)]
@@ -567,18 +591,8 @@ impl Session {
             _ => 0,
         };
         self.connect_expiry_zero = connect.properties.session_expiry_interval.unwrap_or(0) == 0;
-        let expiry = match self.protocol {
-            ProtocolVersion::V5 => {
-                self.v5_expiry(connect.properties.session_expiry_interval.unwrap_or(0))
-            }
-            _ if connect.clean_start => Duration::ZERO,
-            _ => self.cfg.session_expiry,
-        };
-        self.set_session_expiry(expiry);
-        self.persistent = match self.protocol {
-            ProtocolVersion::V5 => self.session_expiry_ms != 0,
-            _ => !connect.clean_start,
-        };
+        self.set_session_expiry(connect_expiry(connect, &self.cfg));
+        self.persistent = !ends_with_connection(connect, &self.cfg);
         self.record_settings();
     }
 
@@ -611,11 +625,6 @@ impl Session {
     /// True when [`Session::take_persist`] has something.
     pub fn has_persist(&self) -> bool {
         self.extras.as_ref().is_some_and(|e| !e.persist.is_empty())
-    }
-
-    /// A 5.0 Session Expiry Interval (seconds, u32::MAX = never), bounded by the config.
-    fn v5_expiry(&self, secs: u32) -> Duration {
-        Duration::from_secs(u64::from(secs)).min(self.cfg.session_expiry)
     }
 
     /// The socket is gone: the session goes offline (the glue drops it if not persistent).

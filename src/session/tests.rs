@@ -1126,6 +1126,38 @@ fn v5_session_expiry_interval_is_bounded_by_the_config() {
     assert_eq!(h.s.info().expiry, Duration::ZERO);
 }
 
+/// Where a session is served depends on `ends_with_connection`; the session itself must agree.
+#[test]
+fn a_session_ends_with_its_connection_exactly_when_it_is_not_persistent() {
+    let zone = |secs: u64| SessionConfig {
+        session_expiry: SEC * secs as u32,
+        ..cfg()
+    };
+    let v5 = |clean: bool, expiry: Option<u32>| {
+        let mut c = Connect {
+            protocol: ProtocolVersion::V5,
+            ..connect(clean, 0)
+        };
+        c.properties.session_expiry_interval = expiry;
+        c
+    };
+    let cases = [
+        (connect(true, 0), zone(7200), true),
+        (connect(false, 0), zone(7200), false),
+        (connect(false, 0), zone(0), false), // 3.x: kept, however short the zone's expiry
+        (v5(true, None), zone(7200), true),
+        (v5(false, None), zone(7200), true), // 5.0: the expiry decides, not clean start
+        (v5(true, Some(0)), zone(7200), true),
+        (v5(true, Some(60)), zone(7200), false),
+        (v5(false, Some(60)), zone(0), true), // the zone allows no expiry at all
+    ];
+    for (i, (c, z, ends)) in cases.into_iter().enumerate() {
+        assert_eq!(ends_with_connection(&c, &z), ends, "case {i}");
+        let h = H::with(c, z);
+        assert_eq!(h.s.is_persistent(), !ends, "case {i}");
+    }
+}
+
 fn v5_connect() -> Connect {
     Connect {
         protocol: ProtocolVersion::V5,

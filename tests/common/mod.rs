@@ -745,6 +745,11 @@ impl AdminNode {
 
     /// The sum over the shards of a `GET /stats` figure (0 where a shard lacks it).
     pub fn stats_sum(&self, name: &str) -> u64 {
+        self.stats_per_shard(name).iter().sum()
+    }
+
+    /// A `GET /stats` figure of each shard, in shard order (0 where a shard lacks it).
+    pub fn stats_per_shard(&self, name: &str) -> Vec<u64> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.http).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
@@ -761,7 +766,7 @@ impl AdminNode {
             .expect("one object per shard")
             .iter()
             .map(|s| s[name].as_u64().unwrap_or(0))
-            .sum()
+            .collect()
     }
 
     /// `/nodes/<this node>/<rest>`.

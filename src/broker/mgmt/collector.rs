@@ -30,7 +30,7 @@ use crate::broker::msg::{ReplyData, ShardFigures, ShardMsg};
 use crate::broker::race::{either, Either};
 use crate::broker::sys::{datetime_now, uptime_string, SYSDESCR, VERSION};
 use crate::broker::views::{
-    CleanSession, ClientFilter, ConnectionRows, Counters, Figures, Kick, Publish, Routes,
+    CleanSession, ClientFilter, ConnectionRows, Counters, Figures, Kick, Locate, Publish, Routes,
     SessionRows, SubscribeClient, SubscriptionRows, UnsubscribeClient,
 };
 use crate::codec::{QoS, Str};
@@ -117,8 +117,12 @@ impl Broker {
         (replies, coverage)
     }
 
-    fn home(&self, client_id: &str) -> Vec<usize> {
-        vec![home_shard(client_id, self.facts.shards)]
+    /// The shard that serves `client_id`: its home shard says (itself, or the shard that
+    /// accepted a connection whose session ends with it).
+    async fn home(&self, client_id: &str) -> Vec<usize> {
+        let home = home_shard(client_id, self.facts.shards);
+        let (at, _) = self.ask(&[home], || Locate(client_id.to_owned())).await;
+        vec![at.first().copied().unwrap_or(home)]
     }
 
     async fn answer(&self, call: ApiCall) -> Reply {
@@ -148,7 +152,7 @@ impl Broker {
                 )
             }
             ApiCall::LookupConnection { client_id } => {
-                let to = self.home(&client_id);
+                let to = self.home(&client_id).await;
                 let (replies, cov) = self
                     .ask(&to, || {
                         ConnectionRows(ClientFilter::ClientId(client_id.clone()), usize::MAX)
@@ -171,7 +175,7 @@ impl Broker {
                 )
             }
             ApiCall::Kick { client_id } => {
-                let to = self.home(&client_id);
+                let to = self.home(&client_id).await;
                 let (replies, cov) = self.ask(&to, || Kick(client_id.clone())).await;
                 (done(replies), cov)
             }
@@ -186,7 +190,7 @@ impl Broker {
                 (ApiAnswer::Sessions(page_window(rows, count, paging)), cov)
             }
             ApiCall::LookupSession { client_id } => {
-                let to = self.home(&client_id);
+                let to = self.home(&client_id).await;
                 let (replies, cov) = self
                     .ask(&to, || {
                         SessionRows(ClientFilter::ClientId(client_id.clone()), usize::MAX)
@@ -198,7 +202,7 @@ impl Broker {
                 )
             }
             ApiCall::CleanPersistentSession { client_id } => {
-                let to = self.home(&client_id);
+                let to = self.home(&client_id).await;
                 let (replies, cov) = self.ask(&to, || CleanSession(client_id.clone())).await;
                 (done(replies), cov)
             }
@@ -216,7 +220,7 @@ impl Broker {
                 )
             }
             ApiCall::ClientSubscriptions { client_id } => {
-                let to = self.home(&client_id);
+                let to = self.home(&client_id).await;
                 let (replies, cov) = self
                     .ask(&to, || {
                         SubscriptionRows(ClientFilter::ClientId(client_id.clone()), usize::MAX)
@@ -266,7 +270,7 @@ impl Broker {
             }
             ApiCall::Subscribe(p) => {
                 let topics = topics_of(&p.topic, &p.topics);
-                let to = self.home(&p.client_id);
+                let to = self.home(&p.client_id).await;
                 let mut last = failed(ErrorCode::BadTopic, "bad_topic");
                 let mut cov = complete;
                 let mut any_ok = false;
@@ -291,7 +295,7 @@ impl Broker {
                 (if any_ok { ApiAnswer::Done } else { last }, cov)
             }
             ApiCall::Unsubscribe(p) => {
-                let to = self.home(&p.client_id);
+                let to = self.home(&p.client_id).await;
                 let (replies, cov) = self
                     .ask(&to, || UnsubscribeClient {
                         client_id: p.client_id.clone(),
