@@ -34,7 +34,7 @@ use crate::broker::views::{
     SessionRows, SubscribeClient, SubscriptionRows, UnsubscribeClient,
 };
 use crate::codec::{QoS, Str};
-use crate::config::Config;
+use crate::config::{CleanSessionPlacement, Config};
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats, StatsWithMax};
 use crate::session::Message;
@@ -117,10 +117,14 @@ impl Broker {
         (replies, coverage)
     }
 
-    /// The shard that serves `client_id`: its home shard says (itself, or the shard that
-    /// accepted a connection whose session ends with it).
+    /// The shard that serves `client_id`: its home shard, which with
+    /// `shards.clean_sessions = "accepting"` says (itself, or the shard that accepted a
+    /// connection whose session ends with it).
     async fn home(&self, client_id: &str) -> Vec<usize> {
         let home = home_shard(client_id, self.facts.shards);
+        if self.cfg.shards.clean_sessions == CleanSessionPlacement::Home {
+            return vec![home];
+        }
         let (at, _) = self.ask(&[home], || Locate(client_id.to_owned())).await;
         vec![at.first().copied().unwrap_or(home)]
     }
