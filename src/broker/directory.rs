@@ -84,16 +84,6 @@ impl Directory {
             .get(&self.key(client_id))
             .map(|w| Served::unpack(*w).shard)
     }
-
-    /// Entries held.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no entry is held.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -111,7 +101,7 @@ mod tests {
         assert_eq!(d.locate("a"), Some(1));
         assert_eq!(d.claim("a", at(2, 3)), Some(at(1, 7)));
         assert_eq!(d.locate("a"), Some(2));
-        assert_eq!(d.len(), 1);
+        assert_eq!(d.entries.len(), 1);
     }
 
     #[test]
@@ -131,7 +121,7 @@ mod tests {
         assert_eq!(d.locate("a"), Some(2));
         d.release("a", at(2, 3));
         assert_eq!(d.locate("a"), None);
-        assert!(d.is_empty());
+        assert!(d.entries.is_empty());
     }
 
     #[test]
