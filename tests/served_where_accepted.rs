@@ -31,28 +31,29 @@ fn serving_shard(node: &AdminNode, before: &[u64]) -> usize {
     grew[0]
 }
 
+/// `n` connected clients whose ids are homed on [`HOME`].
+fn connect_homed(node: &AdminNode, prefix: &str, clean: bool, n: usize) -> Vec<Raw> {
+    (0..n)
+        .map(|i| {
+            let id = id_on_shard(&format!("{prefix}{i}-"), HOME);
+            let (c, ack) = Raw::connect(node.mqtt, &id, clean, 0, None);
+            assert_eq!(ack.code, 0);
+            c
+        })
+        .collect()
+}
+
 #[test]
 fn clean_sessions_are_served_where_accepted_and_persistent_ones_at_home() {
     let (_dir, node) = node();
-    let mut clients = Vec::new();
-    for i in 0..24 {
-        let id = id_on_shard(&format!("clean{i}-"), HOME);
-        let (c, ack) = Raw::connect(node.mqtt, &id, true, 0, None);
-        assert_eq!(ack.code, 0);
-        clients.push(c);
-    }
+    let mut clients = connect_homed(&node, "clean", true, 24);
     let clean = node.stats_per_shard("connections/count");
     assert_eq!(clean.iter().sum::<u64>(), 24);
     assert!(
         clean.iter().all(|&n| n > 0),
         "24 clean clients homed on one shard are served by both accepting shards: {clean:?}"
     );
-    for i in 0..24 {
-        let id = id_on_shard(&format!("kept{i}-"), HOME);
-        let (c, ack) = Raw::connect(node.mqtt, &id, false, 0, None);
-        assert_eq!(ack.code, 0);
-        clients.push(c);
-    }
+    clients.extend(connect_homed(&node, "kept", false, 24));
     let all = node.stats_per_shard("connections/count");
     assert_eq!(
         all[HOME],
