@@ -36,12 +36,7 @@ fn delivery_between_clients_on_different_shards_both_ways() {
 fn a_publish_sent_right_after_the_suback_reaches_the_subscriber_from_every_shard() {
     const SHARDS_HERE: usize = 4;
     let broker = TestBroker::start_with_shards(SHARDS_HERE, &[]);
-    let on = |prefix: &str, shard: usize| {
-        (0..10_000)
-            .map(|i| format!("{prefix}-{i}"))
-            .find(|id| shardmq::home_shard(id, SHARDS_HERE) == shard)
-            .unwrap()
-    };
+    let on = |prefix: &str, shard: usize| id_on_shard_of(prefix, shard, SHARDS_HERE);
     let mut sub = broker.client(&on("fresh-sub", 0), true);
     let mut publishers: Vec<Raw> = (1..SHARDS_HERE)
         .map(|s| broker.client(&on("fresh-pub", s), true))

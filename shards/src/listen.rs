@@ -30,26 +30,41 @@ pub fn bind_reuseport(
     // a `setsockopt` per connection: MQTT's small request/response packets must not wait
     // for Nagle's algorithm.
     socket.set_nodelay(true)?;
+    // So are receive timestamps: each read notes when the kernel received its input
+    // (`Socket::received_at`), which orders a SUBSCRIBE against messages other shards routed
+    // while it waited to be read.
+    set_int_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
     if defer_accept_secs > 0 {
         let secs = libc::c_int::try_from(defer_accept_secs).unwrap_or(libc::c_int::MAX);
-        // SAFETY: a valid socket and a c_int option value of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_DEFER_ACCEPT,
-                (&secs as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int_option(&socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)?;
     }
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     // SAFETY: a bound, listening socket whose ownership passes to the listener.
     Listener::register(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// `setsockopt` of an integer option.
+fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid socket and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Claims `addr` for this process's shards: refuses it when another socket already listens

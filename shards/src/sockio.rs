@@ -397,6 +397,9 @@ pub struct Socket {
     fd: OwnedFd,
     slot: u32,
     gen: u32,
+    /// When the kernel received the input the last read returned (its receive timestamp,
+    /// `CLOCK_REALTIME` nanoseconds, of the newest segment read); 0 when unknown.
+    received_at: u64,
     /// The socket belongs to its thread's [`Reactor`] (found through the thread-local, not a
     /// handle: every idle connection holds a `Socket`, 12 bytes this way).
     _thread_bound: std::marker::PhantomData<Rc<()>>,
@@ -459,6 +462,7 @@ impl Socket {
             fd,
             slot,
             gen,
+            received_at: 0,
             _thread_bound: std::marker::PhantomData,
         })
     }
@@ -499,20 +503,35 @@ impl Socket {
         self.poll_ready(cx, false)
     }
 
+    /// When the kernel received what the last read returned (`CLOCK_REALTIME` nanoseconds of
+    /// the newest segment read; no earlier than any byte of it arrived): 0 when unknown (no
+    /// read yet, or a socket not accepted by a [`crate::listen::bind_reuseport`] listener).
+    pub fn received_at(&self) -> u64 {
+        self.received_at
+    }
+
     /// Reads what the socket holds right now without waiting: `WouldBlock` when it is empty.
+    /// Notes the kernel's receive timestamp of what it read ([`Socket::received_at`]).
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            // SAFETY: `buf` is valid for writes of its length for the whole call.
-            let rc = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
             };
+            // Room for one SO_TIMESTAMPNS message (a cmsghdr and a timespec), aligned.
+            let mut control = [0u64; 8];
+            // SAFETY: an all-zero msghdr is valid (no name, no iovecs, no control).
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: `msg` points at `iov` (valid for writes of `buf.len()` bytes) and at
+            // `control`, all of which outlive the call.
+            let rc = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
             match cvt(rc) {
                 Ok(n) => {
+                    self.received_at = receive_timestamp(&msg);
                     // A TCP receive returns everything queued up to the buffer's size: a
                     // short one emptied the socket, and new input will complete the poll.
                     if n < buf.len() && n > 0 {
@@ -641,6 +660,27 @@ impl Drop for Socket {
         // The descriptor is closed right after: that takes it out of the epoll set.
         self.deregister(false);
     }
+}
+
+/// The `SO_TIMESTAMPNS` control message of a `recvmsg` (TCP adds it to a read that returned
+/// data when the socket asked for it), in nanoseconds; 0 when there is none.
+fn receive_timestamp(msg: &libc::msghdr) -> u64 {
+    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG_* macros walk its control
+    // buffer within `msg_controllen`, and the data of an SO_TIMESTAMPNS message is a timespec.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_TIMESTAMPNS {
+                let ts: libc::timespec =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                return (ts.tv_sec as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(ts.tv_nsec as u64);
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    0
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {

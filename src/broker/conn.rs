@@ -449,6 +449,7 @@ fn run(
             // Dispatch the complete packets already buffered, at most `batch` per turn;
             // the rest stays buffered until the next turn.
             let clock = shard.batch_clock();
+            shard.arrival.set(stream.received_at());
             let batch = batch_packets(&shard);
             // A full turn: more may be buffered (only this flag outlives the turn's awaits).
             let full = dispatch(&shard, &link, &client_id, &mut buf, max, batch, true) == batch;
@@ -737,6 +738,7 @@ fn drain(
             drop(m);
             link.counters.read(n);
         }
+        shard.arrival.set(stream.received_at());
         dispatch(shard, link, client_id, buf, max, usize::MAX, false);
         if n < MAX_READ_CHUNK || link.close_reason().is_some() {
             return;

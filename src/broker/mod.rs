@@ -26,6 +26,7 @@ pub mod msg;
 pub mod persist;
 pub mod publish;
 pub mod race;
+pub mod recent;
 pub mod route;
 pub mod rule_state;
 pub mod shard;
@@ -151,6 +152,7 @@ pub fn start_with_shutdown(
         conn_slots: tcp_slots,
         auth_throttle: auth_throttle::MqttAuthThrottle::new(&cfg),
         durable: std::sync::Arc::new((0..shards).map(|_| Default::default()).collect()),
+        routed_at: std::sync::Arc::new((0..shards).map(|_| Default::default()).collect()),
     };
     // Durable sessions and retained messages from the journals, each for its home shard.
     let recovered = if cfg.persistence.enable {

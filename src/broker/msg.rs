@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::admin::policy::Policy;
-use crate::codec::{Connect, Str};
+use crate::codec::{Connect, Str, SubOptions};
 use crate::metrics::{Metrics, Stats};
 use crate::session::Message;
 
@@ -51,6 +51,23 @@ pub enum ShardMsg {
     Displace { client_id: Str, link: u64 },
     /// Any → a shard: take what was posted to you now (a `Claim` that may end a session).
     TakePosted,
+    /// A shard whose client subscribed to `filters` (ordinary subscriptions, new to it) in a
+    /// SUBSCRIBE the kernel received at `since` → a shard that has routed messages since:
+    /// send back those it routed after `since`, to no other shard, that match (`recent`).
+    CatchUp {
+        client_id: Str,
+        link: u64,
+        filters: Vec<(Str, SubOptions)>,
+        since: u64,
+    },
+    /// The answer to `CatchUp`, when there is one: deliver each message to connection `link`
+    /// of `client_id` with its options, unless a subscription other than `filters` took it.
+    CaughtUp {
+        client_id: Str,
+        link: u64,
+        filters: Vec<(Str, SubOptions)>,
+        msgs: Vec<(Message, SubOptions)>,
+    },
     /// Any → the owner shard of `msg.topic`: store (or, with an empty payload, clear) it.
     /// Answered with [`ShardMsg::Reply`] `Ack` once stored (and journaled).
     RetainSet { req: u64, msg: Box<Message> },

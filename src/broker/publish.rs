@@ -54,7 +54,10 @@ impl Shard {
         // The rule engine, for messages clients published whose topic some rule takes.
         self.hook_publish(&msg);
         // Routes other shards announced (and may have acknowledged to their subscribers)
-        // before this message arrived are in the replica before it is routed.
+        // before this message arrived are in the replica before it is routed; one announced
+        // while it is routed learns of it (`recent`).
+        let at = self.wall_now();
+        self.routing_at(at);
         self.apply_posted();
         let mut stored = None;
         // Each subscriber's copy carries RETAIN 0 [MQTT-3.3.1-9] unless its subscription asked
@@ -74,6 +77,7 @@ impl Shard {
                     .count_drop(DropReason::NoSubscribers);
                 self.hook_dropped(&msg, "no_subscribers");
             }
+            self.recent.borrow_mut().note(at, msg);
             return stored;
         }
         for shard in shards_in(targets) {
@@ -92,6 +96,10 @@ impl Shard {
                     self.mesh.send(shard, ShardMsg::Forward(Box::new(forward)));
                 }
             }
+        }
+        // Kept a while rather than dropped here when it went to no other shard (`recent`).
+        if targets & !(1 << self.id) == 0 {
+            self.recent.borrow_mut().note(at, msg);
         }
         stored
     }

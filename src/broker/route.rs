@@ -76,6 +76,24 @@ impl RouteTable {
         }
     }
 
+    /// Whether `client` has an ordinary subscription to exactly `filter` here.
+    pub fn subscribed(&self, client: &str, filter: &str) -> bool {
+        self.filters
+            .get(filter)
+            .is_some_and(|f| f.local.contains_key(client))
+    }
+
+    /// Whether one of `client`'s ordinary subscriptions here other than `except` matches
+    /// `topic`.
+    pub fn matches_other<T>(&self, client: &str, topic: &str, except: &[(Str, T)]) -> bool {
+        let mut found = false;
+        self.filters.for_each_match(topic, |filter, routes| {
+            found |=
+                routes.local.contains_key(client) && !except.iter().any(|(f, _)| &**f == filter);
+        });
+        found
+    }
+
     /// Adds or updates `client`'s subscription here.
     pub fn subscribe(
         &mut self,

@@ -36,6 +36,7 @@ use super::flow;
 use super::link::Link;
 use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
+use super::recent::{Recent, RoutedAt};
 use super::route::{shards_in, RouteTable};
 
 /// How long a shard waits for an answer another shard owes it (a confirmation of stored or
@@ -156,6 +157,17 @@ pub struct Shard {
     pub(super) batch_confirms: RefCell<Vec<AwaitReplies<ReplyData>>>,
     /// The rule engine's counters and web hook sender on this shard (see `hooks`).
     pub rule_engine: super::rule_state::RuleEngine,
+    /// What this shard routed lately, for subscriptions whose SUBSCRIBE arrived first but
+    /// was read later (`recent`).
+    pub(super) recent: RefCell<Recent>,
+    /// Per shard: when it last routed a message; this shard's own entry as last stored.
+    routed_at: Arc<Vec<RoutedAt>>,
+    routed_stored: Cell<u64>,
+    /// When the kernel received the input being dispatched (0: unknown), set by the
+    /// connection task before each batch.
+    pub arrival: Cell<u64>,
+    /// The wall-clock time (ns) read with [`Shard::batch_clock`].
+    batch_wall: Cell<u64>,
 }
 
 /// A batch of packets a connection task handles without awaiting. While alive,
@@ -218,6 +230,8 @@ pub struct NodeShared {
     /// Per shard: it has journaled a durable session (set once, never cleared), so a QoS 1/2
     /// message forwarded to it is acknowledged only once it confirms (see `persist`).
     pub durable: Arc<Vec<std::sync::atomic::AtomicBool>>,
+    /// Per shard: when it last routed a message (see `recent`).
+    pub routed_at: Arc<Vec<RoutedAt>>,
 }
 
 impl Shard {
@@ -273,6 +287,11 @@ impl Shard {
             journal: std::cell::OnceCell::new(),
             batch_confirms: RefCell::new(Vec::new()),
             rule_engine: Default::default(),
+            recent: RefCell::new(Recent::default()),
+            routed_at: shared.routed_at,
+            routed_stored: Cell::new(0),
+            arrival: Cell::new(0),
+            batch_wall: Cell::new(0),
         })
     }
 
@@ -531,7 +550,107 @@ impl Shard {
     /// `clock_gettime` per batch instead of two or three per packet).
     pub fn batch_clock(&self) -> BatchClock<'_> {
         self.batch_now.set(Some(Instant::now()));
+        self.batch_wall.set(wall_ns());
         BatchClock(self)
+    }
+
+    /// The wall-clock time in nanoseconds: the batch's when one is open.
+    pub(super) fn wall_now(&self) -> u64 {
+        if self.in_batch() {
+            self.batch_wall.get()
+        } else {
+            wall_ns()
+        }
+    }
+
+    /// This shard is about to route messages read by `at`: says so to the other shards
+    /// before it takes the routes they posted (`recent`: a subscribing shard posts its route,
+    /// then reads this; one of the two sees the other).
+    pub(super) fn routing_at(&self, at: u64) {
+        if at > self.routed_stored.get() {
+            self.routed_stored.set(at);
+            self.routed_at[self.id]
+                .0
+                .store(at, std::sync::atomic::Ordering::Relaxed);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// After `client_id` subscribed to `filters` (ordinary subscriptions new to it) in a
+    /// SUBSCRIBE the kernel received at [`Shard::arrival`]: asks each shard that routed
+    /// anything since for what it routed after that and did not send here (`recent`).
+    pub(super) fn catch_up(self: &Rc<Self>, client_id: &Str, filters: Vec<(Str, SubOptions)>) {
+        let since = self.arrival.get();
+        let link = self
+            .clients
+            .borrow()
+            .get(client_id)
+            .and_then(|c| c.link.as_ref().map(|l| l.id));
+        let (true, Some(link)) = (since > 0, link) else {
+            return;
+        };
+        // What this shard routed after the SUBSCRIBE arrived, before it was read; not what an
+        // older subscription of the client already matched.
+        let here = self.recent.borrow().missed(client_id, since, &filters);
+        if !here.is_empty() {
+            self.deliver_caught_up(client_id, link, &filters, here);
+        }
+        // The routes were posted: now look (see `routing_at`).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        for to in self.other_shards() {
+            if self.routed_at[to]
+                .0
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > since
+            {
+                self.mesh.send(
+                    to,
+                    ShardMsg::CatchUp {
+                        client_id: client_id.clone(),
+                        link,
+                        filters: filters.clone(),
+                        since,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Messages routed while `client_id`'s SUBSCRIBE to `filters` waited to be read here:
+    /// delivered to connection `link` if it is still the client's, except those one of its
+    /// other subscriptions matches (they reached it).
+    pub(super) fn deliver_caught_up(
+        self: &Rc<Self>,
+        client_id: &Str,
+        link: u64,
+        filters: &[(Str, SubOptions)],
+        mut msgs: Vec<(Message, SubOptions)>,
+    ) {
+        {
+            let routes = self.routes.borrow();
+            msgs.retain(|(m, _)| !routes.matches_other(client_id, &m.topic, filters));
+        }
+        let mut actions = Vec::new();
+        {
+            let mut clients = self.clients.borrow_mut();
+            let Some(c) = clients.get_mut(client_id) else {
+                return;
+            };
+            if c.link.as_ref().map(|l| l.id) != Some(link) {
+                return;
+            }
+            let mut metrics = self.metrics.borrow_mut();
+            let mut delivered = Vec::new();
+            let now = self.now();
+            for (m, opts) in &msgs {
+                c.session
+                    .deliver(m, *opts, now, &mut metrics, &mut delivered);
+                actions.extend(delivered.drain(..).map(|a| a.with_message(m)));
+            }
+            drop(metrics);
+            self.journal_session(client_id, c);
+        }
+        self.apply(client_id, actions);
     }
 
     /// Whether a batch is open (forwards wait for its end).
@@ -1117,6 +1236,31 @@ impl Shard {
                 self.apply_posted();
                 self.settle_displaced();
             }
+            ShardMsg::CatchUp {
+                client_id,
+                link,
+                filters,
+                since,
+            } => {
+                let msgs = self.recent.borrow().missed(&client_id, since, &filters);
+                if !msgs.is_empty() {
+                    self.mesh.send(
+                        from,
+                        ShardMsg::CaughtUp {
+                            client_id,
+                            link,
+                            filters,
+                            msgs,
+                        },
+                    );
+                }
+            }
+            ShardMsg::CaughtUp {
+                client_id,
+                link,
+                filters,
+                msgs,
+            } => self.deliver_caught_up(&client_id, link, &filters, msgs),
             ShardMsg::Displace { client_id, link } => {
                 let current = self
                     .clients
@@ -1351,6 +1495,14 @@ pub fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Nanoseconds since the Unix epoch (`CLOCK_REALTIME`, the clock of the kernel's receive
+/// timestamps).
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Seconds since the Unix epoch.

@@ -283,6 +283,11 @@ impl Stream {
         }
     }
 
+    /// When the kernel received what the last read returned (see `Socket::received_at`).
+    pub fn received_at(&self) -> u64 {
+        self.socket.received_at()
+    }
+
     /// What the socket holds right now, without waiting, through the layers into `buf`:
     /// the number of raw bytes read (0: nothing, closed or failed).
     pub fn try_read(&mut self, buf: &mut BytesMut, want: usize) -> usize {

@@ -51,12 +51,16 @@ impl Shard {
     ) {
         let client_id = client_id.clone();
         let mut announce = Vec::new();
+        let mut fresh = Vec::new();
         let mut codes = Vec::with_capacity(filters.len());
         for (filter, result) in &filters {
             match result {
                 Ok(opts) => {
                     codes.push(opts.qos as u8);
                     let (real, group) = split_shared(filter);
+                    if group.is_none() && !self.routes.borrow().subscribed(&client_id, real) {
+                        fresh.push((Str::from(real), *opts));
+                    }
                     let change = self
                         .routes
                         .borrow_mut()
@@ -80,6 +84,11 @@ impl Shard {
                     },
                 );
             }
+        }
+        // Messages other shards routed after this SUBSCRIBE arrived, before they had the
+        // routes (`recent`).
+        if packet_id.is_some() && !fresh.is_empty() {
+            self.catch_up(&client_id, fresh);
         }
         let me = self.clone();
         spawn_local(async move {

@@ -113,9 +113,14 @@ pub fn tcp_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
 
 /// A client id starting with `prefix` whose home shard (of [`SHARDS`]) is `shard`.
 pub fn id_on_shard(prefix: &str, shard: usize) -> String {
+    id_on_shard_of(prefix, shard, SHARDS)
+}
+
+/// A client id starting with `prefix` whose home shard of `shards` is `shard`.
+pub fn id_on_shard_of(prefix: &str, shard: usize, shards: usize) -> String {
     (0..10_000)
         .map(|i| format!("{prefix}-{i}"))
-        .find(|id| shardmq::home_shard(id, SHARDS) == shard)
+        .find(|id| shardmq::home_shard(id, shards) == shard)
         .expect("an id for every shard")
 }
 
@@ -340,6 +345,18 @@ impl Raw {
 
     /// SUBSCRIBE and wait for its SUBACK; returns the return codes.
     pub fn subscribe(&mut self, packet_id: u16, filters: &[(&str, QoS)]) -> Vec<u8> {
+        self.send_subscribe(packet_id, filters);
+        match self.recv() {
+            Packet::SubAck(a) => {
+                assert_eq!(a.packet_id, packet_id, "SUBACK packet id");
+                a.codes
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// SUBSCRIBE, without waiting for the SUBACK.
+    pub fn send_subscribe(&mut self, packet_id: u16, filters: &[(&str, QoS)]) {
         self.send(&Packet::Subscribe(Subscribe {
             packet_id,
             filters: filters
@@ -356,13 +373,6 @@ impl Raw {
                 .collect(),
             properties: Props::default(),
         }));
-        match self.recv() {
-            Packet::SubAck(a) => {
-                assert_eq!(a.packet_id, packet_id, "SUBACK packet id");
-                a.codes
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
     }
 
     /// UNSUBSCRIBE and wait for its UNSUBACK.
