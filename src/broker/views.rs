@@ -13,7 +13,6 @@ use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
 use shardmq_http::{ApiError, ErrorCode};
 
 use super::ask::{answers, question, Rows, ShardQuery};
-use super::handover::Mark;
 use super::msg::{ShardFigures, ShardMsg};
 use super::race::or_timeout;
 use super::shard::{Client, Shard, ROUTE_ACK_DEADLINE};
@@ -252,7 +251,6 @@ impl Shard {
                     ShardMsg::Collect {
                         req,
                         question: question(Counters),
-                        after: Mark::none(),
                     },
                 );
             }

@@ -93,7 +93,6 @@ impl Broker {
                 ShardMsg::Collect {
                     req,
                     question: question(query()),
-                    after: self.facts.handovers.mark(shard),
                 },
             );
         }
