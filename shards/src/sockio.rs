@@ -401,7 +401,7 @@ pub struct Socket {
     /// `CLOCK_REALTIME` nanoseconds, of the newest segment read); 0 when unknown.
     received_at: u64,
     /// The socket belongs to its thread's [`Reactor`] (found through the thread-local, not a
-    /// handle: every idle connection holds a `Socket`, 12 bytes this way).
+    /// handle: every idle connection holds a `Socket`, 24 bytes this way).
     _thread_bound: std::marker::PhantomData<Rc<()>>,
 }
 

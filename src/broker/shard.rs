@@ -166,7 +166,7 @@ pub struct Shard {
     /// When the kernel received the input being dispatched (0: unknown), set by the
     /// connection task before each batch.
     pub arrival: Cell<u64>,
-    /// The wall-clock time (ns) read with [`Shard::batch_clock`].
+    /// The wall-clock time (ns) of the open batch (0: not read yet; see [`Shard::wall_now`]).
     batch_wall: Cell<u64>,
 }
 
@@ -550,16 +550,23 @@ impl Shard {
     /// `clock_gettime` per batch instead of two or three per packet).
     pub fn batch_clock(&self) -> BatchClock<'_> {
         self.batch_now.set(Some(Instant::now()));
-        self.batch_wall.set(wall_ns());
+        self.batch_wall.set(0);
         BatchClock(self)
     }
 
-    /// The wall-clock time in nanoseconds: the batch's when one is open.
+    /// The wall-clock time in nanoseconds: within a batch, the one read at the batch's first
+    /// routing (a batch that routes nothing reads none).
     pub(super) fn wall_now(&self) -> u64 {
-        if self.in_batch() {
-            self.batch_wall.get()
-        } else {
-            wall_ns()
+        if !self.in_batch() {
+            return wall_ns();
+        }
+        match self.batch_wall.get() {
+            0 => {
+                let now = wall_ns();
+                self.batch_wall.set(now);
+                now
+            }
+            at => at,
         }
     }
 
@@ -577,8 +584,9 @@ impl Shard {
     }
 
     /// After `client_id` subscribed to `filters` (ordinary subscriptions new to it) in a
-    /// SUBSCRIBE the kernel received at [`Shard::arrival`]: asks each shard that routed
-    /// anything since for what it routed after that and did not send here (`recent`).
+    /// SUBSCRIBE the kernel received at [`Shard::arrival`]: delivers what this shard routed
+    /// after that, and asks each other shard that routed anything since for what it routed
+    /// after that to no other shard (`recent`).
     pub(super) fn catch_up(self: &Rc<Self>, client_id: &Str, filters: Vec<(Str, SubOptions)>) {
         let since = self.arrival.get();
         let link = self
