@@ -268,8 +268,12 @@ impl Stream {
                 let res = self.socket.try_read(&mut buf[start..]);
                 buf.truncate(start + *res.as_ref().unwrap_or(&0));
                 match res {
-                    // Empty after all (the readiness was old): wait for the ring.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    // Empty after all (the readiness was old): wait for the ring, without
+                    // the buffer taken for the read (an idle connection holds none).
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        super::bufpool::give(buf);
+                        continue;
+                    }
                     done => return Poll::Ready(done),
                 }
             }
