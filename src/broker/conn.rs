@@ -26,6 +26,7 @@ use shardmq_shards::sockio::{Listener, Socket};
 
 use super::budget::InputBudget;
 use super::bufpool;
+use super::handover::Mark;
 use super::link::Link;
 use super::msg::{Adopt, ShardMsg};
 use super::race::{either, or_timeout, Either};
@@ -236,12 +237,53 @@ async fn handshake(
     // served where it was accepted (the home shard's directory learns of it, see
     // `Shard::connect_client`); any other on its home shard.
     let home = home_shard(&connect.client_id, shard.shards);
+    // What the home shard must have taken over before it serves this CONNECT: the
+    // connections already answered on their way there (`handover`).
+    let after = shard.handovers.mark(home);
     let served_here = home == shard.id
         || (shard.cfg.shards.clean_sessions == CleanSessionPlacement::Accepting
             && crate::session::ends_with_connection(&connect, &shard.policy.borrow().session));
     if served_here {
-        serve(shard, stream, connect, assigned_id, buf, peer, slot).await;
+        let after = if home == shard.id {
+            after
+        } else {
+            Mark::none()
+        };
+        serve(
+            shard,
+            stream,
+            connect,
+            assigned_id,
+            buf,
+            peer,
+            slot,
+            after,
+            Accepted::default(),
+        )
+        .await;
         return;
+    }
+    // A clean start has no session to present: the accepting shard admits the client and
+    // writes its CONNACK, and the home shard takes the connection over while the client
+    // reads it (the hand-over, one more executor's wake-up, does not delay the CONNACK).
+    // Not with clean sessions served where accepted: a claim of the id could then reach
+    // the home shard before an older connection answered here.
+    let mut acked = None;
+    if connect.clean_start && shard.cfg.shards.clean_sessions == CleanSessionPlacement::Home {
+        if let Err(why) = shard.admit(&connect, peer.ip()) {
+            refuse(&shard, &mut stream, connect.protocol, why).await;
+            return;
+        }
+        let ack = shard.connack(&connect, assigned_id, false);
+        let mut out = BytesMut::new();
+        if codec::encode(&ack, connect.protocol, &mut out).is_ok() {
+            // Counted before the CONNACK can reach the client, and sent whatever the write
+            // does (the home shard finds a closed socket closed).
+            shard.handovers.start(shard.id, home);
+            shard.metrics.borrow_mut().count_sent(&ack, out.len());
+            let _ = stream.write_all(&out).await;
+            acked = Some(out.len() as u32);
+        }
     }
     let (socket, layer) = stream.detach();
     shard.mesh.send(
@@ -254,6 +296,9 @@ async fn handshake(
             rest: buf,
             peer,
             slot,
+            acked,
+            from: shard.id,
+            after,
         })),
     );
 }
@@ -353,6 +398,11 @@ pub fn adopt(shard: Rc<Shard>, adopt: Adopt) {
 
 /// Entry point on the home shard for a connection another shard accepted.
 async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
+    // A connection answered before its hand-over lands when it is served or refused here.
+    let landing = adopt.acked.map(|_| Landing {
+        shard: shard.clone(),
+        from: adopt.from,
+    });
     let stream = match Stream::attach(adopt.socket, adopt.layer) {
         Ok(s) => s,
         Err(e) => {
@@ -368,13 +418,42 @@ async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
         adopt.rest,
         adopt.peer,
         adopt.slot,
+        adopt.after,
+        Accepted {
+            acked: adopt.acked,
+            landing,
+        },
     )
     .await;
 }
 
+/// A hand-over answered by its accepting shard: lands (see `handover`) when dropped, on
+/// every path that serves or refuses it.
+struct Landing {
+    shard: Rc<Shard>,
+    from: usize,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        self.shard.land_handover(self.from);
+    }
+}
+
+/// What the accepting shard did for a connection it handed over.
+#[derive(Default)]
+struct Accepted {
+    /// It admitted the client and wrote its CONNACK, of this many bytes.
+    acked: Option<u32>,
+    /// Lands the hand-over once served (the CONNACK is out: see `handover`).
+    landing: Option<Landing>,
+}
+
 /// Accepts (or refuses) a client's CONNECT on the shard that serves it, then runs the connection as a
 /// task of its own: the handshake's state (the CONNECT, its timers, the hand-over) is freed,
-/// and a connected client holds only the small [`run`] future.
+/// and a connected client holds only the small [`run`] future. Served once the hand-overs
+/// `after` counts have landed here.
+#[allow(clippy::too_many_arguments)] // the parts of one hand-over, named
 async fn serve(
     shard: Rc<Shard>,
     mut stream: Stream,
@@ -383,7 +462,12 @@ async fn serve(
     buf: BytesMut,
     peer: SocketAddr,
     slot: ConnSlot,
+    after: Mark,
+    accepted: Accepted,
 ) {
+    shard.after_handovers(&after).await;
+    drop(after);
+    let Accepted { acked, landing } = accepted;
     // Takeover: what the old connection's client sent before it reconnected (acks above
     // all) is still in that socket; let the old connection handle it while it owns the
     // session, so that the new one is not sent again what was already acknowledged.
@@ -391,8 +475,11 @@ async fn serve(
         old.ask_drain();
         let _ = or_timeout(old.wait_drained(), TAKEOVER_DRAIN_WAIT).await;
     }
-    let link = match shard.connect_client(&connect, peer, assigned_id) {
+    let link = match shard.connect_client(&connect, peer, assigned_id, acked.is_some()) {
         Ok(link) => link,
+        // Answered already (CONNACK 0 from the accepting shard): closed, as a live client
+        // a new ban matches is.
+        Err(_) if acked.is_some() => return,
         Err(why) => {
             refuse(&shard, &mut stream, connect.protocol, why).await;
             return;
@@ -406,7 +493,12 @@ async fn serve(
     link.counters
         .read(codec::encoded_len(&connect, version).unwrap_or(0) + buf.len());
     link.counters.received(&connect);
+    if let Some(n) = acked {
+        link.counters.wrote(n as usize);
+        link.counters.sent();
+    }
     drop(connect);
+    drop(landing);
     // The home shard of a client served elsewhere is woken after the connection's first
     // turn, which writes the CONNACK: the wake-up (and, on a shared core, the woken shard)
     // does not delay it.

@@ -111,6 +111,11 @@ impl LinkCounters {
         bump(&self.recv_cnt, 1);
         bump(&self.recv_oct, n as u64);
     }
+    /// A packet other than a PUBLISH was sent (by the accepting shard: the CONNACK of a
+    /// connection handed over).
+    pub fn sent(&self) {
+        bump(&self.send_pkt, 1);
+    }
     /// `n` bytes were written in one socket write.
     pub fn wrote(&self, n: usize) {
         bump(&self.send_cnt, 1);

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod directory;
 pub mod enforce;
 pub mod flow;
+pub mod handover;
 pub mod hooks;
 pub mod journal;
 pub mod link;
@@ -153,6 +154,7 @@ pub fn start_with_shutdown(
         auth_throttle: auth_throttle::MqttAuthThrottle::new(&cfg),
         durable: std::sync::Arc::new((0..shards).map(|_| Default::default()).collect()),
         routed_at: std::sync::Arc::new((0..shards).map(|_| Default::default()).collect()),
+        handovers: std::sync::Arc::new(handover::Handovers::new(shards)),
     };
     // Durable sessions and retained messages from the journals, each for its home shard.
     let recovered = if cfg.persistence.enable {
@@ -258,6 +260,7 @@ pub fn start_with_shutdown(
             shard_cores: cores.to_vec(),
             mqtt_addr,
             listeners: listeners_facts,
+            handovers: node_shared.handovers.clone(),
         };
         threads.push(spawn_pinned(
             "management",

@@ -78,7 +78,12 @@ pub enum ShardMsg {
     /// Any → one shard: a question about its part of a view (counters, a page of its
     /// clients, ...) or an action on its clients (see `ask`). Answered with
     /// [`ReplyData::Answer`].
-    Collect { req: u64, question: Question },
+    /// Answered once the hand-overs `after` counts have landed here (`handover`).
+    Collect {
+        req: u64,
+        question: Question,
+        after: super::handover::Mark,
+    },
     /// Management → every shard: enforce this admin policy from now on (bans, auth tables,
     /// plugins, runtime settings), kick live clients a ban now matches. Answered with
     /// [`ReplyData::Ack`] once in force.
@@ -117,6 +122,13 @@ pub struct Adopt {
     pub peer: SocketAddr,
     /// The connection's place under its listener's `max_connections`.
     pub slot: super::slots::ConnSlot,
+    /// The accepting shard admitted this clean start and wrote its CONNACK, of this many
+    /// bytes (`None`: the home shard decides and answers).
+    pub acked: Option<u32>,
+    /// The accepting shard.
+    pub from: usize,
+    /// The hand-overs to this shard started before the CONNECT was read: served after them.
+    pub after: super::handover::Mark,
 }
 
 /// A question for one shard, the type of its answer erased for the trip: built from a

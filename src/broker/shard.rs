@@ -33,6 +33,7 @@ use shardmq_shards::runtime::ShutdownFlag;
 use super::auth_throttle::MqttAuthThrottle;
 use super::directory::Served;
 use super::flow;
+use super::handover::{Handovers, Landed, Mark};
 use super::link::Link;
 use super::msg::{Forward, ReplyData, ShardMsg};
 use super::race::or_timeout;
@@ -79,6 +80,9 @@ impl Client {
 
 /// What an ended connection is taken to have freed (an idle one holds about this much).
 const FREED_PER_CONNECTION: usize = 1536;
+/// How long a CONNECT or a question waits at most for the hand-overs started before it
+/// (each normally lands within microseconds).
+const HANDOVER_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves a connection handed over by another shard (see [`Shard::adopter`]).
 pub type Adopter = fn(Rc<Shard>, super::msg::Adopt);
@@ -168,6 +172,11 @@ pub struct Shard {
     pub arrival: Cell<u64>,
     /// The wall-clock time (ns) of the open batch (0: not read yet; see [`Shard::wall_now`]).
     batch_wall: Cell<u64>,
+    /// The node's hand-over counts (connections answered before they were handed over).
+    pub handovers: Arc<Handovers>,
+    /// The hand-overs taken over here, and who waits for more of them.
+    landed: RefCell<Landed>,
+    landed_waiters: RefCell<Vec<std::task::Waker>>,
 }
 
 /// A batch of packets a connection task handles without awaiting. While alive,
@@ -232,6 +241,8 @@ pub struct NodeShared {
     pub durable: Arc<Vec<std::sync::atomic::AtomicBool>>,
     /// Per shard: when it last routed a message (see `recent`).
     pub routed_at: Arc<Vec<RoutedAt>>,
+    /// Connections answered before they were handed over (`handover`).
+    pub handovers: Arc<Handovers>,
 }
 
 impl Shard {
@@ -292,6 +303,9 @@ impl Shard {
             routed_stored: Cell::new(0),
             arrival: Cell::new(0),
             batch_wall: Cell::new(0),
+            handovers: shared.handovers,
+            landed: RefCell::new(Landed::new(shards)),
+            landed_waiters: RefCell::new(Vec::new()),
         })
     }
 
@@ -695,37 +709,63 @@ impl Shard {
         self.batch_now.get().unwrap_or_else(Instant::now)
     }
 
+    /// Whether every hand-over `mark` counts has landed here.
+    pub fn has_landed(&self, mark: &Mark) -> bool {
+        self.landed.borrow().reached(mark)
+    }
+
+    /// Waits until every hand-over `mark` counts has landed here (each is on its way: its
+    /// shard sends it right after its CONNACK). Bounded, so that a lost one delays, never
+    /// stops, what waits for it.
+    pub async fn after_handovers(&self, mark: &Mark) {
+        if self.has_landed(mark) {
+            return;
+        }
+        let landed = std::future::poll_fn(|cx| {
+            if self.has_landed(mark) {
+                return std::task::Poll::Ready(());
+            }
+            self.landed_waiters.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        });
+        if or_timeout(landed, HANDOVER_WAIT).await.is_none() {
+            tracing::warn!(
+                shard = self.id,
+                "a connection handed over did not arrive in time"
+            );
+        }
+    }
+
+    /// A connection answered by shard `from` was taken over here (served or refused).
+    pub fn land_handover(&self, from: usize) {
+        self.landed.borrow_mut().land(from);
+        for waker in self.landed_waiters.take() {
+            waker.wake();
+        }
+    }
+
     /// The live connection of `client_id`, if it has one here.
     pub fn live_link(&self, client_id: &str) -> Option<Rc<Link>> {
         self.clients.borrow().get(client_id)?.link.clone()
     }
 
-    /// Accepts (or refuses) a CONNECT for a client served here: takeover of an older
-    /// connection, session resume or creation, CONNACK (5.0: with the broker's properties,
-    /// and the id when `assigned_id`) and redelivery into the new link.
-    pub fn connect_client(
-        self: &Rc<Self>,
-        connect: &Connect,
-        peer: SocketAddr,
-        assigned_id: bool,
-    ) -> Result<Rc<Link>, Refusal> {
-        // The id length limit is checked by the accepting shard (`conn::handshake`) on the
-        // id the client sent, so an id the broker assigned is never refused by it.
-        let ip = peer.ip();
+    /// Whether a CONNECT may connect at all: the address's authentication back-off, bans,
+    /// credentials (a failure counts against the address). Asked by the shard that writes
+    /// the CONNACK: the serving shard, or for a clean start the accepting one.
+    pub fn admit(&self, connect: &Connect, ip: std::net::IpAddr) -> Result<(), Refusal> {
         // An address in back-off is refused before its credentials are even looked at.
         if self.auth_throttle.refused(ip).is_some() {
             self.metrics.borrow_mut().connections_refused_auth_throttled += 1;
             return Err(Refusal::Throttled);
         }
-        let client_id = connect.client_id.clone();
-        let policy = self.policy.borrow().clone();
-        match policy.check_connect(
-            &client_id,
+        let verdict = self.policy.borrow().check_connect(
+            &connect.client_id,
             connect.username.as_deref(),
             connect.password.as_deref(),
             Some(ip),
             unix_secs(),
-        ) {
+        );
+        match verdict {
             Verdict::Authenticated => self.auth_throttle.authenticated(ip),
             Verdict::Accept => {}
             Verdict::Banned => return Err(Refusal::Banned),
@@ -737,6 +777,61 @@ impl Shard {
                 self.auth_failed(ip);
                 return Err(Refusal::NotAuthorized);
             }
+        }
+        Ok(())
+    }
+
+    /// The CONNACK accepting `connect` (5.0: with the broker's properties, and the id when
+    /// `assigned_id`).
+    pub fn connack(&self, connect: &Connect, assigned_id: bool, session_present: bool) -> Packet {
+        let properties = if connect.protocol == ProtocolVersion::V5 {
+            // The handshake lowered the keepalive to `server_keepalive` where it imposes it.
+            let server = self.cfg.mqtt.server_keepalive;
+            let imposed = if server > 0 && connect.keep_alive == server {
+                server
+            } else {
+                0
+            };
+            self.policy.borrow().connack_properties(
+                self.cfg.mqtt.max_packet_size,
+                imposed,
+                assigned_id.then_some(&connect.client_id),
+            )
+        } else {
+            Props::default()
+        };
+        Packet::ConnAck(ConnAck {
+            session_present,
+            code: 0,
+            properties,
+        })
+    }
+
+    /// Accepts (or refuses) a CONNECT for a client served here: takeover of an older
+    /// connection, session resume or creation, CONNACK and redelivery into the new link.
+    /// `acked`: the accepting shard admitted this clean start and wrote its CONNACK.
+    pub fn connect_client(
+        self: &Rc<Self>,
+        connect: &Connect,
+        peer: SocketAddr,
+        assigned_id: bool,
+        acked: bool,
+    ) -> Result<Rc<Link>, Refusal> {
+        // The id length limit is checked by the accepting shard (`conn::handshake`) on the
+        // id the client sent, so an id the broker assigned is never refused by it.
+        let client_id = connect.client_id.clone();
+        let policy = self.policy.borrow().clone();
+        if !acked {
+            self.admit(connect, peer.ip())?;
+        } else if policy.banned(
+            &client_id,
+            connect.username.as_deref(),
+            Some(peer.ip()),
+            unix_secs(),
+        ) {
+            // A ban that reached this shard after the accepting one admitted the client: it
+            // ends the connection as it ends the live ones it matches.
+            return Err(Refusal::Banned);
         }
         let now = Instant::now();
         let link_id = self.next_link_id.get();
@@ -778,28 +873,10 @@ impl Shard {
             self.end_session(&client_id, now);
         }
 
-        let properties = if connect.protocol == ProtocolVersion::V5 {
-            // The handshake lowered the keepalive to `server_keepalive` where it imposes it.
-            let server = self.cfg.mqtt.server_keepalive;
-            let imposed = if server > 0 && connect.keep_alive == server {
-                server
-            } else {
-                0
-            };
-            policy.connack_properties(
-                self.cfg.mqtt.max_packet_size,
-                imposed,
-                assigned_id.then_some(&client_id),
-            )
-        } else {
-            Props::default()
-        };
-        let connack = Packet::ConnAck(ConnAck {
-            session_present,
-            code: 0,
-            properties,
-        });
-        link.send(&connack, &mut self.metrics.borrow_mut());
+        if !acked {
+            let connack = self.connack(connect, assigned_id, session_present);
+            link.send(&connack, &mut self.metrics.borrow_mut());
+        }
 
         let mut actions = Vec::new();
         {
@@ -1300,16 +1377,35 @@ impl Shard {
                     "a connection handed over before the shard serves any"
                 ),
             },
-            ShardMsg::Collect { req, question } => {
-                let shard: &dyn std::any::Any = self;
-                let answer = question.answer(shard);
-                self.mesh.send(
-                    from,
-                    ShardMsg::Reply {
-                        req,
-                        reply: Box::new(ReplyData::Answer(answer)),
-                    },
-                );
+            ShardMsg::Collect {
+                req,
+                question,
+                after,
+            } => {
+                // A question about clients that connected before it was asked waits for
+                // their connections still on their way here.
+                let me = self.clone();
+                let answer = move || {
+                    let shard: &dyn std::any::Any = &me;
+                    let answer = question.answer(shard);
+                    me.mesh.send(
+                        from,
+                        ShardMsg::Reply {
+                            req,
+                            reply: Box::new(ReplyData::Answer(answer)),
+                        },
+                    );
+                };
+                if self.has_landed(&after) {
+                    answer();
+                } else {
+                    let me = self.clone();
+                    spawn_local(async move {
+                        me.after_handovers(&after).await;
+                        answer();
+                    })
+                    .detach();
+                }
             }
             ShardMsg::Policy { req, policy } => {
                 self.apply_policy(policy);

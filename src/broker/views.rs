@@ -13,6 +13,7 @@ use shardmq_http::model::{ConnectionInfo, SessionInfo, SubscriptionInfo};
 use shardmq_http::{ApiError, ErrorCode};
 
 use super::ask::{answers, question, Rows, ShardQuery};
+use super::handover::Mark;
 use super::msg::{ShardFigures, ShardMsg};
 use super::race::or_timeout;
 use super::shard::{Client, Shard, ROUTE_ACK_DEADLINE};
@@ -251,6 +252,7 @@ impl Shard {
                     ShardMsg::Collect {
                         req,
                         question: question(Counters),
+                        after: Mark::none(),
                     },
                 );
             }

@@ -93,6 +93,7 @@ impl Broker {
                 ShardMsg::Collect {
                     req,
                     question: question(query()),
+                    after: self.facts.handovers.mark(shard),
                 },
             );
         }

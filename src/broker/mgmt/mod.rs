@@ -59,6 +59,9 @@ pub struct NodeFacts {
         SocketAddr,
         Arc<crate::broker::slots::ConnSlots>,
     )>,
+    /// The hand-overs the shards started: a question about clients waits for those started
+    /// before it was asked (`handover`).
+    pub handovers: Arc<crate::broker::handover::Handovers>,
 }
 
 /// Runs the management executor until shutdown. Reports its bound address (or the error)
