@@ -238,17 +238,18 @@ async fn handshake(
     // `Shard::connect_client`); any other on its home shard.
     let home = home_shard(&connect.client_id, shard.shards);
     // What the home shard must have taken over before it serves this CONNECT: the
-    // connections already answered on their way there (`handover`).
-    let after = shard.handovers.mark(home);
-    let served_here = home == shard.id
+    // connections already answered on their way there (`handover`). Taken before this
+    // connection's own hand-over is counted; a client served where accepted waits for none.
+    let at_home = home == shard.id;
+    let served_here = at_home
         || (shard.cfg.shards.clean_sessions == CleanSessionPlacement::Accepting
             && crate::session::ends_with_connection(&connect, &shard.policy.borrow().session));
+    let after = if served_here && !at_home {
+        Mark::none()
+    } else {
+        shard.handovers.mark(home)
+    };
     if served_here {
-        let after = if home == shard.id {
-            after
-        } else {
-            Mark::none()
-        };
         serve(
             shard,
             stream,
@@ -258,7 +259,7 @@ async fn handshake(
             peer,
             slot,
             after,
-            Accepted::default(),
+            None,
         )
         .await;
         return;
@@ -399,9 +400,12 @@ pub fn adopt(shard: Rc<Shard>, adopt: Adopt) {
 /// Entry point on the home shard for a connection another shard accepted.
 async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
     // A connection answered before its hand-over lands when it is served or refused here.
-    let landing = adopt.acked.map(|_| Landing {
-        shard: shard.clone(),
-        from: adopt.from,
+    let acked = adopt.acked.map(|bytes| Acked {
+        bytes,
+        landing: Landing {
+            shard: shard.clone(),
+            from: adopt.from,
+        },
     });
     let stream = match Stream::attach(adopt.socket, adopt.layer) {
         Ok(s) => s,
@@ -419,10 +423,7 @@ async fn serve_adopted(shard: Rc<Shard>, adopt: Adopt) {
         adopt.peer,
         adopt.slot,
         adopt.after,
-        Accepted {
-            acked: adopt.acked,
-            landing,
-        },
+        acked,
     )
     .await;
 }
@@ -440,19 +441,18 @@ impl Drop for Landing {
     }
 }
 
-/// What the accepting shard did for a connection it handed over.
-#[derive(Default)]
-struct Accepted {
-    /// It admitted the client and wrote its CONNACK, of this many bytes.
-    acked: Option<u32>,
-    /// Lands the hand-over once served (the CONNACK is out: see `handover`).
-    landing: Option<Landing>,
+/// The accepting shard admitted a connection it handed over and wrote its CONNACK.
+struct Acked {
+    /// The CONNACK's size.
+    bytes: u32,
+    /// Lands the hand-over once served (see `handover`).
+    landing: Landing,
 }
 
 /// Accepts (or refuses) a client's CONNECT on the shard that serves it, then runs the connection as a
 /// task of its own: the handshake's state (the CONNECT, its timers, the hand-over) is freed,
 /// and a connected client holds only the small [`run`] future. Served once the hand-overs
-/// `after` counts have landed here.
+/// `after` counts have landed here; `acked` when the accepting shard answered the CONNECT.
 #[allow(clippy::too_many_arguments)] // the parts of one hand-over, named
 async fn serve(
     shard: Rc<Shard>,
@@ -463,11 +463,10 @@ async fn serve(
     peer: SocketAddr,
     slot: ConnSlot,
     after: Mark,
-    accepted: Accepted,
+    acked: Option<Acked>,
 ) {
     shard.after_handovers(&after).await;
     drop(after);
-    let Accepted { acked, landing } = accepted;
     // Takeover: what the old connection's client sent before it reconnected (acks above
     // all) is still in that socket; let the old connection handle it while it owns the
     // session, so that the new one is not sent again what was already acknowledged.
@@ -493,12 +492,12 @@ async fn serve(
     link.counters
         .read(codec::encoded_len(&connect, version).unwrap_or(0) + buf.len());
     link.counters.received(&connect);
-    if let Some(n) = acked {
-        link.counters.wrote(n as usize);
+    if let Some(acked) = acked {
+        link.counters.wrote(acked.bytes as usize);
         link.counters.sent();
+        drop(acked.landing);
     }
     drop(connect);
-    drop(landing);
     // The home shard of a client served elsewhere is woken after the connection's first
     // turn, which writes the CONNACK: the wake-up (and, on a shared core, the woken shard)
     // does not delay it.
