@@ -1,5 +1,5 @@
-//! With `shards.clean_sessions = "accepting"`, a session that ends with its connection (3.x
-//! clean session, 5.0 expiry 0) is served by the shard that accepted the socket; a persistent
+//! With `shards.clean_sessions = "accepting"`, a clean start whose session ends with its
+//! connection (3.x clean session, 5.0 Clean Start 1 with expiry 0) is served by the shard that accepted the socket; a persistent
 //! one by its client id's home shard. Whichever
 //! shards accept them, a newer connection of an id ends the older one (takeover, with its
 //! will), a clean start discards a persistent session kept elsewhere, and the API finds and
@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use shardmq::codec::{Packet, QoS};
+use shardmq::codec::{Packet, ProtocolVersion, QoS};
 
 /// Ids homed on shard 0 of two.
 const HOME: usize = 0;
@@ -173,6 +173,47 @@ fn a_clean_start_away_from_home_discards_the_persistent_session_at_home() {
         c.disconnect();
     }
     assert!(away > 0, "a clean start was served away from home");
+}
+
+/// A 5.0 CONNECT with Clean Start 0 and no expiry resumes the session the id has, which then
+/// ends with this connection [MQTT-3.1.2-5]: it is served where that session is, however
+/// short-lived its own session will be.
+#[test]
+fn a_v5_resume_with_expiry_zero_finds_the_session_whichever_shard_accepts_it() {
+    let (_dir, node) = node();
+    let id = id_on_shard("resumer", HOME);
+    let v5 = |clean: bool, expiry: Option<u32>| {
+        let mut c = connect_packet(&id, clean, 0, None, ProtocolVersion::V5);
+        c.properties.session_expiry_interval = expiry;
+        c
+    };
+    let mut publisher = Raw::connect(node.mqtt, &id_on_shard("resume-feed", HOME), true, 0, None).0;
+    // 16 rounds: the kernel spreads the accepts, so some are away from home (2^-16 that none is).
+    for round in 0..16u16 {
+        let (mut kept, ack) = Raw::connect_with(node.mqtt, v5(true, Some(300)));
+        assert_eq!(ack.code, 0);
+        kept.subscribe(1, &[("resume/t", QoS::AtLeastOnce)]);
+        kept.disconnect();
+        publisher.publish1("resume/t", b"queued", round + 1);
+
+        let (mut resumed, ack) = Raw::connect_with(node.mqtt, v5(false, None));
+        assert_eq!(
+            (ack.code, ack.session_present),
+            (0, true),
+            "Clean Start 0 resumes the session (round {round})"
+        );
+        let p = resumed.recv_publish();
+        assert_eq!(&p.payload[..], b"queued", "round {round}");
+        resumed.send(&Packet::PubAck(shardmq::codec::PubResp::new(
+            p.packet_id.unwrap(),
+        )));
+        resumed.disconnect();
+
+        // Expiry 0: the session ended with that connection.
+        let (gone, ack) = Raw::connect_with(node.mqtt, v5(false, None));
+        assert!(!ack.session_present, "round {round}");
+        gone.disconnect();
+    }
 }
 
 #[test]

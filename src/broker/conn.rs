@@ -233,8 +233,8 @@ async fn handshake(
             connect.keep_alive = imposed;
         }
     }
-    // With `shards.clean_sessions = "accepting"`, a session that ends with its connection is
-    // served where it was accepted (the home shard's directory learns of it, see
+    // With `shards.clean_sessions = "accepting"`, a client that needs no session but its
+    // own (`session::self_contained`) is served where it was accepted (the home shard's directory learns of it, see
     // `Shard::connect_client`); any other on its home shard.
     let home = home_shard(&connect.client_id, shard.shards);
     // What the home shard must have taken over before it serves this CONNECT: the
@@ -243,7 +243,7 @@ async fn handshake(
     let at_home = home == shard.id;
     let served_here = at_home
         || (shard.cfg.shards.clean_sessions == CleanSessionPlacement::Accepting
-            && crate::session::ends_with_connection(&connect, &shard.policy.borrow().session));
+            && crate::session::self_contained(&connect, &shard.policy.borrow().session));
     let after = if served_here && !at_home {
         Mark::none()
     } else {

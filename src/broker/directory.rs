@@ -1,7 +1,7 @@
 //! A home shard's directory of its clients that are served by other shards.
 //!
-//! With `shards.clean_sessions = "accepting"`, a session that ends with its connection (3.x
-//! clean session, 5.0 expiry 0) is served by the shard that accepted the socket, not handed
+//! With `shards.clean_sessions = "accepting"`, a clean start whose session ends with its
+//! connection (3.x clean session, 5.0 Clean Start 1 with expiry 0) is served by the shard that accepted the socket, not handed
 //! to the client id's home shard. The home
 //! shard still answers for the id: the serving shard posts a `Claim` (and a `Release` when
 //! the connection ends), and the home shard keeps here which shard serves which connection

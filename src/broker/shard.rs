@@ -915,7 +915,7 @@ impl Shard {
             }
         }
         if home != self.id {
-            // Served here though homed elsewhere (a session that ends with its connection):
+            // Served here though homed elsewhere (a clean start that ends with its connection):
             // posted before the CONNACK is written, so that any later connection of the id
             // finds this one through the home shard. The connection code wakes the home
             // shard once the CONNACK is out ([`Shard::wake_for_claim`]), so that an older

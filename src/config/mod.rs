@@ -174,13 +174,14 @@ pub struct ShardsConfig {
     pub channel_capacity: usize,
     /// How the kernel schedules the broker's threads against others on their cores.
     pub scheduling: ShardScheduling,
-    /// Which shard serves a session that ends with its connection.
+    /// Which shard serves a clean start whose session ends with its connection.
     pub clean_sessions: CleanSessionPlacement,
 }
 
-/// `shards.clean_sessions`: which shard serves a session that ends with its connection (3.x
-/// clean session = 1, 5.0 Session Expiry Interval 0). Sessions that may outlive their
-/// connection are always served by the client id's home shard.
+/// `shards.clean_sessions`: which shard serves a clean start whose session ends with its
+/// connection (3.x clean session = 1, 5.0 Clean Start 1 with Session Expiry Interval 0,
+/// `session::self_contained`). Sessions that may outlive their connection, and connections
+/// that resume one, are always served by the client id's home shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CleanSessionPlacement {

@@ -69,12 +69,20 @@ pub fn connect_expiry(connect: &Connect, cfg: &SessionConfig) -> Duration {
 
 /// Whether the session a CONNECT opens ends with its connection (it is never persistent):
 /// 3.x clean session = 1, 5.0 an expiry of 0 (which a DISCONNECT may not raise
-/// [MQTT-3.14.2-2]). Such a session can be served by whichever shard accepted the socket.
+/// [MQTT-3.14.2-2]).
 pub fn ends_with_connection(connect: &Connect, cfg: &SessionConfig) -> bool {
     match connect.protocol {
         ProtocolVersion::V5 => connect_expiry(connect, cfg).as_millis() == 0,
         _ => connect.clean_start,
     }
+}
+
+/// Whether a CONNECT needs no session but its own: it discards any session of the id and
+/// its own ends with the connection. Such a client can be served by whichever shard
+/// accepted the socket. A 5.0 Clean Start 0 with an expiry of 0 is not: it resumes the
+/// session the id has [MQTT-3.1.2-5], which ends with this connection.
+pub fn self_contained(connect: &Connect, cfg: &SessionConfig) -> bool {
+    connect.clean_start && ends_with_connection(connect, cfg)
 }
 
 /// Session limits and policies (EMQ X v3 zone settings). Shared by all sessions of a zone.

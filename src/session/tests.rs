@@ -1153,6 +1153,11 @@ fn a_session_ends_with_its_connection_exactly_when_it_is_not_persistent() {
     ];
     for (i, (c, z, ends)) in cases.into_iter().enumerate() {
         assert_eq!(ends_with_connection(&c, &z), ends, "case {i}");
+        assert_eq!(
+            self_contained(&c, &z),
+            ends && c.clean_start,
+            "case {i}: served anywhere only when it resumes nothing either"
+        );
         let h = H::with(c, z);
         assert_eq!(h.s.is_persistent(), !ends, "case {i}");
     }
