@@ -12,20 +12,31 @@ use std::os::fd::OwnedFd;
 
 use crate::sockio::Socket;
 
-/// A connected socket in transit between executors.
+/// A connected socket in transit between executors, with the receive timestamp of the
+/// input already read from it ([`Socket::received_at`]: what the caller passes along arrived
+/// then).
 #[derive(Debug)]
-pub struct SocketInTransit(OwnedFd);
+pub struct SocketInTransit {
+    fd: OwnedFd,
+    received_at: u64,
+}
 
 impl SocketInTransit {
     /// Detaches `stream` from this executor. Any read or write in flight on it must have
     /// completed (the caller owns the stream, so none can be).
     pub fn detach(socket: Socket) -> SocketInTransit {
-        SocketInTransit(socket.into_fd())
+        let received_at = socket.received_at();
+        SocketInTransit {
+            fd: socket.into_fd(),
+            received_at,
+        }
     }
 
     /// Binds the socket to the current executor's reactor.
     pub fn attach(self) -> io::Result<Socket> {
         // It left a `Socket`, so it is non-blocking already.
-        Socket::register_nonblocking(self.0)
+        let mut socket = Socket::register_nonblocking(self.fd)?;
+        socket.note_received_at(self.received_at);
+        Ok(socket)
     }
 }

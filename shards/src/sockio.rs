@@ -467,6 +467,11 @@ impl Socket {
         })
     }
 
+    /// Input read from this socket elsewhere (before a hand-over) arrived at `at`.
+    pub(crate) fn note_received_at(&mut self, at: u64) {
+        self.received_at = at;
+    }
+
     /// Unregisters the socket and gives its descriptor back, e.g. to hand it to another
     /// executor. Input the kernel holds stays there; the descriptor stays non-blocking.
     pub fn into_fd(self) -> OwnedFd {

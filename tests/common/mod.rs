@@ -173,6 +173,26 @@ pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, pid: Option<
     })
 }
 
+/// A SUBSCRIBE packet with default options but the QoS.
+pub fn subscribe_packet(packet_id: u16, filters: &[(&str, QoS)]) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id,
+        filters: filters
+            .iter()
+            .map(|(f, q)| {
+                (
+                    Str::from(*f),
+                    SubOptions {
+                        qos: *q,
+                        ..SubOptions::default()
+                    },
+                )
+            })
+            .collect(),
+        properties: Props::default(),
+    })
+}
+
 /// A raw MQTT client on a blocking socket, speaking through `shardmq::codec`.
 pub struct Raw {
     stream: TcpStream,
@@ -357,22 +377,16 @@ impl Raw {
 
     /// SUBSCRIBE, without waiting for the SUBACK.
     pub fn send_subscribe(&mut self, packet_id: u16, filters: &[(&str, QoS)]) {
-        self.send(&Packet::Subscribe(Subscribe {
-            packet_id,
-            filters: filters
-                .iter()
-                .map(|(f, q)| {
-                    (
-                        Str::from(*f),
-                        SubOptions {
-                            qos: *q,
-                            ..SubOptions::default()
-                        },
-                    )
-                })
-                .collect(),
-            properties: Props::default(),
-        }));
+        self.send(&subscribe_packet(packet_id, filters));
+    }
+
+    /// Encodes `packets` and writes them in one write.
+    pub fn send_all(&mut self, packets: &[Packet]) {
+        let mut out = BytesMut::new();
+        for p in packets {
+            codec::encode(p, self.version, &mut out).expect("test packet encodes");
+        }
+        self.send_bytes(&out);
     }
 
     /// UNSUBSCRIBE and wait for its UNSUBACK.
