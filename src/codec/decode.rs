@@ -85,6 +85,8 @@ fn check_fixed_header(first: u8, version: ProtocolVersion) -> Result<(), DecodeE
         0 => return Err(DecodeError::ReservedPacketType),
         15 if version != ProtocolVersion::V5 => return Err(DecodeError::ReservedPacketType),
         3 => return publish_flags(flags).map(|_| ()),
+        // MQTT 3.1 sends these at QoS 1 and sets DUP when it resends them.
+        6 | 8 | 10 if version == ProtocolVersion::V31 && flags == 0b1010 => 0b1010,
         6 | 8 | 10 => 0b0010,
         _ => 0,
     };

@@ -47,6 +47,28 @@ fn fixed_header() {
     assert_eq!(err(&[0xe0, 0x01, 0x00], V311), TrailingBytes);
 }
 
+/// MQTT 3.1 sends PUBREL, SUBSCRIBE and UNSUBSCRIBE at QoS 1 and sets DUP when it resends
+/// them; 3.1.1 and 5.0 fix their flags at 0010 [MQTT-3.6.1-1, 3.8.1-1, 3.10.1-1].
+#[test]
+fn a_resent_pubrel_subscribe_or_unsubscribe_may_carry_dup_in_3_1_only() {
+    use DecodeError::*;
+    let pubrel = [0x6a, 0x02, 0x00, 0x01];
+    let subscribe = [0x8a, 0x06, 0x00, 0x01, 0x00, 0x01, b't', 0x00];
+    let unsubscribe = [0xaa, 0x05, 0x00, 0x01, 0x00, 0x01, b't'];
+    for packet in [&pubrel[..], &subscribe, &unsubscribe] {
+        let mut buf = BytesMut::from(packet);
+        assert!(
+            matches!(decode(&mut buf, V31, usize::MAX), Ok(Some(_))),
+            "{packet:02x?} under 3.1"
+        );
+        assert_eq!(err(packet, V311), InvalidHeaderFlags);
+        assert_eq!(err(packet, V5), InvalidHeaderFlags);
+    }
+    // Only DUP: a 3.1 PUBREL without the QoS 1 bit, or with RETAIN, is still refused.
+    assert_eq!(err(&[0x68, 0x02, 0x00, 0x01], V31), InvalidHeaderFlags);
+    assert_eq!(err(&[0x63, 0x02, 0x00, 0x01], V31), InvalidHeaderFlags);
+}
+
 #[test]
 fn too_large_is_detected_before_the_body() {
     // Remaining length 200 announced, only the header present.
