@@ -1,17 +1,20 @@
 //! Authorization over real sockets: an `acl.file` in EMQ X's syntax decides who may subscribe
 //! and publish where. A denied subscription gets SUBACK 0x80 in its place (5.0: 0x80, or 0x87
-//! with `acl.deny_subscribe_v5 = not_authorized`) while the client's other filters are granted; a denied publish reaches nobody and is
-//! counted, and with `acl.deny_action = disconnect` its client is disconnected.
+//! with `acl.deny_subscribe_v5 = not_authorized`) while the client's other filters are
+//! granted; a denied publish reaches nobody and is counted (a 5.0 client's PUBACK or PUBREC
+//! says 0x87, as EMQ X answers), and with `acl.deny_action = disconnect` its client is
+//! disconnected.
 
 mod common;
 
 use common::*;
-use shardmq::codec::{ProtocolVersion, QoS};
+use shardmq::codec::{Packet, ProtocolVersion, PubResp, QoS};
 
 const RULES: &str = r##"
 %% the interoperability suite's rule, plus a read-only user
 {deny, all, subscribe, ["test/nosubscribe"]}.
 {deny, {user, "ro"}, publish, ["#"]}.
+{deny, all, publish, ["test/nopublish"]}.
 {allow, all}.
 "##;
 
@@ -81,6 +84,70 @@ fn denied_subscriptions_fail_in_place_and_denied_publishes_reach_nobody() {
     assert_eq!(&got[0].payload[..], b"from rw");
     sub.expect_nothing();
     assert_eq!(node.stats_sum("messages/dropped/acl_denied"), 1);
+    node.stop();
+}
+
+/// A 5.0 publisher learns that its QoS 1 or 2 message was refused: PUBACK / PUBREC 0x87.
+/// A refused QoS 2 flow ends there, so its packet id is free for the next message.
+#[test]
+fn a_5_0_publisher_is_told_its_publish_was_not_authorized() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = acl_file(dir.path());
+    let node = AdminNode::start(dir.path(), &[set.as_str()]);
+    let (mut sub, _) = node.connect("acl-sub3", None, None);
+    sub.subscribe(1, &[("test/#", QoS::AtLeastOnce)]);
+    let (mut v5, ack) = Raw::connect_with(
+        node.mqtt,
+        connect_packet("acl-pub-v5", true, 0, None, ProtocolVersion::V5),
+    );
+    assert_eq!(ack.code, 0);
+    v5.send(&publish(
+        "test/nopublish",
+        b"no",
+        QoS::AtLeastOnce,
+        false,
+        Some(1),
+    ));
+    match v5.recv() {
+        Packet::PubAck(a) => assert_eq!((a.packet_id, a.reason), (1, 0x87)),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    v5.send(&publish(
+        "test/nopublish",
+        b"no",
+        QoS::ExactlyOnce,
+        false,
+        Some(2),
+    ));
+    match v5.recv() {
+        Packet::PubRec(r) => assert_eq!((r.packet_id, r.reason), (2, 0x87)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    // The same id again, on a topic it may publish to: a new message, not a resend.
+    v5.send(&publish(
+        "test/ok",
+        b"yes",
+        QoS::ExactlyOnce,
+        false,
+        Some(2),
+    ));
+    match v5.recv() {
+        Packet::PubRec(r) => assert_eq!((r.packet_id, r.reason), (2, 0x00)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    v5.send(&Packet::PubRel(PubResp::new(2)));
+    match v5.recv() {
+        Packet::PubComp(c) => assert_eq!((c.packet_id, c.reason), (2, 0x00)),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    let got = recv_publishes_acking(&mut sub, 1);
+    assert_eq!(&got[0].payload[..], b"yes");
+    sub.expect_nothing();
+    // A 3.1.1 client's PUBACK has no reason code: the same packet as for any publish.
+    let (mut v3, _) = node.connect("acl-pub-v3", None, None);
+    v3.publish1("test/nopublish", b"no", 3);
+    sub.expect_nothing();
+    assert_eq!(node.stats_sum("messages/dropped/acl_denied"), 3);
     node.stop();
 }
 

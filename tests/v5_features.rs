@@ -2,8 +2,9 @@
 //! subscriber homed on different shards: Subscription Identifiers on deliveries, topic
 //! aliases in both directions, Message Expiry of queued messages, the Will Delay Interval
 //! (not published for a client that came back through a takeover, published once due for one
-//! that did not), a shared subscription with members on both shards, and 3.1.1 and 5.0
-//! clients exchanging messages both ways.
+//! that did not), a shared subscription with members on both shards, 3.1.1 and 5.0
+//! clients exchanging messages both ways, and PUBACK / PUBREC telling a publisher that no
+//! one subscribed.
 
 mod common;
 
@@ -92,6 +93,33 @@ impl V5 {
                 Ok(Some(Packet::SubAck(_))) => return,
                 Ok(Some(_)) => continue,
                 other => panic!("no SUBACK for {filter}: {other:?}"),
+            }
+        }
+    }
+
+    /// The next PUBACK or PUBREC: (packet id, reason code).
+    async fn next_ack(&mut self) -> (u16, u8) {
+        use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubRecReason};
+        loop {
+            match tokio::time::timeout(WAIT, self.incoming.recv()).await {
+                Ok(Some(Packet::PubAck(a))) => {
+                    let code = match a.reason {
+                        PubAckReason::Success => 0x00,
+                        PubAckReason::NoMatchingSubscribers => 0x10,
+                        other => panic!("PUBACK {other:?}"),
+                    };
+                    return (a.pkid, code);
+                }
+                Ok(Some(Packet::PubRec(r))) => {
+                    let code = match r.reason {
+                        PubRecReason::Success => 0x00,
+                        PubRecReason::NoMatchingSubscribers => 0x10,
+                        other => panic!("PUBREC {other:?}"),
+                    };
+                    return (r.pkid, code);
+                }
+                Ok(Some(_)) => continue,
+                other => panic!("no PUBACK or PUBREC: {other:?}"),
             }
         }
     }
@@ -364,5 +392,34 @@ fn clients_of_3_1_1_and_5_0_exchange_messages_both_ways() {
         let p = v5.next_publish().await;
         assert_eq!(&p.topic[..], b"mix/from3");
         assert_eq!(props(&p).subscription_identifiers, vec![5]);
+    });
+}
+
+/// MQTT 5.0 lets the server say that a message it accepted matched no subscription (0x10),
+/// as EMQ X and Mosquitto do; a subscriber on any shard makes it 0x00 again.
+#[test]
+fn a_publisher_is_told_when_its_message_matched_no_subscription() {
+    let broker = TestBroker::default_broker();
+    block_on(async {
+        let mut publisher = V5::connect(&broker, &id_on_shard("nomatch-pub", 0), |_| {}).await;
+        for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            publisher
+                .client
+                .publish("nomatch/t", qos, false, "nobody")
+                .await
+                .unwrap();
+            assert_eq!(publisher.next_ack().await.1, 0x10, "{qos:?}");
+        }
+        let mut sub = V5::connect(&broker, &id_on_shard("nomatch-sub", 1), |_| {}).await;
+        sub.subscribe("nomatch/#", None).await;
+        for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            publisher
+                .client
+                .publish("nomatch/t", qos, false, "somebody")
+                .await
+                .unwrap();
+            assert_eq!(publisher.next_ack().await.1, 0x00, "{qos:?}");
+            assert_eq!(&sub.next_publish().await.payload[..], b"somebody");
+        }
     });
 }

@@ -28,6 +28,15 @@ const MAX_LINK_BACKLOG: usize = 1 << 20;
 /// between two turns of the subscriber's connection); past this, QoS 0 drops anyway.
 const MAX_HELD_LINK_BACKLOG: usize = 16 << 20;
 
+/// What routing a client's message came to, for its PUBACK or PUBREC.
+pub(super) struct Routed {
+    /// The wait for the shard that stores the message as retained, when that is another.
+    pub stored: Option<AwaitReplies<ReplyData>>,
+    /// Some subscription (ordinary or shared, on any shard) matched it, or it was set aside
+    /// for later (`$delayed/`): 5.0 acknowledges a message that matched none with 0x10.
+    pub matched: bool,
+}
+
 impl Shard {
     // ---------------------------------------------------------------- publish
 
@@ -37,19 +46,20 @@ impl Shard {
         drop(self.publish_tracked(msg));
     }
 
-    /// [`Shard::publish`]; when the message is retained and stored on another shard, also
-    /// returns the wait for that shard's acknowledgement, so that the publisher's PUBACK can
-    /// wait until a new subscriber is sure to find the message.
-    pub(super) fn publish_tracked(
-        self: &Rc<Self>,
-        msg: Message,
-    ) -> Option<AwaitReplies<ReplyData>> {
+    /// [`Shard::publish`]; also says whether any subscription matched and, when the message
+    /// is retained and stored on another shard, returns the wait for that shard's
+    /// acknowledgement, so that the publisher's PUBACK can wait until a new subscriber is
+    /// sure to find the message.
+    pub(super) fn publish_tracked(self: &Rc<Self>, msg: Message) -> Routed {
         // The only per-message cost of `emqx_delayed_publish`: a prefix check.
         if msg.topic.starts_with(super::enforce::DELAYED_PREFIX)
             && self.policy.borrow().delayed_publish
         {
             self.delay_publish(msg);
-            return None;
+            return Routed {
+                stored: None,
+                matched: true,
+            };
         }
         // The rule engine, for messages clients published whose topic some rule takes.
         self.hook_publish(&msg);
@@ -78,7 +88,10 @@ impl Shard {
                 self.hook_dropped(&msg, "no_subscribers");
             }
             self.recent.borrow_mut().note(at, msg);
-            return stored;
+            return Routed {
+                stored,
+                matched: false,
+            };
         }
         for shard in shards_in(targets) {
             let (to_subscribers, shared) = plan.for_shard(shard);
@@ -101,7 +114,10 @@ impl Shard {
         if targets & !(1 << self.id) == 0 {
             self.recent.borrow_mut().note(at, msg);
         }
-        stored
+        Routed {
+            stored,
+            matched: true,
+        }
     }
 
     pub(super) fn pick_shard(&self, set: ShardSet) -> Option<usize> {

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::admin::acl::{Access, ClientRef};
 use crate::admin::policy::{Policy, Verdict};
-use crate::codec::{ConnAck, Connect, Packet, Props, ProtocolVersion, Str, SubOptions, UnsubAck};
+use crate::codec::{
+    ConnAck, Connect, Packet, Props, ProtocolVersion, QoS, Str, SubOptions, UnsubAck,
+};
 use crate::config::Config;
 use crate::home_shard;
 use crate::metrics::{Metrics, Stats};
@@ -83,6 +85,11 @@ const FREED_PER_CONNECTION: usize = 1536;
 /// How long a CONNECT or a question waits at most for the hand-overs started before it
 /// (each normally lands within microseconds).
 const HANDOVER_WAIT: Duration = Duration::from_secs(1);
+
+/// PUBACK / PUBREC reason codes (5.0) for a message the ACL refused and for one that no
+/// subscription matched.
+const RC_NOT_AUTHORIZED: u8 = 0x87;
+const RC_NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
 
 /// Serves a connection handed over by another shard (see [`Shard::adopter`]).
 pub type Adopter = fn(Rc<Shard>, super::msg::Adopt);
@@ -1211,6 +1218,24 @@ impl Shard {
         policy.authorize(acl_client(client_id, c), Access::Publish, topic)
     }
 
+    /// Gives `packet`, the PUBACK or PUBREC of a message of `client_id` just routed, the
+    /// reason `code` (5.0). A PUBREC with an error code ends its QoS 2 flow: the session
+    /// forgets the id.
+    fn give_ack_reason(&self, client_id: &Str, packet: &mut Packet, code: u8) {
+        match packet {
+            Packet::PubAck(r) if r.reason == 0 => r.reason = code,
+            Packet::PubRec(r) if r.reason == 0 => {
+                r.reason = code;
+                if code >= 0x80 {
+                    if let Some(c) = self.clients.borrow_mut().get_mut(client_id) {
+                        c.session.refused_incoming(r.packet_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Carries out a session's actions. Must be called with no borrow held.
     pub fn apply(self: &Rc<Self>, client_id: &Str, mut actions: Vec<Action>) {
         if actions.is_empty() {
@@ -1222,10 +1247,19 @@ impl Shard {
             .borrow()
             .get(client_id)
             .and_then(|c| c.link.clone());
+        let v5 = link
+            .as_ref()
+            .is_some_and(|l| l.version == ProtocolVersion::V5);
+        // A 5.0 reason code for the PUBACK / PUBREC of the message just routed: the session
+        // emits a QoS 1 or 2 message's acknowledgement right after its `Route`.
+        let mut ack_reason = None;
         let mut pending = actions.drain(..);
         while let Some(action) = pending.next() {
             match action {
-                Action::Send(packet) => {
+                Action::Send(mut packet) => {
+                    if let Some(code) = ack_reason.take() {
+                        self.give_ack_reason(client_id, &mut packet, code);
+                    }
                     if let Some(link) = &link {
                         link.send(&packet, &mut self.metrics.borrow_mut());
                         self.hook_sent_publish(&packet, client_id);
@@ -1237,6 +1271,8 @@ impl Shard {
                     tracing::error!("a delivery reached apply without its message; dropped");
                 }
                 Action::Route(msg) => {
+                    let acked = v5 && msg.qos != QoS::AtMostOnce;
+                    ack_reason = None;
                     if !self.may_publish(client_id, &msg.topic) {
                         self.metrics
                             .borrow_mut()
@@ -1246,12 +1282,23 @@ impl Shard {
                                 link.close(CloseReason::NotAuthorized);
                             }
                         }
+                        // As EMQ X answers a 5.0 client.
+                        ack_reason = acked.then_some(RC_NOT_AUTHORIZED);
                         continue;
                     }
-                    if let Some(stored) = self.publish_tracked(msg) {
+                    let routed = self.publish_tracked(msg);
+                    if acked && !routed.matched {
+                        ack_reason = Some(RC_NO_MATCHING_SUBSCRIBERS);
+                    }
+                    if let Some(stored) = routed.stored {
                         // The PUBACK/PUBREC (and what follows) waits until the retained
                         // message is stored on its owner shard.
-                        let rest: Vec<Action> = pending.by_ref().collect();
+                        let mut rest: Vec<Action> = pending.by_ref().collect();
+                        if let (Some(code), Some(Action::Send(ack))) =
+                            (ack_reason.take(), rest.first_mut())
+                        {
+                            self.give_ack_reason(client_id, ack, code);
+                        }
                         let me = self.clone();
                         let client_id = client_id.clone();
                         spawn_local(async move {

@@ -808,6 +808,15 @@ impl Session {
         }
     }
 
+    /// The client's QoS 2 message `packet_id`, taken in by [`Session::handle`], was refused
+    /// when routed (the ACL): its PUBREC carries an error code, which ends the flow
+    /// [MQTT-4.3.3-4], so the id is free for the client's next message.
+    pub fn refused_incoming(&mut self, packet_id: u16) {
+        if self.awaiting_rel.remove(packet_id) {
+            self.record(Persist::Released { packet_id });
+        }
+    }
+
     /// The message that `ack` (a PUBACK or a PUBCOMP from the client) completes, if it
     /// completes one: the message of an inflight entry waiting for exactly that ack.
     pub fn acked_by(&self, ack: &Packet) -> Option<&Message> {

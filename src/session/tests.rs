@@ -186,6 +186,23 @@ fn qos2_publish_is_routed_exactly_once() {
 }
 
 #[test]
+fn a_qos2_publish_refused_when_routed_frees_its_id() {
+    let mut h = H::new(cfg());
+    h.handle(publish("a", QoS::ExactlyOnce, Some(4)));
+    assert_eq!(h.s.info().awaiting_rel_len, 1);
+    h.s.refused_incoming(4);
+    assert_eq!(h.s.info().awaiting_rel_len, 0);
+    // Not a resend: routed as a new message.
+    assert_eq!(
+        routed(&h.handle(publish("b", QoS::ExactlyOnce, Some(4)))),
+        1
+    );
+    // An id the session does not await changes nothing.
+    h.s.refused_incoming(5);
+    assert_eq!(h.s.info().awaiting_rel_len, 1);
+}
+
+#[test]
 fn qos2_over_max_awaiting_rel_is_dropped_counted_and_pubreced() {
     let mut h = H::new(SessionConfig {
         max_awaiting_rel: 2,
