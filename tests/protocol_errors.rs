@@ -49,6 +49,49 @@ fn mqtt_3_3_2_2_publish_with_a_wildcard_topic_closes_only_that_connection() {
     only_the_offender_is_closed(&bytes, "wildcard topic #");
 }
 
+/// `mqtt.max_topic_levels` (128 by default): a filter with more levels is refused in its
+/// SUBACK place, a PUBLISH with more ends only its connection (5.0: DISCONNECT 0x90). Each
+/// level of a subscribed filter would otherwise cost a route node on every shard: a few
+/// SUBSCRIBEs of 65,000 levels made a broker hold 120 MB.
+#[test]
+fn topics_deeper_than_max_topic_levels_are_refused() {
+    let broker = TestBroker::default_broker();
+    let deep = |levels: usize| vec!["l"; levels].join("/");
+    let mut sub = broker.client("deep-sub", true);
+    assert_eq!(
+        sub.subscribe(
+            1,
+            &[
+                (deep(128).as_str(), QoS::AtMostOnce),
+                (deep(129).as_str(), QoS::AtMostOnce),
+                ("/".repeat(65_000).as_str(), QoS::AtMostOnce),
+            ]
+        ),
+        vec![0, 0x80, 0x80]
+    );
+    sub.publish0(&deep(128), b"at the limit");
+    assert_eq!(&sub.recv_publish().payload[..], b"at the limit");
+    let (mut v5, ack) = Raw::connect_with(
+        broker.addr,
+        connect_packet(
+            "deep-v5",
+            true,
+            0,
+            None,
+            shardmq::codec::ProtocolVersion::V5,
+        ),
+    );
+    assert_eq!(ack.code, 0);
+    v5.publish0(&deep(129), b"too deep");
+    match v5.recv() {
+        shardmq::codec::Packet::Disconnect(d) => assert_eq!(d.reason, 0x90),
+        other => panic!("expected DISCONNECT 0x90, got {other:?}"),
+    }
+    v5.expect_closed();
+    sub.ping();
+    sub.expect_nothing();
+}
+
 #[test]
 fn mqtt_3_3_1_4_publish_with_qos_3_closes_only_that_connection() {
     let mut bytes = vec![0x36, 0x06, 0x00, 0x01, b't', 0x00, 0x01, b'x'];

@@ -510,7 +510,7 @@ impl Default for MqttConfig {
             input_budget: 64 * 1024 * 1024,
             queue_budget: 1024 * 1024 * 1024,
             max_clientid_len: 65535,
-            max_topic_levels: 0,
+            max_topic_levels: 128,
             max_qos_allowed: 2,
             max_inflight: 32,
             max_mqueue: 1000,
@@ -827,6 +827,7 @@ impl From<&Config> for crate::session::SessionConfig {
             session_expiry: std::time::Duration::from_secs(m.session_expiry_interval),
             max_qos_allowed: crate::codec::QoS::from_u8(m.max_qos_allowed)
                 .unwrap_or(crate::codec::QoS::ExactlyOnce),
+            max_topic_levels: m.max_topic_levels,
             max_topic_alias: m.max_topic_alias,
             journal: cfg.persistence.enable,
         }

@@ -13,7 +13,7 @@ use crate::codec::{
     Unsubscribe,
 };
 use crate::metrics::Metrics;
-use crate::topic::{parse_shared, valid_topic_filter, valid_topic_name};
+use crate::topic::{deeper_than, parse_shared, valid_topic_filter, valid_topic_name};
 
 /// 5.0 reason codes used on acknowledgements.
 const RC_PACKET_ID_NOT_FOUND: u8 = 0x92;
@@ -83,6 +83,9 @@ impl Session {
         }
         if !valid_topic_name(&p.topic) {
             return self.violation(Violation::PublishTopicInvalid, now, out);
+        }
+        if deeper_than(&p.topic, self.cfg.max_topic_levels) {
+            return self.violation(Violation::PublishTopicTooDeep, now, out);
         }
         if p.dup && p.qos == QoS::AtMostOnce {
             return self.violation(Violation::PublishDupOnQos0, now, out);
@@ -266,7 +269,11 @@ impl Session {
         requested: SubOptions,
         v5: bool,
     ) -> Result<SubOptions, u8> {
-        if filter_kind(filter).is_none() {
+        let inner = match parse_shared(filter) {
+            Ok(Some(shared)) => shared.filter,
+            _ => filter,
+        };
+        if filter_kind(filter).is_none() || deeper_than(inner, self.cfg.max_topic_levels) {
             return Err(if v5 {
                 RC_TOPIC_FILTER_INVALID
             } else {

@@ -110,6 +110,9 @@ pub struct SessionConfig {
     pub session_expiry: Duration,
     /// Highest QoS a client may publish with or be granted.
     pub max_qos_allowed: QoS,
+    /// Most levels in a topic a client publishes to or a filter it subscribes to (without a
+    /// shared subscription's prefix); 0 = unlimited.
+    pub max_topic_levels: u32,
     /// Topic aliases a 5.0 client may bind per connection (the Topic Alias Maximum the
     /// glue announces in CONNACK); 0 = none.
     pub max_topic_alias: u16,

@@ -296,6 +296,62 @@ fn publish_to_wildcard_topic_closes_with_mqtt_3_3_2_2() {
 }
 
 #[test]
+fn topics_and_filters_deeper_than_max_topic_levels_are_refused() {
+    let deep = |levels: usize| vec!["l"; levels].join("/");
+    let zone = SessionConfig {
+        max_topic_levels: 4,
+        ..cfg()
+    };
+    // PUBLISH: at the limit routed, past it the connection ends (5.0: 0x90).
+    let mut h = H::new(zone.clone());
+    assert_eq!(
+        routed(&h.handle(publish(&deep(4), QoS::AtMostOnce, None))),
+        1
+    );
+    let out = h.handle(publish(&deep(5), QoS::AtMostOnce, None));
+    assert_eq!(
+        out,
+        vec![Action::Close(CloseReason::ProtocolError(
+            Violation::PublishTopicTooDeep
+        ))]
+    );
+    assert_eq!(Violation::PublishTopicTooDeep.reason_code(), 0x90);
+    // SUBSCRIBE: refused in place; a shared filter's prefix does not count.
+    let mut h = H::new(zone.clone());
+    let out = h.handle(subscribe(&[
+        (&deep(4), QoS::AtMostOnce),
+        (&deep(5), QoS::AtMostOnce),
+        (&format!("$share/g/{}", deep(4)), QoS::AtMostOnce),
+        (&format!("$share/g/{}", deep(5)), QoS::AtMostOnce),
+    ]));
+    assert_eq!(
+        sub_results(&out),
+        vec![
+            Ok(QoS::AtMostOnce),
+            Err(0x80),
+            Ok(QoS::AtMostOnce),
+            Err(0x80)
+        ]
+    );
+    let c = Connect {
+        protocol: ProtocolVersion::V5,
+        ..connect(true, 0)
+    };
+    let mut h = H::with(c, zone);
+    let out = h.handle(subscribe(&[(&deep(5), QoS::AtMostOnce)]));
+    assert_eq!(sub_results(&out), vec![Err(0x8F)]);
+    // 0: no limit.
+    let mut h = H::new(SessionConfig {
+        max_topic_levels: 0,
+        ..cfg()
+    });
+    assert_eq!(
+        routed(&h.handle(publish(&deep(1000), QoS::AtMostOnce, None))),
+        1
+    );
+}
+
+#[test]
 fn publish_above_max_qos_allowed_closes() {
     let mut h = H::new(SessionConfig {
         max_qos_allowed: QoS::AtLeastOnce,

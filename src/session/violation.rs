@@ -46,6 +46,9 @@ pub enum Violation {
     PayloadFormatInvalid,
     /// [MQTT-3.3.2-14] (5.0) a Response Topic with wildcards.
     ResponseTopicInvalid,
+    /// A PUBLISH topic with more levels than `mqtt.max_topic_levels` (a server limit, not a
+    /// spec rule: the clause names the setting; EMQ X ends such a connection the same way).
+    PublishTopicTooDeep,
 }
 
 impl Violation {
@@ -68,6 +71,7 @@ impl Violation {
             Violation::SessionExpiryAtDisconnect => "MQTT-3.14.2-2",
             Violation::PayloadFormatInvalid => "MQTT-3.3.2-13",
             Violation::ResponseTopicInvalid => "MQTT-3.3.2-14",
+            Violation::PublishTopicTooDeep => "mqtt.max_topic_levels",
         }
     }
 
@@ -96,13 +100,14 @@ impl Violation {
                 "Payload Format Indicator 1 with a non-UTF-8 payload"
             }
             Violation::ResponseTopicInvalid => "Response Topic with wildcards",
+            Violation::PublishTopicTooDeep => "PUBLISH topic with more levels than allowed",
         }
     }
 
     /// The MQTT 5.0 DISCONNECT reason code for this violation.
     pub fn reason_code(self) -> u8 {
         match self {
-            Violation::PublishTopicInvalid => 0x90,  // Topic Name invalid
+            Violation::PublishTopicInvalid | Violation::PublishTopicTooDeep => 0x90, // Topic Name invalid
             Violation::PublishQosNotAllowed => 0x9B, // QoS not supported
             Violation::AuthNotSupported => 0x8C,     // Bad authentication method
             Violation::ReceiveMaximumExceeded => 0x93, // Receive Maximum exceeded

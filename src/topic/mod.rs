@@ -4,7 +4,8 @@
 //! shared-subscription syntax) and the trie that maps filters to values. Pure: it must never do
 //! I/O, know about sessions or shards, or allocate on the matching path.
 //!
-//! - [`valid_topic_name`], [`valid_topic_filter`]: what a client may publish / subscribe to.
+//! - [`valid_topic_name`], [`valid_topic_filter`]: what a client may publish / subscribe to;
+//!   [`deeper_than`]: the configured limit on levels.
 //! - [`matches()`]: one filter against one topic (the reference semantics).
 //! - [`parse_shared`]: `$share/<group>/<filter>` and `$queue/<filter>`.
 //! - [`TopicTrie`]: many filters against one topic, fast.
@@ -30,6 +31,14 @@ pub fn valid_topic_name(topic: &str) -> bool {
         && !topic.bytes().any(|b| b == b'+' || b == b'#' || b == 0)
 }
 
+/// Whether `topic` (a name, or a filter without its `$share/<group>/` prefix) has more than
+/// `max` levels (`mqtt.max_topic_levels`; 0: no limit). Levels are what `/` separates.
+pub fn deeper_than(topic: &str, max: u32) -> bool {
+    let max = max as usize;
+    // More than `max` levels take at least `max` separators: a shorter string has fewer.
+    max > 0 && topic.len() >= max && topic.bytes().filter(|&b| b == b'/').count() >= max
+}
+
 /// A topic filter a client may SUBSCRIBE to [MQTT-4.7.1]: non-empty, no NUL, `+` alone in
 /// its level, `#` alone in the last level. Shared forms are checked by the caller after
 /// stripping `$share/<group>/` or `$queue/`.
@@ -53,6 +62,20 @@ pub fn valid_topic_filter(filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_depth() {
+        assert!(!deeper_than("a/b/c", 3));
+        assert!(deeper_than("a/b/c/d", 3));
+        assert!(deeper_than("///", 3), "empty levels count");
+        assert!(!deeper_than("//", 3));
+        assert!(!deeper_than("abc", 3));
+        assert!(!deeper_than("+/+/#", 3));
+        assert!(deeper_than("+/+/+/#", 3));
+        assert!(!deeper_than(&"/".repeat(65_535), 0), "0: no limit");
+        assert!(deeper_than(&"/".repeat(128), 128));
+        assert!(!deeper_than(&"/".repeat(127), 128));
+    }
 
     #[test]
     fn topic_names() {
