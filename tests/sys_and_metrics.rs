@@ -50,7 +50,7 @@ fn sys_round(c: &mut Raw, node: &str, n: usize) -> HashMap<String, u64> {
 
 #[test]
 fn sys_topics_are_published_every_interval() {
-    let broker = TestBroker::start(&["sys.interval=1"]);
+    let broker = TestBroker::start(&["sys.interval=1", "sys.heartbeat=1"]);
     let mut c = broker.client("sys-watch", true);
     let base = format!("$SYS/brokers/{}", broker.node);
     c.subscribe(
@@ -97,6 +97,26 @@ fn sys_topics_are_published_every_interval() {
         .parse()
         .unwrap();
     assert!(conns >= 1);
+}
+
+/// Uptime and datetime go out every `sys.heartbeat` seconds (EMQ X's `sys_heartbeat`, 30 by
+/// default), the rest every `sys.interval` (`sys_interval`, 60).
+#[test]
+fn uptime_and_datetime_follow_the_heartbeat() {
+    let broker = TestBroker::start(&["sys.interval=3600", "sys.heartbeat=1"]);
+    let mut c = broker.client("sys-beat", true);
+    let base = format!("$SYS/brokers/{}", broker.node);
+    c.subscribe(1, &[(format!("{base}/#").as_str(), QoS::AtMostOnce)]);
+    let mut beats = 0;
+    while beats < 2 {
+        let p = c.recv_publish();
+        let name = p.topic.as_str().strip_prefix(&base).unwrap().to_owned();
+        match name.as_str() {
+            "/uptime" => beats += 1,
+            "/datetime" => {}
+            other => panic!("{other} before the first interval"),
+        }
+    }
 }
 
 #[test]

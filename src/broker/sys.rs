@@ -1,14 +1,15 @@
 //! `$SYS/brokers/<node>/...`: the broker's own topics, in EMQ X's names and layout.
 //!
-//! Owns: the periodic `$SYS` publisher. Runs on shard 0 only, every `sys.interval`
-//! seconds: version, uptime, datetime, sysdescr, the node list, and node-wide stats and
-//! metrics (collected from every shard). Client connect/disconnect events are published by
+//! Owns: the periodic `$SYS` publisher. Runs on shard 0 only: every `sys.heartbeat` seconds
+//! uptime and datetime, every `sys.interval` seconds version, sysdescr, the node list, and
+//! node-wide stats and metrics (collected from every shard), as EMQ X's `sys_heartbeat` and
+//! `sys_interval` do. Client connect/disconnect events are published by
 //! the shard that serves the client (see `Shard::connect_client`).
 //! Must never: count its messages in the client-facing metrics (the shard's counters skip
 //! `$SYS/` topics).
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shardmq_shards::rt;
 
@@ -20,33 +21,50 @@ pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 /// The system description.
 pub const SYSDESCR: &str = "ShardMQ Broker";
 
-/// Publishes the periodic `$SYS` topics until shutdown.
+/// Publishes the periodic `$SYS` topics until shutdown: each kind on its own period (0: never).
 pub async fn run(shard: Rc<Shard>) {
-    let interval = shard.cfg.sys.interval;
-    if interval == 0 {
-        return;
-    }
-    loop {
-        rt::sleep(Duration::from_secs(interval)).await;
+    let period = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+    let (interval, heartbeat) = (
+        period(shard.cfg.sys.interval),
+        period(shard.cfg.sys.heartbeat),
+    );
+    let start = Instant::now();
+    let (mut next_round, mut next_beat) =
+        (interval.map(|p| start + p), heartbeat.map(|p| start + p));
+    while let Some(next) = next_round.into_iter().chain(next_beat).min() {
+        rt::sleep(next.saturating_duration_since(Instant::now())).await;
         if shard.shutdown.is_set() {
             return;
         }
-        publish_once(&shard).await;
+        let now = Instant::now();
+        if next_beat.is_some_and(|t| t <= now) {
+            publish_heartbeat(&shard);
+            next_beat = heartbeat.map(|p| now + p);
+        }
+        if next_round.is_some_and(|t| t <= now) {
+            publish_once(&shard).await;
+            next_round = interval.map(|p| now + p);
+        }
     }
 }
 
-/// One round of periodic `$SYS` messages.
+/// The heartbeat's `$SYS` messages: uptime and datetime.
+fn publish_heartbeat(shard: &Rc<Shard>) {
+    let base = format!("$SYS/brokers/{}", shard.node);
+    shard.publish(Message::system(
+        format!("{base}/uptime"),
+        uptime_string(shard.started.elapsed().as_secs()),
+    ));
+    shard.publish(Message::system(format!("{base}/datetime"), datetime_now()));
+}
+
+/// One round of the interval's `$SYS` messages.
 pub async fn publish_once(shard: &Rc<Shard>) {
     let base = format!("$SYS/brokers/{}", shard.node);
     let publish = |topic: String, payload: String| shard.publish(Message::system(topic, payload));
     publish("$SYS/brokers".to_string(), shard.node.clone());
     publish(format!("{base}/version"), VERSION.to_string());
     publish(format!("{base}/sysdescr"), SYSDESCR.to_string());
-    publish(
-        format!("{base}/uptime"),
-        uptime_string(shard.started.elapsed().as_secs()),
-    );
-    publish(format!("{base}/datetime"), datetime_now());
     let (metrics, stats) = shard.node_totals().await;
     let mut with_max = crate::metrics::StatsWithMax::default();
     with_max.observe(stats);
