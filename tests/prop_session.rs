@@ -55,7 +55,7 @@ fn config() -> impl Strategy<Value = SessionConfig> {
             max_subscriptions: b.1,
             session_expiry: b.2,
             max_qos_allowed: b.3,
-            max_topic_levels: 128,
+            max_topic_levels: 201,
             max_topic_alias: 10,
             journal: true,
         })

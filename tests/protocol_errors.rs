@@ -49,7 +49,7 @@ fn mqtt_3_3_2_2_publish_with_a_wildcard_topic_closes_only_that_connection() {
     only_the_offender_is_closed(&bytes, "wildcard topic #");
 }
 
-/// `mqtt.max_topic_levels` (128 by default): a filter with more levels is refused in its
+/// `mqtt.max_topic_levels` (201 by default, as Mosquitto): a filter with more levels is refused in its
 /// SUBACK place, a PUBLISH with more ends only its connection (5.0: DISCONNECT 0x90). Each
 /// level of a subscribed filter would otherwise cost a route node on every shard: a few
 /// SUBSCRIBEs of 65,000 levels made a broker hold 120 MB.
@@ -62,14 +62,14 @@ fn topics_deeper_than_max_topic_levels_are_refused() {
         sub.subscribe(
             1,
             &[
-                (deep(128).as_str(), QoS::AtMostOnce),
-                (deep(129).as_str(), QoS::AtMostOnce),
+                (deep(201).as_str(), QoS::AtMostOnce),
+                (deep(202).as_str(), QoS::AtMostOnce),
                 ("/".repeat(65_000).as_str(), QoS::AtMostOnce),
             ]
         ),
         vec![0, 0x80, 0x80]
     );
-    sub.publish0(&deep(128), b"at the limit");
+    sub.publish0(&deep(201), b"at the limit");
     assert_eq!(&sub.recv_publish().payload[..], b"at the limit");
     let (mut v5, ack) = Raw::connect_with(
         broker.addr,
@@ -82,7 +82,7 @@ fn topics_deeper_than_max_topic_levels_are_refused() {
         ),
     );
     assert_eq!(ack.code, 0);
-    v5.publish0(&deep(129), b"too deep");
+    v5.publish0(&deep(202), b"too deep");
     match v5.recv() {
         shardmq::codec::Packet::Disconnect(d) => assert_eq!(d.reason, 0x90),
         other => panic!("expected DISCONNECT 0x90, got {other:?}"),

@@ -510,7 +510,7 @@ impl Default for MqttConfig {
             input_budget: 64 * 1024 * 1024,
             queue_budget: 1024 * 1024 * 1024,
             max_clientid_len: 65535,
-            max_topic_levels: 128,
+            max_topic_levels: 201,
             max_qos_allowed: 2,
             max_inflight: 32,
             max_mqueue: 1000,
