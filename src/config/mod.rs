@@ -311,9 +311,9 @@ pub struct TcpListenerConfig {
     pub max_connections: u64,
     /// Listen backlog of each shard's socket (capped by `net.core.somaxconn`).
     pub backlog: u32,
-    /// `TCP_DEFER_ACCEPT` in seconds; 0 (the default) turns it off. With it, the kernel
-    /// hands a connection to a shard only once its CONNECT arrived: less broker CPU per
-    /// connect, but fewer connects per second in a storm (see bench/history/runs-1-to-6.md).
+    /// `TCP_DEFER_ACCEPT` in seconds (default 1; 0 turns it off): the kernel hands a
+    /// connection to a shard only once its CONNECT arrived, so one wake-up accepts and reads
+    /// it (bench/history/lone-client.md, "TCP_DEFER_ACCEPT again").
     pub defer_accept: u32,
 }
 
@@ -486,7 +486,7 @@ impl Default for TcpListenerConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], 1883)),
             max_connections: 1_024_000,
             backlog: 1024,
-            defer_accept: 0,
+            defer_accept: 1,
         }
     }
 }
