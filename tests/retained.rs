@@ -1,6 +1,7 @@
 //! Retained messages (spec 3.3.1.3): stored by the shard that owns the topic
 //! (`home_shard(topic)`), sent with RETAIN 1 to new subscriptions (wildcards collect them
-//! from every shard), RETAIN 0 on normal delivery, cleared by an empty payload.
+//! from every shard), RETAIN 0 on normal delivery, cleared by an empty payload; a message
+//! delivered live to a new subscription is not sent to it again as retained.
 
 mod common;
 
@@ -25,6 +26,42 @@ fn mqtt_3_3_1_6_retained_message_goes_to_new_subscribers_with_retain_1_on_either
             assert_eq!(p.qos, QoS::AtLeastOnce);
             sub.expect_nothing();
             sub.disconnect();
+        }
+    }
+}
+
+/// A retained message published right after a SUBSCRIBE reaches the new subscription live; the
+/// retained messages the subscription then gets (asked of the topic's owner shard after the
+/// SUBACK) must not bring it a second time. A SUBSCRIBE and a retained PUBLISH to it written
+/// together on one connection make the overlap certain: the owner shard stores the message
+/// before it reads the question (the mesh keeps each pair of shards in order).
+#[test]
+fn a_retained_message_delivered_live_to_a_new_subscription_is_not_sent_again() {
+    let broker = TestBroker::default_broker();
+    for owner in 0..SHARDS {
+        for round in 0..10 {
+            let topic = topic_on_shard(&format!("ret/once{round}"), owner);
+            let mut c = broker.client(&id_on_shard("ret-once", 1 - owner), true);
+            c.send_all(&[
+                subscribe_packet(1, &[(topic.as_str(), QoS::AtMostOnce)]),
+                publish(&topic, b"once", QoS::AtMostOnce, true, None),
+            ]);
+            let mut copies = 0;
+            let mut acked = false;
+            while !acked || copies == 0 {
+                match c.recv() {
+                    shardmq::codec::Packet::SubAck(_) => acked = true,
+                    shardmq::codec::Packet::Publish(p) => {
+                        assert_eq!(&p.payload[..], b"once");
+                        copies += 1;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            c.ping();
+            c.expect_nothing();
+            assert_eq!(copies, 1, "owner shard {owner}, round {round}");
+            c.disconnect();
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod persist;
 pub mod publish;
 pub mod race;
 pub mod recent;
+pub mod retained_overlap;
 pub mod route;
 pub mod rule_state;
 pub mod shard;

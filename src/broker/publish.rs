@@ -184,6 +184,12 @@ impl Shard {
                 }
                 c.session
                     .deliver(msg, opts, now, &mut metrics, &mut actions);
+                if msg.retain {
+                    let mut overlap = self.retained_overlap.borrow_mut();
+                    if !overlap.is_empty() {
+                        overlap.delivered(&client_id, msg);
+                    }
+                }
                 self.journal_session(&client_id, c);
                 // A delivery only makes sends: write them to the link at hand rather than
                 // look the client up again in `apply`.

@@ -171,6 +171,9 @@ pub struct Shard {
     /// What this shard routed lately, for subscriptions whose SUBSCRIBE arrived first but
     /// was read later (`recent`).
     pub(super) recent: RefCell<Recent>,
+    /// Live deliveries to clients whose new subscriptions' retained messages are on their
+    /// way (`retained_overlap`).
+    pub(super) retained_overlap: RefCell<super::retained_overlap::RetainedOverlap>,
     /// Per shard: when it last routed a message; this shard's own entry as last stored.
     routed_at: Arc<Vec<RoutedAt>>,
     routed_stored: Cell<u64>,
@@ -306,6 +309,7 @@ impl Shard {
             batch_confirms: RefCell::new(Vec::new()),
             rule_engine: Default::default(),
             recent: RefCell::new(Recent::default()),
+            retained_overlap: Default::default(),
             routed_at: shared.routed_at,
             routed_stored: Cell::new(0),
             arrival: Cell::new(0),

@@ -90,10 +90,15 @@ impl Shard {
         if packet_id.is_some() && !fresh.is_empty() {
             self.catch_up(&client_id, fresh);
         }
+        // What this SUBSCRIBE gets live from now on must not come again with its retained
+        // messages (`retained_overlap`).
+        let retained = filters.iter().any(|(f, r)| wants_retained(f, r));
+        let overlap = retained.then(|| OverlapWatch::begin(self, &client_id));
         let me = self.clone();
         spawn_local(async move {
             me.finish_subscribe(client_id, packet_id, filters, codes)
-                .await
+                .await;
+            drop(overlap);
         })
         .detach();
     }
@@ -125,11 +130,15 @@ impl Shard {
         }
         // Retained messages, for ordinary subscriptions only [MQTT-3.3.1-6].
         for (filter, result) in filters {
-            let Ok(opts) = result else { continue };
-            if split_shared(&filter).1.is_some() || opts.retain_handling == 2 {
+            if !wants_retained(&filter, &result) {
                 continue;
             }
-            let msgs = self.query_retained(&filter).await;
+            let Ok(opts) = result else { continue };
+            let mut msgs = self.query_retained(&filter).await;
+            {
+                let overlap = self.retained_overlap.borrow();
+                msgs.retain(|m| !overlap.already_delivered(&client_id, m));
+            }
             let mut actions = Vec::new();
             {
                 let mut clients = self.clients.borrow_mut();
@@ -170,6 +179,39 @@ impl Shard {
                 );
             }
         }
+    }
+}
+
+/// Whether a granted filter of a SUBSCRIBE gets retained messages: an ordinary (not shared)
+/// subscription [MQTT-3.3.1-6] without Retain Handling 2 (the session turned 1 into 2 for a
+/// subscription that existed).
+fn wants_retained(filter: &str, result: &Result<SubOptions, u8>) -> bool {
+    matches!(result, Ok(opts) if opts.retain_handling != 2 && split_shared(filter).1.is_none())
+}
+
+/// Notes live deliveries to a client while its SUBSCRIBE's retained messages are on their
+/// way; stops when dropped (the task finished, or ended with the shard).
+struct OverlapWatch {
+    shard: Rc<Shard>,
+    client_id: Str,
+}
+
+impl OverlapWatch {
+    fn begin(shard: &Rc<Shard>, client_id: &Str) -> OverlapWatch {
+        shard.retained_overlap.borrow_mut().begin(client_id);
+        OverlapWatch {
+            shard: shard.clone(),
+            client_id: client_id.clone(),
+        }
+    }
+}
+
+impl Drop for OverlapWatch {
+    fn drop(&mut self) {
+        self.shard
+            .retained_overlap
+            .borrow_mut()
+            .end(&self.client_id);
     }
 }
 
