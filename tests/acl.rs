@@ -101,45 +101,25 @@ fn a_5_0_publisher_is_told_its_publish_was_not_authorized() {
         connect_packet("acl-pub-v5", true, 0, None, ProtocolVersion::V5),
     );
     assert_eq!(ack.code, 0);
-    v5.send(&publish(
-        "test/nopublish",
-        b"no",
-        QoS::AtLeastOnce,
-        false,
-        Some(1),
-    ));
-    match v5.recv() {
-        Packet::PubAck(a) => assert_eq!((a.packet_id, a.reason), (1, 0x87)),
-        other => panic!("expected PUBACK, got {other:?}"),
-    }
-    v5.send(&publish(
-        "test/nopublish",
-        b"no",
-        QoS::ExactlyOnce,
-        false,
-        Some(2),
-    ));
-    match v5.recv() {
-        Packet::PubRec(r) => assert_eq!((r.packet_id, r.reason), (2, 0x87)),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
+    let mut answer = |packet: Packet| {
+        v5.send(&packet);
+        match v5.recv() {
+            Packet::PubAck(r) => ("PUBACK", r.packet_id, r.reason),
+            Packet::PubRec(r) => ("PUBREC", r.packet_id, r.reason),
+            Packet::PubComp(r) => ("PUBCOMP", r.packet_id, r.reason),
+            other => panic!("expected an acknowledgement, got {other:?}"),
+        }
+    };
+    let denied = |qos, id| publish("test/nopublish", b"no", qos, false, Some(id));
+    assert_eq!(answer(denied(QoS::AtLeastOnce, 1)), ("PUBACK", 1, 0x87));
+    assert_eq!(answer(denied(QoS::ExactlyOnce, 2)), ("PUBREC", 2, 0x87));
     // The same id again, on a topic it may publish to: a new message, not a resend.
-    v5.send(&publish(
-        "test/ok",
-        b"yes",
-        QoS::ExactlyOnce,
-        false,
-        Some(2),
-    ));
-    match v5.recv() {
-        Packet::PubRec(r) => assert_eq!((r.packet_id, r.reason), (2, 0x00)),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
-    v5.send(&Packet::PubRel(PubResp::new(2)));
-    match v5.recv() {
-        Packet::PubComp(c) => assert_eq!((c.packet_id, c.reason), (2, 0x00)),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
+    let allowed = publish("test/ok", b"yes", QoS::ExactlyOnce, false, Some(2));
+    assert_eq!(answer(allowed), ("PUBREC", 2, 0x00));
+    assert_eq!(
+        answer(Packet::PubRel(PubResp::new(2))),
+        ("PUBCOMP", 2, 0x00)
+    );
     let got = recv_publishes_acking(&mut sub, 1);
     assert_eq!(&got[0].payload[..], b"yes");
     sub.expect_nothing();

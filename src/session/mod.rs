@@ -146,7 +146,9 @@ pub enum Action {
         /// Retain As Published, or for a retained message sent on subscribing).
         retain: bool,
     },
-    /// Route this message the client published (to subscribers; store it if retained).
+    /// Route this message the client published (to subscribers; store it if retained). A QoS
+    /// 1 or 2 message's PUBACK / PUBREC is the next action: the glue holds it until a retained
+    /// message is stored, and gives it the routing's 5.0 reason code (0x10, 0x87).
     Route(Message),
     /// Add these subscriptions to the indexes (`Ok`: granted options, replacing any existing
     /// subscription to the same filter) and, once the routes are acknowledged, send SUBACK
