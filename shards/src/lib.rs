@@ -4,14 +4,17 @@
 //! lock-free cross-shard mesh with its back-pressure rules ([`mesh`]), request/reply
 //! rendezvous between executors ([`reply`]), handing a live socket from one executor to
 //! another ([`handoff`]), socket I/O on an epoll set of each executor's own ([`sockio`]),
+//! the doorbell that wakes an executor napping in that set ([`doorbell`]),
 //! binding the per-shard listeners ([`listen`]) and the start-up
 //! pre-flight checks ([`preflight`]).
 //! It re-exports the few runtime primitives the broker needs ([`rt`]) so that glommio
 //! appears in this crate's manifest only.
 //!
-//! Must never: block a thread (every wait is an `.await` on the executor), or await a
+//! Must never: block a thread (every wait is an `.await` on the executor, but for the socket
+//! reactor's nap, bounded and taken only when nothing else is ready to run), or await a
 //! peer's channel from the task that drains our own inbox (see [`mesh`]).
 
+pub mod doorbell;
 pub mod handoff;
 pub mod listen;
 pub mod memory;
@@ -26,9 +29,10 @@ pub type ShardId = usize;
 
 /// The runtime primitives the broker uses, re-exported so that only this crate names glommio.
 pub mod rt {
+    pub use crate::doorbell::spawn_local;
     pub use glommio::channels::local_channel;
     pub use glommio::io::{BufferedFile, OpenOptions};
     pub use glommio::net::{TcpListener, TcpStream};
     pub use glommio::timer::{sleep, Timer};
-    pub use glommio::{executor, spawn_local, yield_if_needed, Task};
+    pub use glommio::{executor, yield_if_needed, Task};
 }

@@ -19,6 +19,9 @@
 //! sender that the receiver learns of by any path is in the queue when it looks, so the
 //! sender need neither wait for an answer nor wake a receiver that has nothing to do.
 //!
+//! Every message put in a peer's channel is counted on the peer's [`Doorbell`], which rings
+//! it if it is napping in its socket reactor (`sockio`); the drains count what they take.
+//!
 //! Must never: block the thread, reorder messages between one pair of executors, or drop a
 //! message except to a peer that has shut down.
 
@@ -26,12 +29,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
 
+use crate::doorbell::{self, Doorbell};
 use crate::ShardId;
 
 /// Outbox length (per peer) above which the mesh reports congestion.
@@ -47,13 +52,22 @@ pub struct MeshMember<T: Send + 'static> {
     receivers: Vec<Option<SharedReceiver<T>>>,
     posts: Vec<crossbeam_channel::Sender<(ShardId, T)>>,
     posted: crossbeam_channel::Receiver<(ShardId, T)>,
+    /// Every member's doorbell, this one's included.
+    bells: Vec<Arc<Doorbell>>,
 }
 
 /// Builds a full mesh of `members` executors with `capacity` slots per ordered pair.
 /// Element `i` of the result belongs to executor `i`.
-pub fn full_mesh<T: Send + 'static>(members: usize, capacity: usize) -> Vec<MeshMember<T>> {
+/// Fails only when an eventfd cannot be created (out of descriptors).
+pub fn full_mesh<T: Send + 'static>(
+    members: usize,
+    capacity: usize,
+) -> std::io::Result<Vec<MeshMember<T>>> {
     let (posts, posted): (Vec<_>, Vec<_>) =
         (0..members).map(|_| crossbeam_channel::unbounded()).unzip();
+    let bells = (0..members)
+        .map(|_| Doorbell::new())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let mut out: Vec<MeshMember<T>> = posted
         .into_iter()
         .enumerate()
@@ -63,6 +77,7 @@ pub fn full_mesh<T: Send + 'static>(members: usize, capacity: usize) -> Vec<Mesh
             receivers: (0..members).map(|_| None).collect(),
             posts: posts.clone(),
             posted,
+            bells: bells.clone(),
         })
         .collect();
     for from in 0..members {
@@ -74,7 +89,7 @@ pub fn full_mesh<T: Send + 'static>(members: usize, capacity: usize) -> Vec<Mesh
             }
         }
     }
-    out
+    Ok(out)
 }
 
 impl<T: Send + 'static> MeshMember<T> {
@@ -91,12 +106,12 @@ impl<T: Send + 'static> MeshMember<T> {
         let senders: Vec<_> = self
             .senders
             .into_iter()
-            .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+            .map(|s| s.map(|s| doorbell::spawn_local(s.connect())))
             .collect();
         let receivers: Vec<_> = self
             .receivers
             .into_iter()
-            .map(|r| r.map(|r| glommio::spawn_local(r.connect())))
+            .map(|r| r.map(|r| doorbell::spawn_local(r.connect())))
             .collect();
         let mut peers = Vec::with_capacity(senders.len());
         for s in senders {
@@ -125,6 +140,7 @@ impl<T: Send + 'static> MeshMember<T> {
             receivers: RefCell::new(rxs),
             received: Cell::new(0),
             congestion_waiters: RefCell::new(Vec::new()),
+            bells: self.bells,
         })
     }
 }
@@ -145,6 +161,9 @@ pub struct Mesh<T: Send + 'static> {
     receivers: RefCell<Vec<Option<ConnectedReceiver<T>>>>,
     received: Cell<u64>,
     congestion_waiters: RefCell<Vec<Waker>>,
+    /// Every member's doorbell: a message in a peer's channel is counted on the peer's, and
+    /// rings it while the peer naps.
+    bells: Vec<Arc<Doorbell>>,
 }
 
 /// Counters of one executor's mesh traffic, for the per-core views.
@@ -181,7 +200,10 @@ impl<T: Send + 'static> Mesh<T> {
         // otherwise this message would overtake older ones.
         if !peer.flushing.get() && peer.outbox.borrow().is_empty() {
             match peer.tx.try_send(msg) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.bells[to].sent();
+                    return;
+                }
                 Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(m))) => {
                     peer.outbox.borrow_mut().push_back(m)
                 }
@@ -193,7 +215,7 @@ impl<T: Send + 'static> Mesh<T> {
         if !peer.flushing.get() {
             peer.flushing.set(true);
             let me = self.clone();
-            glommio::spawn_local(async move { me.flush(to).await }).detach();
+            doorbell::spawn_local(async move { me.flush(to).await }).detach();
         }
     }
 
@@ -240,6 +262,7 @@ impl<T: Send + 'static> Mesh<T> {
                 peer.outbox.borrow_mut().clear();
                 break;
             }
+            self.bells[to].sent();
             if peer.outbox.borrow().len() == LOW_WATER {
                 self.wake_producers();
             }
@@ -288,15 +311,21 @@ impl<T: Send + 'static> Mesh<T> {
             let Some(rx) = rx else { continue };
             let handler = handler.clone();
             let me = self.clone();
-            glommio::spawn_local(async move {
+            doorbell::spawn_local(async move {
                 while let Some(msg) = rx.recv().await {
                     me.received.set(me.received.get() + 1);
+                    me.bells[me.id].taken();
                     handler(from, msg);
                     glommio::yield_if_needed().await;
                 }
             })
             .detach();
         }
+    }
+
+    /// This executor's doorbell, for its socket reactor ([`crate::sockio::Reactor::enable_nap`]).
+    pub fn doorbell(&self) -> Arc<Doorbell> {
+        self.bells[self.id].clone()
     }
 
     /// This executor's mesh counters.

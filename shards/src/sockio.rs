@@ -27,8 +27,13 @@
 //! ~16 ms late. With `COOP_TASKRUN` the work waits for the shard's next kernel entry and
 //! never wakes a sleeping shard (sleeps of ~190 ms with input waiting).
 //!
+//! When the pump runs out of readiness and nothing else is ready to run, it naps in the
+//! epoll set (`epoll_pwait2`, up to [`Reactor::enable_nap`]'s length) before it parks the
+//! executor: a ready socket or the executor's doorbell ([`crate::doorbell`]) ends the nap
+//! without the cost of glommio's park.
+//!
 //! Must never: be used from another thread than the one that created it (everything here
-//! is `!Send`), block, or hand a descriptor to another executor while it is still in this
+//! is `!Send`), block (but for the nap: bounded, and only when nothing else is ready), hand a descriptor to another executor while it is still in this
 //! one's epoll set (slots carry a generation; readiness reported for a freed slot is
 //! ignored).
 
@@ -38,10 +43,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
 use slab::Slab;
+
+use crate::doorbell::{self, Doorbell};
 
 /// Readiness events taken per `epoll_wait` (the pump asks again while batches come full).
 const BATCH: usize = 256;
@@ -56,6 +65,10 @@ const WRITE_EVENTS: u32 = (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as 
 fn token(slot: usize, gen: u32) -> u64 {
     (u64::from(gen) << 32) | slot as u64
 }
+
+/// The epoll data of the executor's doorbell (no socket slot has this token: slots are
+/// below `u32::MAX`).
+const DOORBELL: u64 = u64::MAX;
 
 fn untoken(data: u64) -> (usize, u32) {
     ((data & 0xffff_ffff) as usize, (data >> 32) as u32)
@@ -92,6 +105,24 @@ pub struct Reactor {
     next_gen: Cell<u32>,
     /// Readiness reported for sockets no longer registered here.
     stale: Cell<u64>,
+    /// The executor's doorbell and the longest nap, once [`Reactor::enable_nap`] was called.
+    nap: RefCell<Option<(Arc<Doorbell>, Duration)>>,
+    /// The doorbell rang since the pump last looked.
+    rung: Cell<bool>,
+    /// Naps taken, and those that ended with socket readiness (for tests and figures).
+    naps: Cell<u64>,
+    naps_woken: Cell<u64>,
+}
+
+/// How a nap ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nap {
+    /// Sockets became ready: their tasks were woken.
+    Woke,
+    /// A peer's message is waiting (or came during the nap): glommio's turn takes it in.
+    Rung,
+    /// Nothing came within the nap, or napping is off: glommio's park follows.
+    Quiet,
 }
 
 thread_local! {
@@ -138,6 +169,10 @@ impl Reactor {
             slots: RefCell::new(Slab::new()),
             next_gen: Cell::new(0),
             stale: Cell::new(0),
+            nap: RefCell::new(None),
+            rung: Cell::new(false),
+            naps: Cell::new(0),
+            naps_woken: Cell::new(0),
         })
     }
 
@@ -208,8 +243,14 @@ impl Reactor {
     }
 
     /// Takes every readiness the epoll set has, marks the slots and wakes whoever waits.
-    /// Returns how many events there were.
+    /// Returns how many socket events there were (a doorbell's ring is noted in `rung`).
     fn reap(&self) -> usize {
+        self.reap_waiting(None)
+    }
+
+    /// [`Reactor::reap`], first waiting up to `wait` for readiness if there is none (the
+    /// thread sleeps in `epoll_pwait2`).
+    fn reap_waiting(&self, mut wait: Option<Duration>) -> usize {
         if self.armed.get() && self.ring.borrow_mut().completion().count() > 0 {
             self.armed.set(false);
         }
@@ -219,26 +260,52 @@ impl Reactor {
             let mut events = self.events.borrow_mut();
             let mut slots = self.slots.borrow_mut();
             loop {
-                // SAFETY: `events` holds `batch` initialised entries the kernel may overwrite.
+                let timeout = wait.take().map(|d| libc::timespec {
+                    tv_sec: d.as_secs() as libc::time_t,
+                    tv_nsec: libc::c_long::from(d.subsec_nanos()),
+                });
+                // SAFETY: `events` holds `batch` initialised entries the kernel may overwrite;
+                // the timeout, when there is one, lives for the whole call.
                 let n = unsafe {
-                    libc::epoll_wait(
-                        self.epoll.as_raw_fd(),
-                        events.as_mut_ptr(),
-                        self.batch as libc::c_int,
-                        0,
-                    )
+                    match &timeout {
+                        None => libc::epoll_wait(
+                            self.epoll.as_raw_fd(),
+                            events.as_mut_ptr(),
+                            self.batch as libc::c_int,
+                            0,
+                        ),
+                        Some(ts) => libc::epoll_pwait2(
+                            self.epoll.as_raw_fd(),
+                            events.as_mut_ptr(),
+                            self.batch as libc::c_int,
+                            ts,
+                            std::ptr::null(),
+                        ),
+                    }
                 };
                 if n < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
-                    tracing::warn!("socket reactor: epoll_wait failed: {e}");
+                    if timeout.is_some() {
+                        // A kernel without `epoll_pwait2` (before 5.11): no naps.
+                        tracing::warn!("socket reactor: epoll_pwait2 failed ({e}); not napping");
+                        self.nap.borrow_mut().take();
+                    } else {
+                        tracing::warn!("socket reactor: epoll_wait failed: {e}");
+                    }
                     break;
                 }
                 let n = n as usize;
+                let mut bell = 0;
                 for ev in &events[..n] {
                     let (flags, data) = (ev.events, ev.u64);
+                    if data == DOORBELL {
+                        self.rung.set(true);
+                        bell = 1;
+                        continue;
+                    }
                     let (idx, gen) = untoken(data);
                     let slot = match slots.get_mut(idx) {
                         Some(slot) if slot.gen == gen => slot,
@@ -259,7 +326,7 @@ impl Reactor {
                         woken.extend(slot.writer.take());
                     }
                 }
-                seen += n;
+                seen += n - bell;
                 if n < self.batch {
                     break;
                 }
@@ -269,6 +336,74 @@ impl Reactor {
             w.wake();
         }
         seen
+    }
+
+    /// Lets the pump nap up to `nap` in `epoll_pwait2` before it parks the executor, with
+    /// `bell` (this executor's doorbell, which peers ring while it naps) in the epoll set.
+    /// A zero `nap` leaves napping off.
+    pub fn enable_nap(&self, bell: Arc<Doorbell>, nap: Duration) -> io::Result<()> {
+        if nap.is_zero() || self.nap.borrow().is_some() {
+            return Ok(());
+        }
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: DOORBELL,
+        };
+        // SAFETY: `ev` is valid for the call; the doorbell's descriptor lives as long as the
+        // `Arc` kept beside it (and is taken out of the set before the reactor drops it).
+        if unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                bell.raw_fd(),
+                &mut ev,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        *self.nap.borrow_mut() = Some((bell, nap));
+        Ok(())
+    }
+
+    fn may_nap(&self) -> bool {
+        self.nap.borrow().is_some()
+    }
+
+    /// A peer's message waits in one of this executor's channels (glommio's turn takes it
+    /// in).
+    fn mesh_waiting(&self) -> bool {
+        self.nap
+            .borrow()
+            .as_ref()
+            .is_some_and(|(bell, _)| bell.pending() > 0)
+    }
+
+    /// Sleeps in the epoll set until a socket is ready, the doorbell rings or the nap's time
+    /// is up; does not sleep when a peer's message is already waiting.
+    fn nap(&self) -> Nap {
+        let Some((bell, wait)) = self.nap.borrow().clone() else {
+            return Nap::Quiet;
+        };
+        if !bell.begin_nap() {
+            return Nap::Rung;
+        }
+        self.naps.set(self.naps.get() + 1);
+        let found = self.reap_waiting(Some(wait));
+        bell.end_nap();
+        if self.rung.take() {
+            Nap::Rung
+        } else if found > 0 {
+            self.naps_woken.set(self.naps_woken.get() + 1);
+            Nap::Woke
+        } else {
+            Nap::Quiet
+        }
+    }
+
+    /// Naps taken so far, and how many of them socket readiness ended.
+    pub fn naps(&self) -> (u64, u64) {
+        (self.naps.get(), self.naps_woken.get())
     }
 
     /// Puts the one-shot poll of the epoll set in the ring (unless it is there): readiness
@@ -345,8 +480,11 @@ impl Reactor {
 
 /// How many times in a row the pump looks at the epoll set again after the tasks it woke
 /// have run, before it arms the poll and sleeps on the eventfd (glommio's reactor then gets
-/// its turn: the mesh's channels and the timers are only seen there).
+/// its turn: the mesh's channels, the timers and glommio's own I/O are only seen there).
 const AWAKE_ROUNDS: u32 = 8;
+/// The longest a pump stays in the executor's queue, napping included, before glommio's
+/// reactor gets its turn (its timers and its I/O wait that long at most).
+const AWAKE_FOR: Duration = Duration::from_millis(1);
 
 /// Turns readiness into wake-ups, then sleeps on the eventfd until the epoll set has more.
 /// Runs as a task of the executor for the executor's whole life.
@@ -355,16 +493,48 @@ const AWAKE_ROUNDS: u32 = 8;
 /// again. A client's next packet that arrived meanwhile is taken in the same executor turn;
 /// going through the eventfd would cost a turn of glommio's loop (three `io_uring_enter`s
 /// re-arming its preemption timers, and a park) per packet.
+///
+/// When it finds nothing, and a whole turn of the executor's queue ran no other task, it
+/// naps (if [`Reactor::enable_nap`] was called): it sleeps in `epoll_pwait2` on the epoll
+/// set, which also holds the executor's doorbell, for up to the nap's length. A socket that
+/// becomes ready ends the nap as fast as a park would end, without the park's cost (glommio
+/// arms and cancels timers and issues an expedited `membarrier`, an interrupt to every other
+/// CPU running the broker, each time it parks). A peer's message rings the doorbell and ends
+/// the nap; glommio's turn then takes it in. When the nap's time is up the pump parks the
+/// executor as before.
 async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
     // SAFETY: the eventfd is ours; glommio's file takes ownership and closes it.
     let file =
         unsafe { glommio::io::BufferedFile::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(efd)) };
     loop {
+        let started = Instant::now();
         let mut rounds = 0;
-        while reactor.reap() > 0 && rounds < AWAKE_ROUNDS {
-            rounds += 1;
+        while rounds < AWAKE_ROUNDS {
+            if reactor.reap() > 0 {
+                rounds += 1;
+                yield_now().await;
+                continue;
+            }
+            if !reactor.may_nap()
+                || reactor.rung.get()
+                || reactor.mesh_waiting()
+                || started.elapsed() >= AWAKE_FOR
+            {
+                break;
+            }
+            // Nap only after a turn of the queue in which no other task ran: then nothing
+            // is ready to run but what a socket or a peer will wake.
+            let before = doorbell::task_polls();
             yield_now().await;
+            if doorbell::task_polls() != before {
+                continue;
+            }
+            match reactor.nap() {
+                Nap::Woke => yield_now().await,
+                Nap::Rung | Nap::Quiet => break,
+            }
         }
+        reactor.rung.set(false);
         // The poll completes at once if the set already has readiness, so nothing that
         // arrived after the last reap waits unseen behind the read.
         if !reactor.arm() {

@@ -16,7 +16,7 @@ fn full_mesh_with_tiny_channels_delivers_everything_in_order() {
     let cores = shardmq_shards::preflight::available_cores();
     let (done_tx, done_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    for member in full_mesh::<(usize, u64)>(MEMBERS, 2) {
+    for member in full_mesh::<(usize, u64)>(MEMBERS, 2).unwrap() {
         let done_tx = done_tx.clone();
         let core = cores[member.id() % cores.len()];
         threads.push(
@@ -82,7 +82,7 @@ fn posted_messages_are_there_for_whoever_learns_of_a_later_send() {
     let cores = shardmq_shards::preflight::available_cores();
     let (done_tx, done_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    for member in full_mesh::<u64>(2, 4) {
+    for member in full_mesh::<u64>(2, 4).unwrap() {
         let done_tx = done_tx.clone();
         let core = cores[member.id() % cores.len()];
         threads.push(

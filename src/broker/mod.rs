@@ -179,7 +179,8 @@ pub fn start_with_shutdown(
         crate::config::ShardScheduling::Normal => Scheduling::Normal,
     };
     // Members 0..shards are the shards; member `shards` is the management executor.
-    let mut members = full_mesh::<ShardMsg>(shards + 1, cfg.shards.channel_capacity);
+    let mut members = full_mesh::<ShardMsg>(shards + 1, cfg.shards.channel_capacity)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating the cross-shard mesh: {e}")))?;
     let mgmt_member = members.pop().expect("the mesh has shards + 1 members");
     for ((member, core), part) in members.into_iter().zip(cores).zip(recovered) {
         let cfg = cfg.clone();
@@ -195,6 +196,13 @@ pub fn start_with_shutdown(
             scheduling,
             move || async move {
                 let mesh = member.join().await;
+                let nap = Duration::from_micros(cfg.shards.nap_us);
+                if let Err(e) = shardmq_shards::sockio::Reactor::current()
+                    .and_then(|r| r.enable_nap(mesh.doorbell(), nap))
+                {
+                    let _ = ready.send(Err(format!("shard {id}: socket reactor: {e}")));
+                    return;
+                }
                 let shard = Shard::new(
                     id,
                     core,

@@ -161,6 +161,9 @@ pub struct NodeConfig {
     pub data_dir: String,
 }
 
+/// The longest `shards.nap_us`: a napping shard's timers and storage I/O wait up to a nap.
+pub const MAX_NAP_US: u64 = 10_000;
+
 /// `[shards]`: which cores run a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -176,6 +179,9 @@ pub struct ShardsConfig {
     pub scheduling: ShardScheduling,
     /// Which shard serves a clean start whose session ends with its connection.
     pub clean_sessions: CleanSessionPlacement,
+    /// Longest nap, in microseconds, of a shard that ran out of work before it parks its
+    /// executor (0: park at once; at most [`MAX_NAP_US`]). See `tuning/shardmq.toml`.
+    pub nap_us: u64,
 }
 
 /// `shards.clean_sessions`: which shard serves a clean start whose session ends with its
@@ -459,6 +465,7 @@ impl Default for ShardsConfig {
             channel_capacity: 1024,
             scheduling: ShardScheduling::Normal,
             clean_sessions: CleanSessionPlacement::Home,
+            nap_us: 200,
         }
     }
 }
@@ -613,6 +620,12 @@ impl Config {
         }
         if self.shards.channel_capacity == 0 {
             return fail("shards.channel_capacity", "must be at least 1".into());
+        }
+        if self.shards.nap_us > MAX_NAP_US {
+            return fail(
+                "shards.nap_us",
+                format!("must be at most {MAX_NAP_US} (a napping shard's timers wait that long)"),
+            );
         }
 
         if self.management.max_header_bytes < 1024 {

@@ -202,6 +202,7 @@ fn validate_rejects_bad_values() {
         ("node.name=a@", "node.name"),
         ("shards.cores=[1,2,1]", "shards.cores"),
         ("shards.channel_capacity=0", "shards.channel_capacity"),
+        ("shards.nap_us=10001", "shards.nap_us"),
         (
             "management.max_header_bytes=10",
             "management.max_header_bytes",

@@ -1,0 +1,183 @@
+//! An executor's doorbell: how peers reach it while it naps in its socket reactor's
+//! `epoll_pwait2` instead of glommio's park, and the count of task polls that tells the
+//! reactor whether anything else is ready to run.
+//!
+//! Owns: one [`Doorbell`] per mesh member (created with the mesh, shared by `Arc` with every
+//! peer): an eventfd in the member's epoll set, a "napping" flag, and counts of the channel
+//! messages sent to the member and taken by it. Also [`spawn_local`], which counts every
+//! poll of the tasks it spawns on the calling thread ([`task_polls`]).
+//!
+//! The handshake between a sender (any thread) and the napping owner is Dekker's, with
+//! sequentially consistent operations on both sides: the sender counts its message and then
+//! reads the flag; the owner sets the flag and then compares the counts. Either the owner
+//! sees the message counted (and does not nap) or the sender sees the flag (and rings).
+//! A ring is one 8-byte `write` to the eventfd, only while the owner naps.
+//!
+//! Must never: be rung by the thread that owns it (it cannot be napping then; harmless but
+//! wasted), or let the owner nap with a message counted and not taken.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A member's doorbell. Shared between threads; see the module doc for the protocol.
+#[derive(Debug)]
+pub struct Doorbell {
+    fd: OwnedFd,
+    napping: AtomicBool,
+    /// Channel messages sent to the owner (counted by senders once in the channel).
+    sent: AtomicU64,
+    /// Channel messages the owner has taken from its inboxes.
+    taken: AtomicU64,
+    /// Rings that were written (for tests and figures).
+    rings: AtomicU64,
+}
+
+impl Doorbell {
+    /// A new doorbell with its non-blocking eventfd.
+    pub fn new() -> io::Result<Arc<Doorbell>> {
+        // SAFETY: eventfd has no memory arguments; a non-negative result is a new descriptor.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Arc::new(Doorbell {
+            // SAFETY: just created, owned by nobody else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            napping: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            rings: AtomicU64::new(0),
+        }))
+    }
+
+    /// A sender put one message in a channel to the owner: count it, and ring if the owner
+    /// naps.
+    pub fn sent(&self) {
+        self.sent.fetch_add(1, SeqCst);
+        if self.napping.load(SeqCst) {
+            self.ring();
+        }
+    }
+
+    /// The owner took one message from an inbox.
+    pub fn taken(&self) {
+        self.taken.fetch_add(1, SeqCst);
+    }
+
+    fn ring(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our eventfd. A full counter
+        // (EAGAIN) already wakes the owner, so the result needs no handling.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        self.rings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The owner is about to nap: true if it may (no message is in its channels), with the
+    /// flag set; false (flag cleared) if one is.
+    pub(crate) fn begin_nap(&self) -> bool {
+        self.napping.store(true, SeqCst);
+        if self.sent.load(SeqCst) != self.taken.load(SeqCst) {
+            self.napping.store(false, SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The owner's nap is over: clears the flag and empties the eventfd.
+    pub(crate) fn end_nap(&self) {
+        self.napping.store(false, SeqCst);
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer; EAGAIN (not rung) is fine.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    }
+
+    /// Messages counted in the owner's channels and not yet taken.
+    pub fn pending(&self) -> u64 {
+        self.sent
+            .load(SeqCst)
+            .saturating_sub(self.taken.load(SeqCst))
+    }
+
+    /// The owner is napping now (for tests).
+    pub fn napping(&self) -> bool {
+        self.napping.load(SeqCst)
+    }
+
+    /// How many times a sender rang.
+    pub fn rings(&self) -> u64 {
+        self.rings.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+thread_local! {
+    static TASK_POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times tasks spawned with [`spawn_local`] on this thread have been polled.
+pub fn task_polls() -> u64 {
+    TASK_POLLS.with(Cell::get)
+}
+
+/// glommio's `spawn_local`, with every poll of the task counted in [`task_polls`]: the
+/// socket reactor naps only after a turn in which no other task ran.
+pub fn spawn_local<T: 'static>(future: impl Future<Output = T> + 'static) -> glommio::Task<T> {
+    glommio::spawn_local(Counted(future))
+}
+
+struct Counted<F>(F);
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        TASK_POLLS.with(|c| c.set(c.get() + 1));
+        // SAFETY: the inner future is never moved out of the pinned wrapper.
+        unsafe { self.map_unchecked_mut(|c| &mut c.0) }.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_counted_before_the_nap_prevents_it() {
+        let bell = Doorbell::new().unwrap();
+        bell.sent();
+        assert!(!bell.begin_nap());
+        bell.taken();
+        assert!(bell.begin_nap());
+        bell.end_nap();
+        assert_eq!(bell.rings(), 0);
+    }
+
+    #[test]
+    fn a_message_sent_during_the_nap_rings_once_and_the_ring_is_emptied() {
+        let bell = Doorbell::new().unwrap();
+        assert!(bell.begin_nap());
+        bell.sent();
+        assert_eq!(bell.rings(), 1);
+        let mut buf = [0u8; 8];
+        // The eventfd holds the ring until the nap ends.
+        let n = unsafe { libc::read(bell.raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        assert_eq!(n, 8);
+        bell.sent(); // still napping: rings again
+        bell.end_nap();
+        let n = unsafe { libc::read(bell.raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        assert_eq!(n, -1, "end_nap empties the eventfd");
+        bell.sent(); // not napping: counted, no ring
+        assert_eq!(bell.rings(), 2);
+        assert_eq!(bell.pending(), 3);
+    }
+}

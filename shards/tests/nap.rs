@@ -1,0 +1,197 @@
+//! An executor napping in its socket set (`Reactor::enable_nap`) is woken at once by what it
+//! serves: a socket's input, and a peer's message through its doorbell. Each test naps for
+//! seconds, so an event that failed to end the nap would show as a round trip of seconds.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use shardmq_shards::doorbell::Doorbell;
+use shardmq_shards::listen::bind_reuseport;
+use shardmq_shards::mesh::full_mesh;
+use shardmq_shards::runtime::{spawn_pinned, Scheduling};
+use shardmq_shards::sockio::{Reactor, Socket};
+
+/// Longer than any round trip may take: a nap this long that nothing ended fails the test.
+const LONG_NAP: Duration = Duration::from_secs(2);
+const ROUNDS: usize = 20;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn read_exact(s: &mut Socket, buf: &mut [u8]) {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = s.read(&mut buf[got..]).await.unwrap();
+        assert!(n > 0, "EOF after {got} bytes");
+        got += n;
+    }
+}
+
+/// A client pings an echo served by a napping executor, one byte at a time: each ping
+/// arrives while the executor naps (it has nothing else to do) and must end the nap.
+#[test]
+fn socket_input_ends_a_nap_at_once() {
+    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+    let (naps_tx, naps_rx) = mpsc::channel::<(u64, u64)>();
+    let bell = Doorbell::new().unwrap();
+    let napping = bell.clone();
+    let server = std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let reactor = Reactor::current().unwrap();
+                reactor.enable_nap(bell, LONG_NAP).unwrap();
+                let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, 0).unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let mut s = listener.accept().await.unwrap().register().unwrap();
+                let mut b = [0u8; 1];
+                loop {
+                    let n = s.read(&mut b).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&b).await.unwrap();
+                }
+                naps_tx.send(reactor.naps()).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    });
+    let mut c = TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut took = Vec::new();
+    for i in 0..ROUNDS * 2 {
+        // Ping once the executor naps: it has nothing else to do after its last answer, but
+        // after a nap that something else ended it may have parked instead (then the ping
+        // is not measured).
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while !napping.napping() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let during_nap = napping.napping();
+        let t = Instant::now();
+        c.write_all(&[i as u8]).unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        if during_nap {
+            took.push(t.elapsed());
+        }
+        assert_eq!(b[0], i as u8);
+    }
+    assert!(
+        took.len() >= ROUNDS / 2,
+        "only {} of {} pings found the executor napping",
+        took.len(),
+        ROUNDS * 2
+    );
+    drop(c);
+    server.join().unwrap();
+    let (naps, woken) = naps_rx.recv().unwrap();
+    let m = median(took);
+    assert!(
+        m < Duration::from_millis(50),
+        "median round trip {m:?} against a {LONG_NAP:?} nap"
+    );
+    assert!(
+        woken > 0 && naps >= woken,
+        "input ended {woken} of {naps} naps"
+    );
+}
+
+/// Member 1 of a two-member mesh naps between the pings member 0 sends through its
+/// socket; while it naps, member 0 sends it a mesh message, which must ring its doorbell
+/// and be answered at once.
+#[test]
+fn a_peer_message_rings_a_napping_executor_awake() {
+    let cores = shardmq_shards::preflight::available_cores();
+    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+    let (bell_tx, bell_rx) = mpsc::channel::<Arc<Doorbell>>();
+    let (done_tx, done_rx) = mpsc::channel::<Vec<Duration>>();
+    let mut members = full_mesh::<u64>(2, 16).unwrap().into_iter();
+    let (m0, m1) = (members.next().unwrap(), members.next().unwrap());
+
+    let napper = spawn_pinned(
+        "nap-1",
+        cores[1 % cores.len()],
+        Scheduling::Normal,
+        move || async move {
+            let mesh = m1.join().await;
+            Reactor::current()
+                .unwrap()
+                .enable_nap(mesh.doorbell(), LONG_NAP)
+                .unwrap();
+            bell_tx.send(mesh.doorbell()).unwrap();
+            let echo = mesh.clone();
+            mesh.spawn_drains(move |from, n| echo.send(from, n));
+            let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, 0).unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let mut s = listener.accept().await.unwrap().register().unwrap();
+            let mut b = [0u8; 1];
+            while s.read(&mut b).await.unwrap() > 0 {
+                s.write_all(&b).await.unwrap();
+            }
+        },
+    )
+    .unwrap();
+
+    let sender = spawn_pinned("nap-0", cores[0], Scheduling::Normal, move || async move {
+        let mesh = m0.join().await;
+        let (echo_tx, echo_rx) = glommio::channels::local_channel::new_unbounded();
+        mesh.spawn_drains(move |_, n| {
+            let _ = echo_tx.try_send(n);
+        });
+        let bell = loop {
+            match bell_rx.try_recv() {
+                Ok(b) => break b,
+                Err(_) => glommio::timer::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        let addr = loop {
+            match addr_rx.try_recv() {
+                Ok(a) => break a,
+                Err(_) => glommio::timer::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_nodelay(true).unwrap();
+        let mut s = Socket::register(std::os::fd::OwnedFd::from(c)).unwrap();
+        let mut took = Vec::new();
+        for i in 0..ROUNDS as u64 {
+            // Socket traffic for member 1, after which it has nothing to do and naps.
+            s.write_all(&[i as u8]).await.unwrap();
+            let mut b = [0u8; 1];
+            read_exact(&mut s, &mut b).await;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !bell.napping() {
+                assert!(Instant::now() < deadline, "member 1 never napped");
+                glommio::timer::sleep(Duration::from_micros(200)).await;
+            }
+            let t = Instant::now();
+            mesh.send(1, i);
+            assert_eq!(echo_rx.recv().await, Some(i));
+            took.push(t.elapsed());
+        }
+        assert!(
+            bell.rings() >= ROUNDS as u64,
+            "every message found member 1 napping"
+        );
+        done_tx.send(took).unwrap();
+    })
+    .unwrap();
+
+    let took = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the rounds finished");
+    sender.join().unwrap();
+    napper.join().unwrap();
+    let m = median(took);
+    assert!(
+        m < Duration::from_millis(50),
+        "median mesh round trip {m:?} against a {LONG_NAP:?} nap"
+    );
+}
