@@ -1,20 +1,22 @@
-//! An executor's doorbell: how peers reach it while it naps in its socket reactor's
-//! `epoll_pwait2` instead of glommio's park, and the count of task polls that tells the
-//! reactor whether anything else is ready to run.
+//! An executor's doorbell: how peers reach it, through its socket reactor, whether it runs,
+//! naps in the reactor's `epoll_pwait2` or sleeps in glommio's ring; the tasks that wait for
+//! mesh events; and the count of task polls that tells the reactor whether anything else is
+//! ready to run.
 //!
 //! Owns: one [`Doorbell`] per mesh member (created with the mesh, shared by `Arc` with every
-//! peer): an eventfd in the member's epoll set, a "napping" flag, and counts of the channel
-//! messages sent to the member and taken by it. Also [`spawn_local`], which counts every
-//! poll of the tasks it spawns on the calling thread ([`task_polls`]).
+//! peer): an eventfd in the member's epoll set, an "asleep" flag, and counts of the channel
+//! messages sent to the member and taken by it. Per thread: the wakers of the tasks waiting
+//! for a mesh event ([`mesh_event`], woken by the reactor with [`wake_mesh_waiters`]), and
+//! the poll count of the tasks spawned with [`spawn_local`] ([`task_polls`]).
 //!
-//! The handshake between a sender (any thread) and the napping owner is Dekker's, with
+//! The handshake between a sender (any thread) and the sleeping owner is Dekker's, with
 //! sequentially consistent operations on both sides: the sender counts its message and then
 //! reads the flag; the owner sets the flag and then compares the counts. Either the owner
-//! sees the message counted (and does not nap) or the sender sees the flag (and rings).
-//! A ring is one 8-byte `write` to the eventfd, only while the owner naps.
+//! sees the message counted (and does not sleep) or the sender sees the flag (and rings).
+//! A ring is one 8-byte `write` to the eventfd, only while the owner sleeps (or, for room in
+//! a full channel, whenever a receiver made some for a sender that asked).
 //!
-//! Must never: be rung by the thread that owns it (it cannot be napping then; harmless but
-//! wasted), or let the owner nap with a message counted and not taken.
+//! Must never: let the owner sleep with a message counted and not taken.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -36,6 +38,8 @@ pub struct Doorbell {
     taken: AtomicU64,
     /// Rings that were written (for tests and figures).
     rings: AtomicU64,
+    /// Times a receiver made room in a full channel for a sender of this owner's.
+    room: AtomicU64,
 }
 
 impl Doorbell {
@@ -53,6 +57,7 @@ impl Doorbell {
             sent: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             rings: AtomicU64::new(0),
+            room: AtomicU64::new(0),
         }))
     }
 
@@ -70,7 +75,20 @@ impl Doorbell {
         self.taken.fetch_add(1, SeqCst);
     }
 
-    fn ring(&self) {
+    /// A receiver took messages from a full channel of the owner's that the owner's flusher
+    /// waits on: count it and ring, whether or not the owner sleeps (its reactor sees the
+    /// count at its next look and wakes the tasks waiting for a mesh event).
+    pub fn made_room(&self) {
+        self.room.fetch_add(1, SeqCst);
+        self.ring();
+    }
+
+    /// How many times receivers made room (see [`Doorbell::made_room`]).
+    pub fn room(&self) -> u64 {
+        self.room.load(SeqCst)
+    }
+
+    pub(crate) fn ring(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live buffer to our eventfd. A full counter
         // (EAGAIN) already wakes the owner, so the result needs no handling.
@@ -79,8 +97,8 @@ impl Doorbell {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The owner is about to nap: true if it may (no message is in its channels), with the
-    /// flag set; false (flag cleared) if one is.
+    /// The owner is about to sleep (nap or park): true if it may (no message is in its
+    /// channels), with the flag set; false (flag cleared) if one is.
     pub(crate) fn begin_nap(&self) -> bool {
         self.napping.store(true, SeqCst);
         if self.sent.load(SeqCst) != self.taken.load(SeqCst) {
@@ -90,9 +108,14 @@ impl Doorbell {
         true
     }
 
-    /// The owner's nap is over: clears the flag and empties the eventfd.
+    /// The owner's sleep is over: clears the flag. (The eventfd is emptied by the reactor
+    /// when its epoll set reports it: [`Doorbell::empty`].)
     pub(crate) fn end_nap(&self) {
         self.napping.store(false, SeqCst);
+    }
+
+    /// Empties the eventfd, so that the next ring is a new edge for the epoll set.
+    pub(crate) fn empty(&self) {
         let mut buf = [0u8; 8];
         // SAFETY: reads at most 8 bytes into a live buffer; EAGAIN (not rung) is fine.
         let _ = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -105,7 +128,7 @@ impl Doorbell {
             .saturating_sub(self.taken.load(SeqCst))
     }
 
-    /// The owner is napping now (for tests).
+    /// The owner sleeps now (naps or is parked; for tests).
     pub fn napping(&self) -> bool {
         self.napping.load(SeqCst)
     }
@@ -122,6 +145,33 @@ impl Doorbell {
 
 thread_local! {
     static TASK_POLLS: Cell<u64> = const { Cell::new(0) };
+    static MESH_WAITERS: std::cell::RefCell<Vec<std::task::Waker>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Pending once: completes after the executor's reactor next sees a mesh event (a message
+/// counted on this executor's doorbell, or a ring), or a spurious wake-up.
+pub async fn mesh_event() {
+    let mut waited = false;
+    std::future::poll_fn(|cx| {
+        if waited {
+            return Poll::Ready(());
+        }
+        waited = true;
+        MESH_WAITERS.with(|w| w.borrow_mut().push(cx.waker().clone()));
+        Poll::Pending
+    })
+    .await
+}
+
+/// Wakes every task of this thread waiting in [`mesh_event`]; returns how many there were.
+pub fn wake_mesh_waiters() -> usize {
+    let woken = MESH_WAITERS.with(|w| std::mem::take(&mut *w.borrow_mut()));
+    let n = woken.len();
+    for w in woken {
+        w.wake();
+    }
+    n
 }
 
 /// How many times tasks spawned with [`spawn_local`] on this thread have been polled.
@@ -174,10 +224,13 @@ mod tests {
         assert_eq!(n, 8);
         bell.sent(); // still napping: rings again
         bell.end_nap();
+        bell.empty();
         let n = unsafe { libc::read(bell.raw_fd(), buf.as_mut_ptr().cast(), 8) };
-        assert_eq!(n, -1, "end_nap empties the eventfd");
+        assert_eq!(n, -1, "empty() empties the eventfd");
         bell.sent(); // not napping: counted, no ring
         assert_eq!(bell.rings(), 2);
         assert_eq!(bell.pending(), 3);
+        bell.made_room(); // rings whether or not the owner sleeps
+        assert_eq!((bell.rings(), bell.room()), (3, 1));
     }
 }

@@ -4,7 +4,7 @@
 //! lock-free cross-shard mesh with its back-pressure rules ([`mesh`]), request/reply
 //! rendezvous between executors ([`reply`]), handing a live socket from one executor to
 //! another ([`handoff`]), socket I/O on an epoll set of each executor's own ([`sockio`]),
-//! the doorbell that wakes an executor napping in that set ([`doorbell`]),
+//! the doorbell through which peers wake an executor, running, napping or parked ([`doorbell`]),
 //! binding the per-shard listeners ([`listen`]) and the start-up
 //! pre-flight checks ([`preflight`]).
 //! It re-exports the few runtime primitives the broker needs ([`rt`]) so that glommio

@@ -1,5 +1,6 @@
-//! The cross-shard mesh: one bounded lock-free SPSC channel (glommio `shared_channel`) per
-//! ordered pair of executors, with a per-peer outbox for back-pressure.
+//! The cross-shard mesh: one bounded lock-free channel (crossbeam-channel's array flavour,
+//! used by one sender and one receiver) per ordered pair of executors, with a per-peer
+//! outbox for back-pressure, and each executor's [`Doorbell`] for wake-ups.
 //!
 //! Owns: every channel between executors, their outboxes and their counters. Each
 //! executor holds one [`Mesh`] (an `Rc`, used only on that executor's thread).
@@ -7,7 +8,8 @@
 //! The rules that keep the mesh free of the full-mesh deadlock (DataDog/glommio#555):
 //! - [`Mesh::send`] never waits: it `try_send`s, and when the channel is full (or older
 //!   messages are already waiting) it appends to that peer's outbox, which a separate
-//!   flusher task drains with an awaiting send. Nothing is ever dropped while the peer lives.
+//!   flusher task empties as the peer makes room. Nothing is ever dropped while the peer
+//!   lives.
 //! - The tasks that drain our own inboxes ([`Mesh::spawn_drains`]) run a synchronous
 //!   handler: they never await a peer, so every executor keeps draining whatever happens.
 //! - Producers that can slow down (connection read loops) check [`Mesh::congested`] and
@@ -19,8 +21,14 @@
 //! sender that the receiver learns of by any path is in the queue when it looks, so the
 //! sender need neither wait for an answer nor wake a receiver that has nothing to do.
 //!
-//! Every message put in a peer's channel is counted on the peer's [`Doorbell`], which rings
-//! it if it is napping in its socket reactor (`sockio`); the drains count what they take.
+//! Wake-ups go through the executors' socket reactors (`sockio`), never through glommio: a
+//! message put in a peer's channel is counted on the peer's [`Doorbell`], which rings it if
+//! it sleeps; the peer's reactor sees the count (or the ring) and wakes its drain task,
+//! which takes what its inboxes hold and counts it. A flusher that finds a channel full marks
+//! the pair's lane "wants room" and waits; the receiver, after taking from that inbox, rings
+//! the sender's doorbell, whose reactor wakes the flusher. So a message between executors
+//! costs no turn of glommio's reactor on either side, and the mesh works the same whether
+//! the receiver runs, naps in its epoll set or is parked in glommio's ring.
 //!
 //! Must never: block the thread, reorder messages between one pair of executors, or drop a
 //! message except to a peer that has shut down.
@@ -32,9 +40,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use glommio::channels::shared_channel::{
-    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
-};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
 
 use crate::doorbell::{self, Doorbell};
 use crate::ShardId;
@@ -43,13 +50,25 @@ use crate::ShardId;
 const HIGH_WATER: usize = 4096;
 /// Outbox length under which congested producers are woken again.
 const LOW_WATER: usize = 1024;
+/// Messages the drain takes from one inbox per wake-up before it looks at the next one and
+/// lets the executor's other tasks run.
+const DRAIN_BATCH: usize = 64;
+
+/// This executor's end of a peer's channel to it, with the pair's lane.
+type Inbox<T> = Option<(Receiver<T>, Arc<Lane>)>;
+
+/// One ordered pair's shared state: the sender waits for room in the channel.
+#[derive(Debug, Default)]
+struct Lane {
+    wants_room: AtomicBool,
+}
 
 /// One executor's ends of the mesh before it is started: `Send`, so it can be moved into
 /// the executor's thread, where [`MeshMember::join`] connects it.
 pub struct MeshMember<T: Send + 'static> {
     id: ShardId,
-    senders: Vec<Option<SharedSender<T>>>,
-    receivers: Vec<Option<SharedReceiver<T>>>,
+    senders: Vec<Option<(Sender<T>, Arc<Lane>)>>,
+    receivers: Vec<Inbox<T>>,
     posts: Vec<crossbeam_channel::Sender<(ShardId, T)>>,
     posted: crossbeam_channel::Receiver<(ShardId, T)>,
     /// Every member's doorbell, this one's included.
@@ -83,9 +102,10 @@ pub fn full_mesh<T: Send + 'static>(
     for from in 0..members {
         for to in 0..members {
             if from != to {
-                let (tx, rx) = shared_channel::new_bounded(capacity);
-                out[from].senders[to] = Some(tx);
-                out[to].receivers[from] = Some(rx);
+                let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+                let lane = Arc::new(Lane::default());
+                out[from].senders[to] = Some((tx, lane.clone()));
+                out[to].receivers[from] = Some((rx, lane));
             }
         }
     }
@@ -98,41 +118,25 @@ impl<T: Send + 'static> MeshMember<T> {
         self.id
     }
 
-    /// Connects every channel end on the current executor. Completes once every peer has
-    /// joined too (each `connect` waits for its other end), so all members must join.
-    pub async fn join(self) -> Rc<Mesh<T>> {
-        // Connect all ends concurrently: connecting one end waits for the peer to connect
-        // the other, and peers connect in their own order.
-        let senders: Vec<_> = self
+    /// Takes this member's ends of the mesh on the current executor, whose socket reactor
+    /// will watch the member's doorbell (created here if the executor has none yet).
+    pub async fn join(self) -> std::io::Result<Rc<Mesh<T>>> {
+        crate::sockio::Reactor::current()?.attach_doorbell(self.bells[self.id].clone())?;
+        let peers = self
             .senders
             .into_iter()
-            .map(|s| s.map(|s| doorbell::spawn_local(s.connect())))
-            .collect();
-        let receivers: Vec<_> = self
-            .receivers
-            .into_iter()
-            .map(|r| r.map(|r| doorbell::spawn_local(r.connect())))
-            .collect();
-        let mut peers = Vec::with_capacity(senders.len());
-        for s in senders {
-            peers.push(match s {
-                Some(task) => Some(Peer {
-                    tx: Rc::new(task.await),
+            .map(|s| {
+                s.map(|(tx, lane)| Peer {
+                    tx,
+                    lane,
                     outbox: RefCell::new(VecDeque::new()),
                     flushing: Cell::new(false),
                     sent: Cell::new(0),
-                }),
-                None => None,
-            });
-        }
-        let mut rxs = Vec::with_capacity(receivers.len());
-        for r in receivers {
-            rxs.push(match r {
-                Some(task) => Some(task.await),
-                None => None,
-            });
-        }
-        Rc::new(Mesh {
+                })
+            })
+            .collect();
+        let rxs = self.receivers;
+        Ok(Rc::new(Mesh {
             id: self.id,
             posts: self.posts,
             posted: self.posted,
@@ -141,12 +145,13 @@ impl<T: Send + 'static> MeshMember<T> {
             received: Cell::new(0),
             congestion_waiters: RefCell::new(Vec::new()),
             bells: self.bells,
-        })
+        }))
     }
 }
 
 struct Peer<T: Send + 'static> {
-    tx: Rc<ConnectedSender<T>>,
+    tx: Sender<T>,
+    lane: Arc<Lane>,
     outbox: RefCell<VecDeque<T>>,
     flushing: Cell<bool>,
     sent: Cell<u64>,
@@ -158,7 +163,7 @@ pub struct Mesh<T: Send + 'static> {
     posts: Vec<crossbeam_channel::Sender<(ShardId, T)>>,
     posted: crossbeam_channel::Receiver<(ShardId, T)>,
     peers: Vec<Option<Peer<T>>>,
-    receivers: RefCell<Vec<Option<ConnectedReceiver<T>>>>,
+    receivers: RefCell<Vec<Inbox<T>>>,
     received: Cell<u64>,
     congestion_waiters: RefCell<Vec<Waker>>,
     /// Every member's doorbell: a message in a peer's channel is counted on the peer's, and
@@ -204,10 +209,8 @@ impl<T: Send + 'static> Mesh<T> {
                     self.bells[to].sent();
                     return;
                 }
-                Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(m))) => {
-                    peer.outbox.borrow_mut().push_back(m)
-                }
-                Err(_) => return, // closed: the peer is shutting down
+                Err(TrySendError::Full(m)) => peer.outbox.borrow_mut().push_back(m),
+                Err(TrySendError::Disconnected(_)) => return, // the peer is shutting down
             }
         } else {
             peer.outbox.borrow_mut().push_back(msg);
@@ -257,10 +260,27 @@ impl<T: Send + 'static> Mesh<T> {
         };
         loop {
             let next = peer.outbox.borrow_mut().pop_front();
-            let Some(msg) = next else { break };
-            if peer.tx.send(msg).await.is_err() {
-                peer.outbox.borrow_mut().clear();
-                break;
+            let Some(mut msg) = next else { break };
+            loop {
+                match peer.tx.try_send(msg) {
+                    Ok(()) => break,
+                    Err(TrySendError::Disconnected(_)) => {
+                        peer.outbox.borrow_mut().clear();
+                        peer.flushing.set(false);
+                        self.wake_producers();
+                        return;
+                    }
+                    Err(TrySendError::Full(m)) => msg = m,
+                }
+                // Full: ask the receiver to ring when it takes from this channel, then try
+                // once more (it may have taken before it could see the request).
+                peer.lane.wants_room.store(true, SeqCst);
+                fence(SeqCst);
+                match peer.tx.try_send(msg) {
+                    Ok(()) => break,
+                    Err(TrySendError::Disconnected(m)) | Err(TrySendError::Full(m)) => msg = m,
+                }
+                doorbell::mesh_event().await;
             }
             self.bells[to].sent();
             if peer.outbox.borrow().len() == LOW_WATER {
@@ -302,25 +322,51 @@ impl<T: Send + 'static> Mesh<T> {
         .await
     }
 
-    /// Spawns one task per inbox that hands every arriving message to `handler` with the
-    /// sender's id. The handler is synchronous by design (see the module rules).
+    /// Spawns the task that drains this executor's inboxes: it hands every arriving message
+    /// to `handler` with the sender's id, in order per sender. The handler is synchronous by
+    /// design (see the module rules). The task sleeps until the socket reactor sees messages
+    /// counted on the doorbell.
     pub fn spawn_drains(self: &Rc<Self>, handler: impl Fn(ShardId, T) + 'static) {
-        let handler = Rc::new(handler);
-        let receivers: Vec<_> = self.receivers.borrow_mut().drain(..).collect();
-        for (from, rx) in receivers.into_iter().enumerate() {
-            let Some(rx) = rx else { continue };
-            let handler = handler.clone();
-            let me = self.clone();
-            doorbell::spawn_local(async move {
-                while let Some(msg) = rx.recv().await {
-                    me.received.set(me.received.get() + 1);
-                    me.bells[me.id].taken();
-                    handler(from, msg);
-                    glommio::yield_if_needed().await;
+        let mut inboxes: Vec<_> = self.receivers.borrow_mut().drain(..).collect();
+        let me = self.clone();
+        doorbell::spawn_local(async move {
+            let bell = me.bells[me.id].clone();
+            loop {
+                for (from, inbox) in inboxes.iter_mut().enumerate() {
+                    let Some((rx, lane)) = inbox else { continue };
+                    let mut took = 0;
+                    let mut gone = false;
+                    while took < DRAIN_BATCH {
+                        match rx.try_recv() {
+                            Ok(msg) => {
+                                took += 1;
+                                me.received.set(me.received.get() + 1);
+                                bell.taken();
+                                handler(from, msg);
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                gone = true;
+                                break;
+                            }
+                        }
+                    }
+                    if took > 0 {
+                        fence(SeqCst);
+                        if lane.wants_room.swap(false, SeqCst) {
+                            me.bells[from].made_room();
+                        }
+                    }
+                    if gone {
+                        *inbox = None;
+                    }
                 }
-            })
-            .detach();
-        }
+                // Whatever is left, or comes, is counted on the doorbell: the reactor wakes
+                // this task for it.
+                doorbell::mesh_event().await;
+            }
+        })
+        .detach();
     }
 
     /// This executor's doorbell, for its socket reactor ([`crate::sockio::Reactor::enable_nap`]).

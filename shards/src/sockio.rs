@@ -27,10 +27,12 @@
 //! ~16 ms late. With `COOP_TASKRUN` the work waits for the shard's next kernel entry and
 //! never wakes a sleeping shard (sleeps of ~190 ms with input waiting).
 //!
-//! When the pump runs out of readiness and nothing else is ready to run, it naps in the
-//! epoll set (`epoll_pwait2`, up to [`Reactor::enable_nap`]'s length) before it parks the
-//! executor: a ready socket or the executor's doorbell ([`crate::doorbell`]) ends the nap
-//! without the cost of glommio's park.
+//! The set also holds the executor's doorbell ([`crate::doorbell`]), which peers ring when
+//! they put a message in its channels while it sleeps: the pump wakes the mesh's tasks for
+//! it, so messages between executors never wait for a turn of glommio's reactor. When the
+//! pump runs out of readiness and nothing else is ready to run, it naps in the epoll set
+//! (`epoll_pwait2`, up to [`Reactor::enable_nap`]'s length) before it parks the executor: a
+//! ready socket or the doorbell ends the nap without the cost of glommio's park.
 //!
 //! Must never: be used from another thread than the one that created it (everything here
 //! is `!Send`), block (but for the nap: bounded, and only when nothing else is ready), hand a descriptor to another executor while it is still in this
@@ -105,8 +107,13 @@ pub struct Reactor {
     next_gen: Cell<u32>,
     /// Readiness reported for sockets no longer registered here.
     stale: Cell<u64>,
-    /// The executor's doorbell and the longest nap, once [`Reactor::enable_nap`] was called.
-    nap: RefCell<Option<(Arc<Doorbell>, Duration)>>,
+    /// The executor's doorbell, once [`Reactor::attach_doorbell`] was called (by the mesh).
+    bell: RefCell<Option<Arc<Doorbell>>>,
+    /// How many times receivers had made room for this executor's senders when it last
+    /// looked (a change wakes the tasks waiting for a mesh event).
+    room_seen: Cell<u64>,
+    /// The longest nap ([`Reactor::enable_nap`]); zero: no naps.
+    nap: Cell<Duration>,
     /// The doorbell rang since the pump last looked.
     rung: Cell<bool>,
     /// Naps taken, and those that ended with socket readiness (for tests and figures).
@@ -169,7 +176,9 @@ impl Reactor {
             slots: RefCell::new(Slab::new()),
             next_gen: Cell::new(0),
             stale: Cell::new(0),
-            nap: RefCell::new(None),
+            bell: RefCell::new(None),
+            room_seen: Cell::new(0),
+            nap: Cell::new(Duration::ZERO),
             rung: Cell::new(false),
             naps: Cell::new(0),
             naps_woken: Cell::new(0),
@@ -291,7 +300,7 @@ impl Reactor {
                     if timeout.is_some() {
                         // A kernel without `epoll_pwait2` (before 5.11): no naps.
                         tracing::warn!("socket reactor: epoll_pwait2 failed ({e}); not napping");
-                        self.nap.borrow_mut().take();
+                        self.nap.set(Duration::ZERO);
                     } else {
                         tracing::warn!("socket reactor: epoll_wait failed: {e}");
                     }
@@ -302,6 +311,9 @@ impl Reactor {
                 for ev in &events[..n] {
                     let (flags, data) = (ev.events, ev.u64);
                     if data == DOORBELL {
+                        if let Some(b) = self.bell.borrow().as_ref() {
+                            b.empty();
+                        }
                         self.rung.set(true);
                         bell = 1;
                         continue;
@@ -338,19 +350,24 @@ impl Reactor {
         seen
     }
 
-    /// Lets the pump nap up to `nap` in `epoll_pwait2` before it parks the executor, with
-    /// `bell` (this executor's doorbell, which peers ring while it naps) in the epoll set.
-    /// A zero `nap` leaves napping off.
-    pub fn enable_nap(&self, bell: Arc<Doorbell>, nap: Duration) -> io::Result<()> {
-        if nap.is_zero() || self.nap.borrow().is_some() {
-            return Ok(());
+    /// Puts the executor's doorbell in the epoll set: the pump then wakes the tasks waiting
+    /// for a mesh event whenever messages are counted on it, it rings, or receivers made
+    /// room, and sleeps only with the doorbell's flag set. Attaching the same doorbell again
+    /// does nothing; another one is refused.
+    pub fn attach_doorbell(&self, bell: Arc<Doorbell>) -> io::Result<()> {
+        if let Some(b) = self.bell.borrow().as_ref() {
+            return if Arc::ptr_eq(b, &bell) {
+                Ok(())
+            } else {
+                Err(io::Error::other("this executor has another doorbell"))
+            };
         }
         let mut ev = libc::epoll_event {
             events: (libc::EPOLLIN | libc::EPOLLET) as u32,
             u64: DOORBELL,
         };
         // SAFETY: `ev` is valid for the call; the doorbell's descriptor lives as long as the
-        // `Arc` kept beside it (and is taken out of the set before the reactor drops it).
+        // `Arc` kept beside it (the epoll set, declared before, is closed first).
         if unsafe {
             libc::epoll_ctl(
                 self.epoll.as_raw_fd(),
@@ -362,36 +379,57 @@ impl Reactor {
         {
             return Err(io::Error::last_os_error());
         }
-        *self.nap.borrow_mut() = Some((bell, nap));
+        self.room_seen.set(bell.room());
+        // Wake the pump wherever it waits: it may have gone to sleep without the doorbell's
+        // flag, which senders read.
+        bell.ring();
+        *self.bell.borrow_mut() = Some(bell);
         Ok(())
     }
 
-    fn may_nap(&self) -> bool {
-        self.nap.borrow().is_some()
+    /// Lets the pump nap up to `nap` in `epoll_pwait2` before it parks the executor, with
+    /// `bell` attached ([`Reactor::attach_doorbell`]). A zero `nap` turns napping off.
+    pub fn enable_nap(&self, bell: Arc<Doorbell>, nap: Duration) -> io::Result<()> {
+        self.attach_doorbell(bell)?;
+        self.nap.set(nap);
+        Ok(())
     }
 
-    /// A peer's message waits in one of this executor's channels (glommio's turn takes it
-    /// in).
-    fn mesh_waiting(&self) -> bool {
-        self.nap
-            .borrow()
-            .as_ref()
-            .is_some_and(|(bell, _)| bell.pending() > 0)
+    fn bell(&self) -> Option<Arc<Doorbell>> {
+        self.bell.borrow().clone()
+    }
+
+    fn may_nap(&self) -> bool {
+        !self.nap.get().is_zero() && self.bell.borrow().is_some()
+    }
+
+    /// Something for the tasks waiting for a mesh event: the doorbell rang, messages are
+    /// counted and not taken, or receivers made room. Clears the ring.
+    fn mesh_event(&self) -> bool {
+        let rung = self.rung.take();
+        let Some(bell) = self.bell.borrow().clone() else {
+            return rung;
+        };
+        let room = bell.room();
+        let made_room = room != self.room_seen.get();
+        self.room_seen.set(room);
+        rung || made_room || bell.pending() > 0
     }
 
     /// Sleeps in the epoll set until a socket is ready, the doorbell rings or the nap's time
     /// is up; does not sleep when a peer's message is already waiting.
     fn nap(&self) -> Nap {
-        let Some((bell, wait)) = self.nap.borrow().clone() else {
+        let Some(bell) = self.bell() else {
             return Nap::Quiet;
         };
+        let wait = self.nap.get();
         if !bell.begin_nap() {
             return Nap::Rung;
         }
         self.naps.set(self.naps.get() + 1);
         let found = self.reap_waiting(Some(wait));
         bell.end_nap();
-        if self.rung.take() {
+        if self.rung.get() {
             Nap::Rung
         } else if found > 0 {
             self.naps_woken.set(self.naps_woken.get() + 1);
@@ -494,14 +532,18 @@ const AWAKE_FOR: Duration = Duration::from_millis(1);
 /// going through the eventfd would cost a turn of glommio's loop (three `io_uring_enter`s
 /// re-arming its preemption timers, and a park) per packet.
 ///
+/// Every round it also looks at the executor's doorbell (if the mesh attached one): messages
+/// counted and not taken, a ring, or room made in a peer's channel wake the tasks waiting
+/// for a mesh event (the inbox drain, flushers).
+///
 /// When it finds nothing, and a whole turn of the executor's queue ran no other task, it
 /// naps (if [`Reactor::enable_nap`] was called): it sleeps in `epoll_pwait2` on the epoll
-/// set, which also holds the executor's doorbell, for up to the nap's length. A socket that
-/// becomes ready ends the nap as fast as a park would end, without the park's cost (glommio
-/// arms and cancels timers and issues an expedited `membarrier`, an interrupt to every other
-/// CPU running the broker, each time it parks). A peer's message rings the doorbell and ends
-/// the nap; glommio's turn then takes it in. When the nap's time is up the pump parks the
-/// executor as before.
+/// set, which also holds the doorbell, for up to the nap's length. A socket that becomes
+/// ready or a ring ends the nap as fast as a park would end, without the park's cost
+/// (glommio arms and cancels timers and issues an expedited `membarrier`, an interrupt to
+/// every other CPU running the broker, each time it parks). When the nap's time is up, or
+/// after a millisecond awake, the pump gives glommio's reactor its turn, with the doorbell's
+/// "sleeping" flag set: the executor parks unless something is ready.
 async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
     // SAFETY: the eventfd is ours; glommio's file takes ownership and closes it.
     let file =
@@ -510,16 +552,17 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
         let started = Instant::now();
         let mut rounds = 0;
         while rounds < AWAKE_ROUNDS {
-            if reactor.reap() > 0 {
+            let found = reactor.reap();
+            let mesh = reactor.mesh_event();
+            if mesh {
+                doorbell::wake_mesh_waiters();
+            }
+            if found > 0 || mesh {
                 rounds += 1;
                 yield_now().await;
                 continue;
             }
-            if !reactor.may_nap()
-                || reactor.rung.get()
-                || reactor.mesh_waiting()
-                || started.elapsed() >= AWAKE_FOR
-            {
+            if !reactor.may_nap() || started.elapsed() >= AWAKE_FOR {
                 break;
             }
             // Nap only after a turn of the queue in which no other task ran: then nothing
@@ -529,21 +572,30 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
             if doorbell::task_polls() != before {
                 continue;
             }
-            match reactor.nap() {
-                Nap::Woke => yield_now().await,
-                Nap::Rung | Nap::Quiet => break,
+            if reactor.nap() == Nap::Quiet {
+                break;
             }
         }
-        reactor.rung.set(false);
+        // glommio's turn: its timers, its I/O and the executor's other tasks. The executor
+        // parks unless something is ready; with the doorbell's flag set, a peer's message
+        // rings the doorbell, whose readiness completes the poll and wakes it.
+        let bell = reactor.bell();
+        if let Some(b) = &bell {
+            if !b.begin_nap() {
+                // A message waits: the turn must not sleep (the ring completes the poll).
+                b.ring();
+            }
+        }
         // The poll completes at once if the set already has readiness, so nothing that
         // arrived after the last reap waits unseen behind the read.
         if !reactor.arm() {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-            continue;
-        }
-        if let Err(e) = file.read_at(0, 8).await {
+        } else if let Err(e) = file.read_at(0, 8).await {
             tracing::error!("socket reactor: reading its eventfd failed: {e}");
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if let Some(b) = &bell {
+            b.end_nap();
         }
     }
 }

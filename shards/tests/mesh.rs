@@ -21,7 +21,7 @@ fn full_mesh_with_tiny_channels_delivers_everything_in_order() {
         let core = cores[member.id() % cores.len()];
         threads.push(
             spawn_pinned("mesh-test", core, Scheduling::Batch, move || async move {
-                let mesh = member.join().await;
+                let mesh = member.join().await.unwrap();
                 let me = mesh.id();
                 // Expected next sequence number from each peer.
                 let next = Rc::new(RefCell::new(vec![0u64; MEMBERS]));
@@ -87,7 +87,7 @@ fn posted_messages_are_there_for_whoever_learns_of_a_later_send() {
         let core = cores[member.id() % cores.len()];
         threads.push(
             spawn_pinned("post-test", core, Scheduling::Batch, move || async move {
-                let mesh = member.join().await;
+                let mesh = member.join().await.unwrap();
                 if mesh.id() == 0 {
                     for round in 0..ROUNDS {
                         for i in 0..PER_ROUND {

@@ -120,7 +120,7 @@ fn a_peer_message_rings_a_napping_executor_awake() {
         cores[1 % cores.len()],
         Scheduling::Normal,
         move || async move {
-            let mesh = m1.join().await;
+            let mesh = m1.join().await.unwrap();
             Reactor::current()
                 .unwrap()
                 .enable_nap(mesh.doorbell(), LONG_NAP)
@@ -140,7 +140,7 @@ fn a_peer_message_rings_a_napping_executor_awake() {
     .unwrap();
 
     let sender = spawn_pinned("nap-0", cores[0], Scheduling::Normal, move || async move {
-        let mesh = m0.join().await;
+        let mesh = m0.join().await.unwrap();
         let (echo_tx, echo_rx) = glommio::channels::local_channel::new_unbounded();
         mesh.spawn_drains(move |_, n| {
             let _ = echo_tx.try_send(n);

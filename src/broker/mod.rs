@@ -195,14 +195,18 @@ pub fn start_with_shutdown(
             core,
             scheduling,
             move || async move {
-                let mesh = member.join().await;
                 let nap = Duration::from_micros(cfg.shards.nap_us);
-                if let Err(e) = shardmq_shards::sockio::Reactor::current()
-                    .and_then(|r| r.enable_nap(mesh.doorbell(), nap))
-                {
-                    let _ = ready.send(Err(format!("shard {id}: socket reactor: {e}")));
-                    return;
-                }
+                let joined = member.join().await.and_then(|mesh| {
+                    shardmq_shards::sockio::Reactor::current()?.enable_nap(mesh.doorbell(), nap)?;
+                    Ok(mesh)
+                });
+                let mesh = match joined {
+                    Ok(mesh) => mesh,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("shard {id}: socket reactor: {e}")));
+                        return;
+                    }
+                };
                 let shard = Shard::new(
                     id,
                     core,

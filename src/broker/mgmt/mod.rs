@@ -73,7 +73,13 @@ pub async fn run(
     shutdown: ShutdownFlag,
     ready: mpsc::Sender<Result<SocketAddr, String>>,
 ) {
-    let mesh = member.join().await;
+    let mesh = match member.join().await {
+        Ok(mesh) => mesh,
+        Err(e) => {
+            let _ = ready.send(Err(format!("management: socket reactor: {e}")));
+            return;
+        }
+    };
     let replies: Rc<Replies<super::msg::ReplyData>> = Rc::new(Replies::default());
     let inbox = replies.clone();
     mesh.spawn_drains(move |_, msg| {
