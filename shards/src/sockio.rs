@@ -35,9 +35,9 @@
 //! ready socket or the doorbell ends the nap without the cost of glommio's park.
 //!
 //! Must never: be used from another thread than the one that created it (everything here
-//! is `!Send`), block (but for the nap: bounded, and only when nothing else is ready), hand a descriptor to another executor while it is still in this
-//! one's epoll set (slots carry a generation; readiness reported for a freed slot is
-//! ignored).
+//! is `!Send`), block (but for the nap: bounded, and only when nothing else is ready), or
+//! hand a descriptor to another executor while it is still in this one's epoll set (slots
+//! carry a generation; readiness reported for a freed slot is ignored).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
