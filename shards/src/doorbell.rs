@@ -23,7 +23,10 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -31,7 +34,7 @@ use std::task::{Context, Poll};
 #[derive(Debug)]
 pub struct Doorbell {
     fd: OwnedFd,
-    napping: AtomicBool,
+    asleep: AtomicBool,
     /// Channel messages sent to the owner (counted by senders once in the channel).
     sent: AtomicU64,
     /// Channel messages the owner has taken from its inboxes.
@@ -53,7 +56,7 @@ impl Doorbell {
         Ok(Arc::new(Doorbell {
             // SAFETY: just created, owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            napping: AtomicBool::new(false),
+            asleep: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             rings: AtomicU64::new(0),
@@ -65,14 +68,16 @@ impl Doorbell {
     /// naps.
     pub fn sent(&self) {
         self.sent.fetch_add(1, SeqCst);
-        if self.napping.load(SeqCst) {
+        if self.asleep.load(SeqCst) {
             self.ring();
         }
     }
 
-    /// The owner took one message from an inbox.
+    /// The owner took one message from an inbox. Only the owner writes and reads this
+    /// count: a plain load and store, no locked instruction per message.
     pub fn taken(&self) {
-        self.taken.fetch_add(1, SeqCst);
+        self.taken
+            .store(self.taken.load(Relaxed).wrapping_add(1), Relaxed);
     }
 
     /// A receiver took messages from a full channel of the owner's that the owner's flusher
@@ -99,10 +104,10 @@ impl Doorbell {
 
     /// The owner is about to sleep (nap or park): true if it may (no message is in its
     /// channels), with the flag set; false (flag cleared) if one is.
-    pub(crate) fn begin_nap(&self) -> bool {
-        self.napping.store(true, SeqCst);
-        if self.sent.load(SeqCst) != self.taken.load(SeqCst) {
-            self.napping.store(false, SeqCst);
+    pub(crate) fn begin_sleep(&self) -> bool {
+        self.asleep.store(true, SeqCst);
+        if self.sent.load(SeqCst) != self.taken.load(Relaxed) {
+            self.asleep.store(false, SeqCst);
             return false;
         }
         true
@@ -110,8 +115,8 @@ impl Doorbell {
 
     /// The owner's sleep is over: clears the flag. (The eventfd is emptied by the reactor
     /// when its epoll set reports it: [`Doorbell::empty`].)
-    pub(crate) fn end_nap(&self) {
-        self.napping.store(false, SeqCst);
+    pub(crate) fn end_sleep(&self) {
+        self.asleep.store(false, SeqCst);
     }
 
     /// Empties the eventfd, so that the next ring is a new edge for the epoll set.
@@ -125,17 +130,17 @@ impl Doorbell {
     pub fn pending(&self) -> u64 {
         self.sent
             .load(SeqCst)
-            .saturating_sub(self.taken.load(SeqCst))
+            .saturating_sub(self.taken.load(Relaxed))
     }
 
     /// The owner sleeps now (naps or is parked; for tests).
-    pub fn napping(&self) -> bool {
-        self.napping.load(SeqCst)
+    pub fn asleep(&self) -> bool {
+        self.asleep.load(SeqCst)
     }
 
     /// How many times a sender rang.
     pub fn rings(&self) -> u64 {
-        self.rings.load(std::sync::atomic::Ordering::Relaxed)
+        self.rings.load(Relaxed)
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
@@ -205,17 +210,17 @@ mod tests {
     fn a_message_counted_before_the_nap_prevents_it() {
         let bell = Doorbell::new().unwrap();
         bell.sent();
-        assert!(!bell.begin_nap());
+        assert!(!bell.begin_sleep());
         bell.taken();
-        assert!(bell.begin_nap());
-        bell.end_nap();
+        assert!(bell.begin_sleep());
+        bell.end_sleep();
         assert_eq!(bell.rings(), 0);
     }
 
     #[test]
     fn a_message_sent_during_the_nap_rings_once_and_the_ring_is_emptied() {
         let bell = Doorbell::new().unwrap();
-        assert!(bell.begin_nap());
+        assert!(bell.begin_sleep());
         bell.sent();
         assert_eq!(bell.rings(), 1);
         let mut buf = [0u8; 8];
@@ -223,7 +228,7 @@ mod tests {
         let n = unsafe { libc::read(bell.raw_fd(), buf.as_mut_ptr().cast(), 8) };
         assert_eq!(n, 8);
         bell.sent(); // still napping: rings again
-        bell.end_nap();
+        bell.end_sleep();
         bell.empty();
         let n = unsafe { libc::read(bell.raw_fd(), buf.as_mut_ptr().cast(), 8) };
         assert_eq!(n, -1, "empty() empties the eventfd");

@@ -121,17 +121,6 @@ pub struct Reactor {
     naps_woken: Cell<u64>,
 }
 
-/// How a nap ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Nap {
-    /// Sockets became ready: their tasks were woken.
-    Woke,
-    /// A peer's message is waiting (or came during the nap): glommio's turn takes it in.
-    Rung,
-    /// Nothing came within the nap, or napping is off: glommio's park follows.
-    Quiet,
-}
-
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
 }
@@ -405,7 +394,7 @@ impl Reactor {
 
     /// Something for the tasks waiting for a mesh event: the doorbell rang, messages are
     /// counted and not taken, or receivers made room. Clears the ring.
-    fn mesh_event(&self) -> bool {
+    fn take_mesh_event(&self) -> bool {
         let rung = self.rung.take();
         let Some(bell) = self.bell.borrow().clone() else {
             return rung;
@@ -417,26 +406,22 @@ impl Reactor {
     }
 
     /// Sleeps in the epoll set until a socket is ready, the doorbell rings or the nap's time
-    /// is up; does not sleep when a peer's message is already waiting.
-    fn nap(&self) -> Nap {
+    /// is up; does not sleep when a peer's message is already waiting. True if something
+    /// came (the sockets' tasks are woken; a ring is left in `rung` for the pump).
+    fn nap(&self) -> bool {
         let Some(bell) = self.bell() else {
-            return Nap::Quiet;
+            return false;
         };
-        let wait = self.nap.get();
-        if !bell.begin_nap() {
-            return Nap::Rung;
+        if !bell.begin_sleep() {
+            return true;
         }
         self.naps.set(self.naps.get() + 1);
-        let found = self.reap_waiting(Some(wait));
-        bell.end_nap();
-        if self.rung.get() {
-            Nap::Rung
-        } else if found > 0 {
+        let found = self.reap_waiting(Some(self.nap.get()));
+        bell.end_sleep();
+        if found > 0 {
             self.naps_woken.set(self.naps_woken.get() + 1);
-            Nap::Woke
-        } else {
-            Nap::Quiet
         }
+        found > 0 || self.rung.get()
     }
 
     /// Naps taken so far, and how many of them socket readiness ended.
@@ -553,7 +538,7 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
         let mut rounds = 0;
         while rounds < AWAKE_ROUNDS {
             let found = reactor.reap();
-            let mesh = reactor.mesh_event();
+            let mesh = reactor.take_mesh_event();
             if mesh {
                 doorbell::wake_mesh_waiters();
             }
@@ -572,7 +557,7 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
             if doorbell::task_polls() != before {
                 continue;
             }
-            if reactor.nap() == Nap::Quiet {
+            if !reactor.nap() {
                 break;
             }
         }
@@ -581,7 +566,7 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
         // rings the doorbell, whose readiness completes the poll and wakes it.
         let bell = reactor.bell();
         if let Some(b) = &bell {
-            if !b.begin_nap() {
+            if !b.begin_sleep() {
                 // A message waits: the turn must not sleep (the ring completes the poll).
                 b.ring();
             }
@@ -595,7 +580,7 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
         if let Some(b) = &bell {
-            b.end_nap();
+            b.end_sleep();
         }
     }
 }

@@ -13,6 +13,9 @@ use shardmq_shards::mesh::full_mesh;
 use shardmq_shards::runtime::{spawn_pinned, Scheduling};
 use shardmq_shards::sockio::{Reactor, Socket};
 
+mod common;
+use common::read_exact;
+
 /// Longer than any round trip may take: a nap this long that nothing ended fails the test.
 const LONG_NAP: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 20;
@@ -20,15 +23,6 @@ const ROUNDS: usize = 20;
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-async fn read_exact(s: &mut Socket, buf: &mut [u8]) {
-    let mut got = 0;
-    while got < buf.len() {
-        let n = s.read(&mut buf[got..]).await.unwrap();
-        assert!(n > 0, "EOF after {got} bytes");
-        got += n;
-    }
 }
 
 /// A client pings an echo served by a napping executor, one byte at a time: each ping
@@ -70,10 +64,10 @@ fn socket_input_ends_a_nap_at_once() {
         // after a nap that something else ended it may have parked instead (then the ping
         // is not measured).
         let deadline = Instant::now() + Duration::from_millis(100);
-        while !napping.napping() && Instant::now() < deadline {
+        while !napping.asleep() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
-        let during_nap = napping.napping();
+        let during_nap = napping.asleep();
         let t = Instant::now();
         c.write_all(&[i as u8]).unwrap();
         let mut b = [0u8; 1];
@@ -167,7 +161,7 @@ fn a_peer_message_rings_a_napping_executor_awake() {
             let mut b = [0u8; 1];
             read_exact(&mut s, &mut b).await;
             let deadline = Instant::now() + Duration::from_secs(5);
-            while !bell.napping() {
+            while !bell.asleep() {
                 assert!(Instant::now() < deadline, "member 1 never napped");
                 glommio::timer::sleep(Duration::from_micros(200)).await;
             }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use shardmq_shards::handoff::SocketInTransit;
 use shardmq_shards::listen::bind_reuseport;
-use shardmq_shards::sockio::{Reactor, Socket};
+use shardmq_shards::sockio::Reactor;
+
+mod common;
+use common::read_exact;
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -30,16 +33,6 @@ fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
         .expect("executor")
         .join()
         .expect("executor thread")
-}
-
-/// Reads exactly `buf.len()` bytes (panics on EOF first).
-async fn read_exact(s: &mut Socket, buf: &mut [u8]) {
-    let mut got = 0;
-    while got < buf.len() {
-        let n = s.read(&mut buf[got..]).await.unwrap();
-        assert!(n > 0, "EOF after {got} bytes");
-        got += n;
-    }
 }
 
 #[test]
