@@ -167,7 +167,7 @@ pub struct Mesh<T: Send + 'static> {
     received: Cell<u64>,
     congestion_waiters: RefCell<Vec<Waker>>,
     /// Every member's doorbell: a message in a peer's channel is counted on the peer's, and
-    /// rings it while the peer naps.
+    /// rings it while the peer sleeps.
     bells: Vec<Arc<Doorbell>>,
 }
 
@@ -261,6 +261,7 @@ impl<T: Send + 'static> Mesh<T> {
         loop {
             let next = peer.outbox.borrow_mut().pop_front();
             let Some(mut msg) = next else { break };
+            let mut asked = false;
             loop {
                 match peer.tx.try_send(msg) {
                     Ok(()) => break,
@@ -272,15 +273,16 @@ impl<T: Send + 'static> Mesh<T> {
                     }
                     Err(TrySendError::Full(m)) => msg = m,
                 }
-                // Full: ask the receiver to ring when it takes from this channel, then try
-                // once more (it may have taken before it could see the request).
-                peer.lane.wants_room.store(true, SeqCst);
-                fence(SeqCst);
-                match peer.tx.try_send(msg) {
-                    Ok(()) => break,
-                    Err(TrySendError::Disconnected(m)) | Err(TrySendError::Full(m)) => msg = m,
+                if asked {
+                    doorbell::mesh_event().await;
+                    asked = false;
+                } else {
+                    // Full: ask the receiver to ring when it takes from this channel, then
+                    // try once more (it may have taken before it could see the request).
+                    peer.lane.wants_room.store(true, SeqCst);
+                    fence(SeqCst);
+                    asked = true;
                 }
-                doorbell::mesh_event().await;
             }
             self.bells[to].sent();
             if peer.outbox.borrow().len() == LOW_WATER {
