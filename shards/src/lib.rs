@@ -23,6 +23,7 @@ pub mod preflight;
 pub mod reply;
 pub mod runtime;
 pub mod sockio;
+pub mod spin;
 
 /// Index of a mesh member: shards are `0..shards`, the management executor is `shards`.
 pub type ShardId = usize;

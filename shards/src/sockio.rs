@@ -30,9 +30,11 @@
 //! The set also holds the executor's doorbell ([`crate::doorbell`]), which peers ring when
 //! they put a message in its channels while it sleeps: the pump wakes the mesh's tasks for
 //! it, so messages between executors never wait for a turn of glommio's reactor. When the
-//! pump runs out of readiness and nothing else is ready to run, it naps in the epoll set
-//! (`epoll_pwait2`, up to [`Reactor::enable_nap`]'s length) before it parks the executor: a
-//! ready socket or the doorbell ends the nap without the cost of glommio's park.
+//! pump runs out of readiness and nothing else is ready to run, it first polls the set and
+//! the doorbell's counts for a short, adaptive window, yielding the CPU between polls
+//! ([`crate::spin`]), then naps in the epoll set (`epoll_pwait2`, up to
+//! [`Reactor::enable_nap`]'s length) before it parks the executor: a ready socket or the
+//! doorbell ends the nap without the cost of glommio's park.
 //!
 //! Must never: be used from another thread than the one that created it (everything here
 //! is `!Send`), block (but for the nap: bounded, and only when nothing else is ready), or
@@ -53,7 +55,12 @@ use io_uring::{opcode, types, IoUring};
 use slab::Slab;
 
 use crate::doorbell::{self, Doorbell};
+use crate::spin::SpinWindow;
 
+/// A `sched_yield` that takes this long ran another thread for a while (alone it returns in
+/// ~0.5 µs; a client that answers and waits again gives the CPU back within a few tens of
+/// µs): the CPU has work of its own, and the shard stops polling ([`SpinWindow::cpu_wanted`]).
+const CPU_WANTED: Duration = Duration::from_micros(50);
 /// Readiness events taken per `epoll_wait` (the pump asks again while batches come full).
 const BATCH: usize = 256;
 /// What every socket is registered for, edge-triggered: data, the peer's FIN, errors, and
@@ -114,11 +121,15 @@ pub struct Reactor {
     room_seen: Cell<u64>,
     /// The longest nap ([`Reactor::enable_nap`]); zero: no naps.
     nap: Cell<Duration>,
+    /// How long the pump polls, yielding its CPU between polls, before a nap.
+    spin: Cell<SpinWindow>,
     /// The doorbell rang since the pump last looked.
     rung: Cell<bool>,
     /// Naps taken, and those that ended with socket readiness (for tests and figures).
     naps: Cell<u64>,
     naps_woken: Cell<u64>,
+    /// Polls before a nap that found work (no nap was taken).
+    polls_found: Cell<u64>,
 }
 
 thread_local! {
@@ -168,9 +179,11 @@ impl Reactor {
             bell: RefCell::new(None),
             room_seen: Cell::new(0),
             nap: Cell::new(Duration::ZERO),
+            spin: Cell::new(SpinWindow::new(Duration::ZERO)),
             rung: Cell::new(false),
             naps: Cell::new(0),
             naps_woken: Cell::new(0),
+            polls_found: Cell::new(0),
         })
     }
 
@@ -377,10 +390,13 @@ impl Reactor {
     }
 
     /// Lets the pump nap up to `nap` in `epoll_pwait2` before it parks the executor, with
-    /// `bell` attached ([`Reactor::attach_doorbell`]). A zero `nap` turns napping off.
-    pub fn enable_nap(&self, bell: Arc<Doorbell>, nap: Duration) -> io::Result<()> {
+    /// `bell` attached ([`Reactor::attach_doorbell`]), and poll for up to `spin` before a
+    /// nap while the gaps between its work are that short ([`crate::spin`]). A zero `nap`
+    /// turns napping off (and polling with it); a zero `spin` turns polling off.
+    pub fn enable_nap(&self, bell: Arc<Doorbell>, nap: Duration, spin: Duration) -> io::Result<()> {
         self.attach_doorbell(bell)?;
         self.nap.set(nap);
+        self.spin.set(SpinWindow::new(spin));
         Ok(())
     }
 
@@ -405,28 +421,73 @@ impl Reactor {
         rung || made_room || bell.pending() > 0
     }
 
-    /// Sleeps in the epoll set until a socket is ready, the doorbell rings or the nap's time
-    /// is up; does not sleep when a peer's message is already waiting. True if something
-    /// came (the sockets' tasks are woken; a ring is left in `rung` for the pump).
+    /// Polls the epoll set and the doorbell's counts for the spin window's length, yielding
+    /// the CPU between polls, then sleeps in the epoll set until a socket is ready, the
+    /// doorbell rings or the nap's time is up; does not sleep when a peer's message is
+    /// already waiting. True if something came (the sockets' tasks are woken; a ring is left
+    /// in `rung` for the pump).
     fn nap(&self) -> bool {
         let Some(bell) = self.bell() else {
             return false;
         };
-        if !bell.begin_sleep() {
-            return true;
+        let started = Instant::now();
+        let mut spin = self.spin.get();
+        let window = spin.now(started);
+        if !window.is_zero() {
+            loop {
+                if self.reap() > 0 || self.rung.get() || self.mesh_waiting(&bell) {
+                    self.polls_found.set(self.polls_found.get() + 1);
+                    spin.after_wait(Some(started.elapsed()));
+                    self.spin.set(spin);
+                    return true;
+                }
+                if started.elapsed() >= window {
+                    break;
+                }
+                let before = Instant::now();
+                // SAFETY: no arguments; gives the CPU to any other runnable thread.
+                unsafe { libc::sched_yield() };
+                if before.elapsed() >= CPU_WANTED {
+                    spin.cpu_wanted(Instant::now());
+                    break;
+                }
+            }
         }
-        self.naps.set(self.naps.get() + 1);
-        let found = self.reap_waiting(Some(self.nap.get()));
-        bell.end_sleep();
-        if found > 0 {
-            self.naps_woken.set(self.naps_woken.get() + 1);
-        }
-        found > 0 || self.rung.get()
+        let came = if bell.begin_sleep() {
+            self.naps.set(self.naps.get() + 1);
+            let found = self.reap_waiting(Some(self.nap.get()));
+            bell.end_sleep();
+            if found > 0 {
+                self.naps_woken.set(self.naps_woken.get() + 1);
+            }
+            found > 0 || self.rung.get()
+        } else {
+            true
+        };
+        spin.after_wait(came.then(|| started.elapsed()));
+        self.spin.set(spin);
+        came
     }
 
-    /// Naps taken so far, and how many of them socket readiness ended.
-    pub fn naps(&self) -> (u64, u64) {
-        (self.naps.get(), self.naps_woken.get())
+    /// Messages counted and not taken, or room made by receivers since the pump last looked
+    /// (neither rings the doorbell of an executor that is not asleep).
+    fn mesh_waiting(&self, bell: &Doorbell) -> bool {
+        bell.pending() > 0 || bell.room() != self.room_seen.get()
+    }
+
+    /// Naps taken so far, how many of them socket readiness ended, and how many polls before
+    /// a nap found work (so no nap was taken).
+    pub fn naps(&self) -> (u64, u64, u64) {
+        (
+            self.naps.get(),
+            self.naps_woken.get(),
+            self.polls_found.get(),
+        )
+    }
+
+    /// How long the pump would poll now before a nap ([`crate::spin`]; for tests).
+    pub fn spin_window(&self) -> Duration {
+        self.spin.get().now(Instant::now())
     }
 
     /// Puts the one-shot poll of the epoll set in the ring (unless it is there): readiness
@@ -522,6 +583,8 @@ const AWAKE_FOR: Duration = Duration::from_millis(1);
 /// for a mesh event (the inbox drain, flushers).
 ///
 /// When it finds nothing, and a whole turn of the executor's queue ran no other task, it
+/// polls for the spin window's length (while the gaps between its work are short and no
+/// other thread wants the CPU, [`crate::spin`]), then
 /// naps (if [`Reactor::enable_nap`] was called): it sleeps in `epoll_pwait2` on the epoll
 /// set, which also holds the doorbell, for up to the nap's length. A socket that becomes
 /// ready or a ring ends the nap as fast as a park would end, without the park's cost

@@ -1,6 +1,8 @@
 //! An executor napping in its socket set (`Reactor::enable_nap`) is woken at once by what it
 //! serves: a socket's input, and a peer's message through its doorbell. Each test naps for
 //! seconds, so an event that failed to end the nap would show as a round trip of seconds.
+//! One that polls before napping finds a busy client's next packet while polling, and stops
+//! polling when the client goes quiet.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,14 +32,14 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[test]
 fn socket_input_ends_a_nap_at_once() {
     let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
-    let (naps_tx, naps_rx) = mpsc::channel::<(u64, u64)>();
+    let (naps_tx, naps_rx) = mpsc::channel::<(u64, u64, u64)>();
     let bell = Doorbell::new().unwrap();
     let napping = bell.clone();
     let server = std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .spawn(move || async move {
                 let reactor = Reactor::current().unwrap();
-                reactor.enable_nap(bell, LONG_NAP).unwrap();
+                reactor.enable_nap(bell, LONG_NAP, Duration::ZERO).unwrap();
                 let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, 0).unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let mut s = listener.accept().await.unwrap().register().unwrap();
@@ -85,7 +87,7 @@ fn socket_input_ends_a_nap_at_once() {
     );
     drop(c);
     server.join().unwrap();
-    let (naps, woken) = naps_rx.recv().unwrap();
+    let (naps, woken, _) = naps_rx.recv().unwrap();
     let m = median(took);
     assert!(
         m < Duration::from_millis(50),
@@ -117,7 +119,7 @@ fn a_peer_message_rings_a_napping_executor_awake() {
             let mesh = m1.join().await.unwrap();
             Reactor::current()
                 .unwrap()
-                .enable_nap(mesh.doorbell(), LONG_NAP)
+                .enable_nap(mesh.doorbell(), LONG_NAP, Duration::ZERO)
                 .unwrap();
             bell_tx.send(mesh.doorbell()).unwrap();
             let echo = mesh.clone();
@@ -188,4 +190,64 @@ fn a_peer_message_rings_a_napping_executor_awake() {
         m < Duration::from_millis(50),
         "median mesh round trip {m:?} against a {LONG_NAP:?} nap"
     );
+}
+
+/// A client pings back to back an echo served by an executor that polls before it naps:
+/// the polls find its pings (the echo tells the client once one did), and once the client
+/// goes quiet the executor stops polling and sleeps.
+#[test]
+fn polling_finds_a_busy_clients_input_and_stops_when_it_goes_quiet() {
+    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+    let bell = Doorbell::new().unwrap();
+    let sleeper = bell.clone();
+    let server = std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let reactor = Reactor::current().unwrap();
+                reactor
+                    .enable_nap(bell, LONG_NAP, Duration::from_millis(1))
+                    .unwrap();
+                let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, 0).unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let mut s = listener.accept().await.unwrap().register().unwrap();
+                let mut b = [0u8; 1];
+                while s.read(&mut b).await.unwrap() > 0 {
+                    // 1: a poll has found input so far.
+                    let (_, _, found) = reactor.naps();
+                    s.write_all(&[u8::from(found > 0)]).await.unwrap();
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    });
+    let mut c = TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut pings = 0;
+    loop {
+        c.write_all(&[0]).unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        pings += 1;
+        if b[0] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no poll found any of {pings} back-to-back pings"
+        );
+    }
+    // Quiet now: the executor must stop polling and sleep (nap, then park).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sleeper.asleep() {
+        assert!(
+            Instant::now() < deadline,
+            "the executor kept polling after its client went quiet"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(c);
+    server.join().unwrap();
 }

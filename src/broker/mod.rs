@@ -196,8 +196,13 @@ pub fn start_with_shutdown(
             scheduling,
             move || async move {
                 let nap = Duration::from_micros(cfg.shards.nap_us);
+                let spin = Duration::from_micros(cfg.shards.spin_us);
                 let joined = member.join().await.and_then(|mesh| {
-                    shardmq_shards::sockio::Reactor::current()?.enable_nap(mesh.doorbell(), nap)?;
+                    shardmq_shards::sockio::Reactor::current()?.enable_nap(
+                        mesh.doorbell(),
+                        nap,
+                        spin,
+                    )?;
                     Ok(mesh)
                 });
                 let mesh = match joined {

@@ -163,6 +163,8 @@ pub struct NodeConfig {
 
 /// The longest `shards.nap_us`: a napping shard's timers and storage I/O wait up to a nap.
 pub const MAX_NAP_US: u64 = 10_000;
+/// The longest `shards.spin_us`: a polling shard's timers and storage I/O wait that long too.
+pub const MAX_SPIN_US: u64 = 1_000;
 
 /// `[shards]`: which cores run a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +184,10 @@ pub struct ShardsConfig {
     /// Longest nap, in microseconds, of a shard that ran out of work before it parks its
     /// executor (0: park at once; at most [`MAX_NAP_US`]). See `tuning/shardmq.toml`.
     pub nap_us: u64,
+    /// Longest poll, in microseconds, of a shard that ran out of work before it naps, taken
+    /// only while the gaps between its work are that short (0: never poll; at most
+    /// [`MAX_SPIN_US`]). See `tuning/shardmq.toml`.
+    pub spin_us: u64,
 }
 
 /// `shards.clean_sessions`: which shard serves a clean start whose session ends with its
@@ -466,6 +472,7 @@ impl Default for ShardsConfig {
             scheduling: ShardScheduling::Normal,
             clean_sessions: CleanSessionPlacement::Home,
             nap_us: 200,
+            spin_us: 50,
         }
     }
 }
@@ -620,6 +627,12 @@ impl Config {
         }
         if self.shards.channel_capacity == 0 {
             return fail("shards.channel_capacity", "must be at least 1".into());
+        }
+        if self.shards.spin_us > MAX_SPIN_US {
+            return fail(
+                "shards.spin_us",
+                format!("must be at most {MAX_SPIN_US} (a polling shard's timers wait that long)"),
+            );
         }
         if self.shards.nap_us > MAX_NAP_US {
             return fail(

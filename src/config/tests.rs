@@ -203,6 +203,7 @@ fn validate_rejects_bad_values() {
         ("shards.cores=[1,2,1]", "shards.cores"),
         ("shards.channel_capacity=0", "shards.channel_capacity"),
         ("shards.nap_us=10001", "shards.nap_us"),
+        ("shards.spin_us=1001", "shards.spin_us"),
         (
             "management.max_header_bytes=10",
             "management.max_header_bytes",
