@@ -98,3 +98,28 @@ fn a_lone_clients_round_trips_are_far_below_a_wake_up_floor_on_one_shard() {
 fn a_lone_clients_round_trips_are_far_below_a_wake_up_floor_on_four_shards() {
     lone_client(4);
 }
+
+/// A QoS 1 message for a durable session is acknowledged once its journal record is written,
+/// through glommio's file I/O, which glommio submits and completes only in its reactor's
+/// turn. A shard that napped with that write pending would hold every such PUBACK for a nap:
+/// with the longest nap (10 ms), the median must still be far below it.
+#[test]
+fn a_durable_deliverys_puback_does_not_wait_for_a_nap() {
+    for shards in [1, 2] {
+        let broker = TestBroker::start_with_shards(shards, &["shards.nap_us=10000"]);
+        let mut sub = broker.client("durable-sub", false);
+        assert_eq!(
+            sub.subscribe(1, &[("durable/t", QoS::AtLeastOnce)]),
+            vec![1]
+        );
+        let mut publisher = broker.client("durable-pub", true);
+        let mut acks = Vec::new();
+        for i in 0..ROUNDS {
+            let t = Instant::now();
+            publisher.publish1("durable/t", b"x", i as u16 + 1);
+            acks.push(t.elapsed());
+            assert_eq!(recv_publishes_acking(&mut sub, 1).len(), 1);
+        }
+        assert_below_floor("durable QoS 1 PUBLISH→PUBACK", shards, acks);
+    }
+}

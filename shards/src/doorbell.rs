@@ -150,6 +150,7 @@ impl Doorbell {
 
 thread_local! {
     static TASK_POLLS: Cell<u64> = const { Cell::new(0) };
+    static GLOMMIO_IO: Cell<u32> = const { Cell::new(0) };
     static MESH_WAITERS: std::cell::RefCell<Vec<std::task::Waker>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -177,6 +178,34 @@ pub fn wake_mesh_waiters() -> usize {
         w.wake();
     }
     n
+}
+
+/// Held by a task of this thread while it awaits I/O of glommio's own (a file write or
+/// sync, a glommio socket): glommio submits that I/O and sees it complete only in its
+/// reactor's turn, so while one is held the socket reactor does not nap or poll before it
+/// gives glommio that turn (the executor then sleeps in glommio's ring, which the I/O's
+/// completion and socket readiness both end).
+#[derive(Debug)]
+pub struct GlommioIo(());
+
+impl GlommioIo {
+    /// Marks this thread as awaiting glommio I/O until the guard is dropped.
+    #[must_use = "the mark lasts as long as the guard"]
+    pub fn begin() -> GlommioIo {
+        GLOMMIO_IO.with(|c| c.set(c.get() + 1));
+        GlommioIo(())
+    }
+}
+
+impl Drop for GlommioIo {
+    fn drop(&mut self) {
+        GLOMMIO_IO.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// Whether a task of this thread awaits glommio I/O ([`GlommioIo`]).
+pub fn awaiting_glommio_io() -> bool {
+    GLOMMIO_IO.with(Cell::get) > 0
 }
 
 /// How many times tasks spawned with [`spawn_local`] on this thread have been polled.

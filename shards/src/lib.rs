@@ -30,7 +30,7 @@ pub type ShardId = usize;
 
 /// The runtime primitives the broker uses, re-exported so that only this crate names glommio.
 pub mod rt {
-    pub use crate::doorbell::spawn_local;
+    pub use crate::doorbell::{spawn_local, GlommioIo};
     pub use glommio::channels::local_channel;
     pub use glommio::io::{BufferedFile, OpenOptions};
     pub use glommio::net::{TcpListener, TcpStream};

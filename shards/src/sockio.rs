@@ -610,7 +610,10 @@ async fn pump(reactor: Rc<Reactor>, efd: OwnedFd) {
                 yield_now().await;
                 continue;
             }
-            if !reactor.may_nap() || started.elapsed() >= AWAKE_FOR {
+            if !reactor.may_nap()
+                || started.elapsed() >= AWAKE_FOR
+                || doorbell::awaiting_glommio_io()
+            {
                 break;
             }
             // Nap only after a turn of the queue in which no other task ran: then nothing

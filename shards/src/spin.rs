@@ -141,7 +141,11 @@ mod tests {
         w.cpu_wanted(start);
         assert_eq!(w.now(start), Duration::ZERO);
         assert_eq!(w.now(start + HOLD / 2), Duration::ZERO, "still held");
-        assert_eq!(w.now(start + HOLD), us(50), "open again once the hold is over");
+        assert_eq!(
+            w.now(start + HOLD),
+            us(50),
+            "open again once the hold is over"
+        );
     }
 
     #[test]

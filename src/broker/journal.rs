@@ -343,6 +343,7 @@ impl Journal {
             .await
             .map_err(gio)?;
         write_all(&file, snapshot, 0).await?;
+        let _io = rt::GlommioIo::begin();
         file.fdatasync().await.map_err(gio)?;
         std::fs::rename(&tmp, &self.path)?;
         *self.file.borrow_mut() = Rc::new(file);
@@ -355,6 +356,7 @@ impl Journal {
     async fn sync(&self) -> io::Result<()> {
         let pos = self.pos.get();
         let file = self.file.borrow().clone();
+        let _io = rt::GlommioIo::begin();
         file.fdatasync().await.map_err(gio)?;
         self.synced.set(pos);
         Ok(())
@@ -374,6 +376,7 @@ impl Journal {
 }
 
 async fn write_all(file: &BufferedFile, mut data: Vec<u8>, mut pos: u64) -> io::Result<()> {
+    let _io = rt::GlommioIo::begin();
     while !data.is_empty() {
         let n = file.write_at(data.clone(), pos).await.map_err(gio)?;
         if n == 0 {

@@ -220,6 +220,7 @@ pub async fn probe(url: &HttpUrl, timeout: Duration) -> bool {
     let Ok(addr) = resolve(url) else {
         return false;
     };
+    let _io = rt::GlommioIo::begin();
     matches!(
         or_timeout(rt::TcpStream::connect(addr), timeout).await,
         Some(Ok(_))
@@ -270,7 +271,11 @@ async fn worker(hooks: Weak<WebHooks>, t: Rc<Target>, limits: WebLimits, idle: D
         out.clear();
         request(&t.target, &job.body, &mut out);
         drop(job.body);
-        let outcome = exchange_once(&t, limits, &mut conn, &out, &mut reader, &mut rbuf).await;
+        let outcome = {
+            // The request travels on glommio's socket: the shard must not nap meanwhile.
+            let _io = rt::GlommioIo::begin();
+            exchange_once(&t, limits, &mut conn, &out, &mut reader, &mut rbuf).await
+        };
         match outcome {
             Outcome::Status(status) => (job.done)((200..300).contains(&status)),
             Outcome::Failed => (job.done)(false),

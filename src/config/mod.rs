@@ -161,7 +161,7 @@ pub struct NodeConfig {
     pub data_dir: String,
 }
 
-/// The longest `shards.nap_us`: a napping shard's timers and storage I/O wait up to a nap.
+/// The longest `shards.nap_us`: a napping shard's timers wait up to a nap.
 pub const MAX_NAP_US: u64 = 10_000;
 /// The longest `shards.spin_us`: a polling shard's timers and storage I/O wait that long too.
 pub const MAX_SPIN_US: u64 = 1_000;
@@ -471,7 +471,7 @@ impl Default for ShardsConfig {
             channel_capacity: 1024,
             scheduling: ShardScheduling::Normal,
             clean_sessions: CleanSessionPlacement::Home,
-            nap_us: 200,
+            nap_us: 1000,
             spin_us: 50,
         }
     }
