@@ -1,13 +1,15 @@
 //! An executor's doorbell: how peers reach it, through its socket reactor, whether it runs,
 //! naps in the reactor's `epoll_pwait2` or sleeps in glommio's ring; the tasks that wait for
-//! mesh events; and the count of task polls that tells the reactor whether anything else is
-//! ready to run.
+//! mesh events; the count of task polls that tells the reactor whether anything else is
+//! ready to run; and the mark of tasks awaiting glommio's own I/O, which the reactor must
+//! not nap through.
 //!
 //! Owns: one [`Doorbell`] per mesh member (created with the mesh, shared by `Arc` with every
 //! peer): an eventfd in the member's epoll set, an "asleep" flag, and counts of the channel
 //! messages sent to the member and taken by it. Per thread: the wakers of the tasks waiting
 //! for a mesh event ([`mesh_event`], woken by the reactor with [`wake_mesh_waiters`]), and
-//! the poll count of the tasks spawned with [`spawn_local`] ([`task_polls`]).
+//! the poll count of the tasks spawned with [`spawn_local`] ([`task_polls`]), and how many
+//! tasks hold a [`GlommioIo`] mark ([`awaiting_glommio_io`]).
 //!
 //! The handshake between a sender (any thread) and the sleeping owner is Dekker's, with
 //! sequentially consistent operations on both sides: the sender counts its message and then
