@@ -485,11 +485,6 @@ impl Reactor {
         )
     }
 
-    /// How long the pump would poll now before a nap ([`crate::spin`]; for tests).
-    pub fn spin_window(&self) -> Duration {
-        self.spin.get().now(Instant::now())
-    }
-
     /// Puts the one-shot poll of the epoll set in the ring (unless it is there): readiness
     /// from now on, or already waiting in the set, completes it and signals the eventfd.
     /// False if the kernel refused it: then nothing would end a sleep on the eventfd.

@@ -93,6 +93,15 @@ mod tests {
         Duration::from_micros(n)
     }
 
+    /// A 50 µs window that 40 short waits opened.
+    fn opened() -> SpinWindow {
+        let mut w = SpinWindow::new(us(50));
+        for _ in 0..40 {
+            w.after_wait(Some(us(1)));
+        }
+        w
+    }
+
     #[test]
     fn the_window_opens_once_most_waits_are_short() {
         let t = Instant::now();
@@ -113,10 +122,7 @@ mod tests {
     #[test]
     fn long_and_empty_waits_shut_it_and_a_mix_keeps_it_shut() {
         let t = Instant::now();
-        let mut w = SpinWindow::new(us(50));
-        for _ in 0..40 {
-            w.after_wait(Some(us(1)));
-        }
+        let mut w = opened();
         assert_eq!(w.now(t), us(50));
         w.after_wait(Some(us(51)));
         assert_eq!(w.now(t), us(50), "one long wait among short ones");
@@ -133,10 +139,7 @@ mod tests {
     #[test]
     fn a_cpu_wanted_by_another_thread_shuts_the_window_for_the_hold() {
         let start = Instant::now();
-        let mut w = SpinWindow::new(us(50));
-        for _ in 0..40 {
-            w.after_wait(Some(us(1)));
-        }
+        let mut w = opened();
         assert_eq!(w.now(start), us(50));
         w.cpu_wanted(start);
         assert_eq!(w.now(start), Duration::ZERO);

@@ -332,6 +332,7 @@ impl Journal {
 
     /// Writes `snapshot` to a new file, syncs it and renames it over the journal.
     async fn replace(&self, snapshot: Vec<u8>) -> io::Result<()> {
+        let _io = rt::GlommioIo::begin();
         let tmp = self.path.with_extension("compact");
         let n = snapshot.len() as u64;
         let file = OpenOptions::new()
@@ -343,7 +344,6 @@ impl Journal {
             .await
             .map_err(gio)?;
         write_all(&file, snapshot, 0).await?;
-        let _io = rt::GlommioIo::begin();
         file.fdatasync().await.map_err(gio)?;
         std::fs::rename(&tmp, &self.path)?;
         *self.file.borrow_mut() = Rc::new(file);
