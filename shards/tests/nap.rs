@@ -27,39 +27,47 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// A client pings an echo served by a napping executor, one byte at a time: each ping
-/// arrives while the executor naps (it has nothing else to do) and must end the nap.
-#[test]
-fn socket_input_ends_a_nap_at_once() {
+/// Serves one connection from an executor of its own that naps up to [`LONG_NAP`] and polls
+/// up to `spin`: every byte read is answered with `answer(reactor, byte)`. Returns the
+/// connected client and the server thread, which ends with the reactor's nap counts once
+/// the client closes.
+fn one_byte_server(
+    bell: Arc<Doorbell>,
+    spin: Duration,
+    answer: impl Fn(&Reactor, u8) -> u8 + Send + 'static,
+) -> (TcpStream, std::thread::JoinHandle<(u64, u64, u64)>) {
     let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
-    let (naps_tx, naps_rx) = mpsc::channel::<(u64, u64, u64)>();
-    let bell = Doorbell::new().unwrap();
-    let napping = bell.clone();
     let server = std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .spawn(move || async move {
                 let reactor = Reactor::current().unwrap();
-                reactor.enable_nap(bell, LONG_NAP, Duration::ZERO).unwrap();
+                reactor.enable_nap(bell, LONG_NAP, spin).unwrap();
                 let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, 0).unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let mut s = listener.accept().await.unwrap().register().unwrap();
                 let mut b = [0u8; 1];
-                loop {
-                    let n = s.read(&mut b).await.unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    s.write_all(&b).await.unwrap();
+                while s.read(&mut b).await.unwrap() > 0 {
+                    s.write_all(&[answer(&reactor, b[0])]).await.unwrap();
                 }
-                naps_tx.send(reactor.naps()).unwrap();
+                reactor.naps()
             })
             .unwrap()
             .join()
             .unwrap()
     });
-    let mut c = TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
+    let c = TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
     c.set_nodelay(true).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (c, server)
+}
+
+/// A client pings an echo served by a napping executor, one byte at a time: each ping
+/// arrives while the executor naps (it has nothing else to do) and must end the nap.
+#[test]
+fn socket_input_ends_a_nap_at_once() {
+    let bell = Doorbell::new().unwrap();
+    let napping = bell.clone();
+    let (mut c, server) = one_byte_server(bell, Duration::ZERO, |_, b| b);
     let mut took = Vec::new();
     for i in 0..ROUNDS * 2 {
         // Ping once the executor naps: it has nothing else to do after its last answer, but
@@ -86,8 +94,7 @@ fn socket_input_ends_a_nap_at_once() {
         ROUNDS * 2
     );
     drop(c);
-    server.join().unwrap();
-    let (naps, woken, _) = naps_rx.recv().unwrap();
+    let (naps, woken, _) = server.join().unwrap();
     let m = median(took);
     assert!(
         m < Duration::from_millis(50),
@@ -197,33 +204,12 @@ fn a_peer_message_rings_a_napping_executor_awake() {
 /// goes quiet the executor stops polling and sleeps.
 #[test]
 fn polling_finds_a_busy_clients_input_and_stops_when_it_goes_quiet() {
-    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
     let bell = Doorbell::new().unwrap();
     let sleeper = bell.clone();
-    let server = std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .spawn(move || async move {
-                let reactor = Reactor::current().unwrap();
-                reactor
-                    .enable_nap(bell, LONG_NAP, Duration::from_millis(1))
-                    .unwrap();
-                let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, 0).unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let mut s = listener.accept().await.unwrap().register().unwrap();
-                let mut b = [0u8; 1];
-                while s.read(&mut b).await.unwrap() > 0 {
-                    // 1: a poll has found input so far.
-                    let (_, _, found) = reactor.naps();
-                    s.write_all(&[u8::from(found > 0)]).await.unwrap();
-                }
-            })
-            .unwrap()
-            .join()
-            .unwrap()
+    // 1: a poll has found input so far.
+    let (mut c, server) = one_byte_server(bell, Duration::from_millis(1), |reactor, _| {
+        u8::from(reactor.naps().2 > 0)
     });
-    let mut c = TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
-    c.set_nodelay(true).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut pings = 0;
     loop {
